@@ -1,0 +1,27 @@
+"""The `kafka-scheduler` command: thin, it parses, builds objects and calls the library.
+
+Exit codes: 0 done; 1 failed (the message says why); 2 bad usage; 3 refused by a precondition (topic config).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from scheduler.cli import dev
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kafka-based messages to the future.")
+app.add_typer(dev.app, name="dev")
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("kafka-scheduler"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,73 @@
+"""`kafka-scheduler dev broker start|stop|status`: a real Apache Kafka broker on loopback, no Docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scheduler.dev import broker
+from scheduler.errors import LocalBrokerError
+
+app = typer.Typer(no_args_is_help=True, help="Development helpers.")
+broker_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker (KRaft, single node).")
+app.add_typer(broker_app, name="broker")
+
+STATE_HELP = "File recording the running broker (pid, bootstrap, run dir)."
+
+
+def _state_file(path: Path | None) -> Path:
+    return path or Path(os.environ.get("KAFKA_SCHEDULER_RUN_DIR", ".run")) / "broker.json"
+
+
+@broker_app.command("start")
+def start(
+    port: Annotated[int | None, typer.Option(help="Listener port (default: a free one).")] = None,
+    sasl: Annotated[bool, typer.Option(help="Also open a SASL_PLAINTEXT SCRAM-SHA-256 listener.")] = False,
+    state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None,
+) -> None:
+    """Start the broker (idempotent: an already running one is reused) and print its bootstrap address."""
+    state_file = _state_file(state)
+    if state_file.exists():
+        handle = broker.BrokerHandle.from_json(state_file.read_text())
+        if broker.status(handle):
+            typer.echo(handle.bootstrap)
+            return
+    try:
+        handle = broker.start(port, sasl=sasl)
+    except LocalBrokerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(handle.to_json())
+    typer.echo(handle.bootstrap)
+
+
+@broker_app.command("stop")
+def stop(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) -> None:
+    """Stop the broker (SIGTERM, then SIGKILL after 30 s) and delete its data."""
+    state_file = _state_file(state)
+    if not state_file.exists():
+        typer.echo("no local broker recorded; nothing to stop")
+        return
+    handle = broker.BrokerHandle.from_json(state_file.read_text())
+    broker.stop(handle)
+    shutil.rmtree(handle.run_dir, ignore_errors=True)
+    state_file.unlink()
+    typer.echo(f"stopped broker pid {handle.pid}")
+
+
+@broker_app.command("status")
+def status(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) -> None:
+    """Print the bootstrap address if the broker runs; exit 1 if not."""
+    state_file = _state_file(state)
+    if state_file.exists():
+        handle = broker.BrokerHandle.from_json(state_file.read_text())
+        if broker.status(handle):
+            typer.echo(f"running pid {handle.pid} at {handle.bootstrap}")
+            return
+    typer.echo("not running")
+    raise typer.Exit(1)
