@@ -1,23 +1,27 @@
 """Every error kafka-scheduler raises, in one tree.
 
-    SchedulerError
-    ├── ConfigError                 a setting is missing, malformed, or contradicts a forced one
-    ├── ValidationError             the client refused a command before sending it
-    │   ├── InvalidScheduleId
-    │   ├── InvalidTopic
-    │   ├── InvalidDeliverAt        naive datetime, both/neither of at and delay, beyond the horizon
-    │   ├── PayloadTooLarge
-    │   └── InvalidHeaders
-    ├── DeliveryError               the broker did not take a command (latched, raised at the next call)
-    ├── TopicConfigError            a topic would lose or resurrect schedules; the message says the fix
-    ├── KafkaFatalError             the producer or consumer is unusable; stop firing and exit
-    └── LocalBrokerError            the development broker could not start or stop
+SchedulerError
+├── ConfigError                 a setting is missing, malformed, or contradicts a forced one
+├── ValidationError             the client refused a command before sending it
+│   ├── InvalidScheduleId
+│   ├── InvalidTopic
+│   ├── InvalidDeliverAt        naive datetime, both/neither of at and delay, beyond the horizon
+│   ├── PayloadTooLarge
+│   └── InvalidHeaders
+├── DeliveryError               the broker did not take a command (latched, raised at the next call)
+├── CodecError                  a value cannot be expressed in or read from the wire format
+│   └── CorruptStateRecord      a state-topic record does not decode: the state topic needs attention
+├── TopicConfigError            a topic would lose or resurrect schedules; the message says the fix
+├── KafkaFatalError             the producer or consumer is unusable; stop firing and exit
+└── LocalBrokerError            the development broker could not start or stop
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CodecError",
     "ConfigError",
+    "CorruptStateRecord",
     "DeliveryError",
     "InvalidDeliverAt",
     "InvalidHeaders",
@@ -66,6 +70,14 @@ class InvalidHeaders(ValidationError):
 
 class DeliveryError(SchedulerError):
     """The broker refused or lost a produced command."""
+
+
+class CodecError(SchedulerError, ValueError):
+    """A value cannot be expressed in, or read from, the wire format."""
+
+
+class CorruptStateRecord(CodecError):
+    """A record on the state topic does not decode; replaying past it would lose a schedule."""
 
 
 class TopicConfigError(SchedulerError):
