@@ -1,0 +1,44 @@
+"""kafka-scheduler: messages to the future on Kafka. The public API is exactly `__all__`."""
+
+from scheduler.aio import AsyncSchedulerClient
+from scheduler.client import SchedulerClient
+from scheduler.config import ClientSettings
+from scheduler.errors import (
+    CodecError,
+    ConfigError,
+    CorruptStateRecord,
+    DeliveryError,
+    InvalidDeliverAt,
+    InvalidHeaders,
+    InvalidScheduleId,
+    InvalidTopic,
+    KafkaFatalError,
+    LocalBrokerError,
+    PayloadTooLarge,
+    SchedulerError,
+    TopicConfigError,
+    ValidationError,
+)
+from scheduler.model import Cancel, Schedule
+
+__all__ = [
+    "AsyncSchedulerClient",
+    "Cancel",
+    "ClientSettings",
+    "CodecError",
+    "ConfigError",
+    "CorruptStateRecord",
+    "DeliveryError",
+    "InvalidDeliverAt",
+    "InvalidHeaders",
+    "InvalidScheduleId",
+    "InvalidTopic",
+    "KafkaFatalError",
+    "LocalBrokerError",
+    "PayloadTooLarge",
+    "Schedule",
+    "SchedulerClient",
+    "SchedulerError",
+    "TopicConfigError",
+    "ValidationError",
+]

@@ -1,0 +1,108 @@
+"""AsyncSchedulerClient: the same validation and wire format as SchedulerClient, over AIOProducer."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from confluent_kafka import KafkaException
+from confluent_kafka.aio import AIOProducer
+
+from scheduler import codec
+from scheduler.client import ClientCore, HeadersIn, When, check_id
+from scheduler.config import ClientSettings
+from scheduler.errors import DeliveryError
+from scheduler.model import Schedule
+
+__all__ = ["AsyncSchedulerClient"]
+
+
+class AsyncSchedulerClient:
+    """Schedule and cancel from asyncio code without blocking the event loop."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        *,
+        settings: ClientSettings | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self._core = ClientCore(bootstrap_servers, settings, config)
+        self._producer: Any = None  # AIOProducer needs a running loop: created on first use
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: HeadersIn = None,
+        at: When = None,
+        delay: timedelta | None = None,
+        partition: int | None = None,
+    ) -> Schedule:
+        """Queue one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush()."""
+        self._core.check_open()
+        schedule, record_key, record_value = self._core.build(
+            schedule_id,
+            topic=topic,
+            value=value,
+            key=key,
+            headers=headers,
+            at=at,
+            delay=delay,
+            partition=partition,
+        )
+        await self._produce(record_key, record_value)
+        return schedule
+
+    async def cancel(self, schedule_id: str) -> None:
+        """Forget `schedule_id` if it has not fired yet."""
+        self._core.check_open()
+        await self._produce(check_id(schedule_id), codec.encode_cancel(schedule_id))
+
+    async def flush(self, timeout: float = 30.0) -> int:
+        """Wait for delivery reports; DeliveryError for a lost command; returns the count still queued."""
+        remaining = 0 if self._producer is None else int(await self._producer.flush(timeout))
+        await asyncio.sleep(0)  # let the delivery futures' callbacks run before reading the latch
+        self._core.latch.raise_if_failed()
+        return remaining
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Flush, then refuse further calls; raises DeliveryError if anything was not delivered."""
+        if self._core.closed:
+            return
+        self._core.closed = True
+        remaining = await self.flush(timeout)
+        if self._producer is not None:
+            await self._producer.close()
+        if remaining:
+            raise DeliveryError(
+                f"{remaining} command(s) still undelivered after {timeout}s: they may be lost"
+            )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _on_done(self, key: bytes, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self._core.latch.record(key, "cancelled before delivery")
+        elif future.exception() is not None:
+            self._core.latch.record(key, future.exception())
+
+    async def _produce(self, key: bytes, value: bytes) -> None:
+        if self._producer is None:
+            self._producer = AIOProducer(self._core.producer_config)
+        try:
+            future = await self._producer.produce(self._core.topic, value, key)
+        except KafkaException as exc:
+            raise DeliveryError(f"producing to {self._core.topic} failed: {exc}") from exc
+        future.add_done_callback(lambda f: self._on_done(key, f))
