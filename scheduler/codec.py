@@ -269,8 +269,8 @@ def _decode_command(
         return Rejected(RejectReason.INVALID_KEY, "the key is not UTF-8: the schedule id must be UTF-8 text")
     if value is None:
         return Cancel(sid)
-    if value[:2] == MAGIC:
-        return _decode_envelope(sid, value, ts)
+    if value[:2] == MAGIC and not any(name == HEADER_TARGET_TOPIC for name, _ in headers):
+        return _decode_envelope(sid, value, ts)  # a header-protocol payload may start with C3 01 too
     return _decode_header_protocol(sid, value, headers, ts)
 
 
