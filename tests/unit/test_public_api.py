@@ -1,4 +1,4 @@
-"""Keep `scheduler.__all__` honest: everything public is exported, everything exported exists and says where."""
+"""Keep `scheduler.__all__` honest: everything public is exported, everything exported exists."""
 
 import scheduler
 import scheduler.errors
