@@ -1,0 +1,155 @@
+"""Against a real broker: partition choice is Kafka's, kcat and the client agree, delivery errors surface."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from scheduler import AsyncSchedulerClient, ClientSettings, DeliveryError, Schedule, SchedulerClient
+from scheduler.codec import decode_command
+from tests.conftest import wait_until
+from tests.unit.test_config import kafka_partition
+
+
+def settings_for(topic: str) -> ClientSettings:
+    return ClientSettings(scheduled_topic=topic, producer_name="it", _env_file=None)  # type: ignore[call-arg]
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 30.0) -> list[Any]:
+    """Every record of `topic` from the beginning, until `count` arrived (bounded)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < count:
+            assert time.monotonic() < deadline, (
+                f"only {len(records)} of {count} records arrived in {timeout_s}s"
+            )
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                assert msg.error() is None, msg.error()
+                records.append(msg)
+    finally:
+        consumer.close()
+    return records
+
+
+def decoded(msg: Any) -> Any:
+    return decode_command(msg.key(), msg.value(), msg.headers(), msg.timestamp()[1])
+
+
+def test_records_land_on_the_partition_murmur2_predicts(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    topic = create_topic(unique("scheduled"), partitions=6)
+    sent: dict[bytes, Schedule] = {}
+    with SchedulerClient(kafka_bootstrap, settings=settings_for(topic)) as client:
+        for i in range(120):
+            s = client.schedule(f"order-{i}-é", topic="orders", value=f"p{i}", key=f"k{i}", at=1_000 * i)
+            sent[s.id.encode()] = s
+        assert client.flush(30) == 0
+    records = read_all(kafka_bootstrap, topic, 6, len(sent))
+    assert len({m.partition() for m in records}) == 6
+    for msg in records:
+        assert msg.partition() == kafka_partition(msg.key(), 6), msg.key()
+        assert msg.headers() is None  # the envelope carries everything; no Kafka headers
+        assert decoded(msg) == sent[msg.key()]
+
+
+def test_kcat_header_protocol_decodes_to_the_same_schedule_as_the_client(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    topic = create_topic(unique("scheduled"), partitions=1)
+    at = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    with SchedulerClient(kafka_bootstrap, settings=settings_for(topic)) as client:
+        ours = client.schedule(
+            "invoice-42",
+            topic="invoices.due",
+            value=b"hello",
+            key=b"customer-7",
+            headers=[("trace", "abc"), ("attempt", "1")],
+            at=at,
+            partition=2,
+        )
+    kcat = [
+        "kcat", "-P", "-b", kafka_bootstrap, "-t", topic, "-k", "invoice-42",
+        "-H", "scheduler-target-topic=invoices.due",
+        "-H", "scheduler-deliver-at=2031-05-06T09:08:09.123+02:00",
+        "-H", "scheduler-target-key=customer-7",
+        "-H", "scheduler-target-partition=2",
+        "-H", "trace=abc",
+        "-H", "attempt=1",
+    ]  # fmt: skip
+    subprocess.run(kcat, input=b"hello\n", check=True, timeout=30)
+    from_client, from_kcat = (decoded(m) for m in read_all(kafka_bootstrap, topic, 1, 2))
+    assert from_client == ours
+    assert isinstance(from_kcat, Schedule)
+    assert replace(from_kcat, created_ms=0, producer=None) == replace(ours, created_ms=0, producer=None)
+
+
+def test_delivery_error_is_latched_and_raised_at_the_next_call(unique: Callable[[str], str]) -> None:
+    conf = {"message.timeout.ms": 500, "log_level": 0}
+    client = SchedulerClient("127.0.0.1:1", settings=settings_for(unique("scheduled")), config=conf)
+    try:
+        client.schedule("lost-1", topic="t", value=b"x", delay=timedelta(0))
+        with pytest.raises(DeliveryError, match="lost-1"):
+            client.flush(15)
+        assert client.flush(0) == 0  # raised once, not again
+
+        def next_call_raises() -> bool:
+            try:
+                client.cancel("lost-2")
+            except DeliveryError:
+                return True
+            return False
+
+        wait_until(next_call_raises, 15, "cancel() raises the latched DeliveryError")
+    finally:
+        with contextlib.suppress(DeliveryError):
+            client.close(timeout=5)
+
+
+def test_async_client_sends_the_same_envelope(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    topic = create_topic(unique("scheduled"), partitions=3)
+
+    async def run() -> list[Schedule]:
+        async with AsyncSchedulerClient(kafka_bootstrap, settings=settings_for(topic)) as client:
+            sent = [
+                await client.schedule(f"a-{i}", topic="t", value=b"v", delay=timedelta(seconds=i))
+                for i in range(20)
+            ]
+            await client.cancel("a-0")
+            assert await client.flush(30) == 0
+            return sent
+
+    sent = asyncio.run(asyncio.wait_for(run(), 60))
+    records = read_all(kafka_bootstrap, topic, 3, 21)
+    by_id = {s.id: s for s in sent}
+    for msg in records:
+        assert msg.partition() == kafka_partition(msg.key(), 3)
+        command = decoded(msg)
+        assert command == by_id[msg.key().decode()] or command.id == "a-0"
+
+
+def test_async_delivery_error_is_latched(unique: Callable[[str], str]) -> None:
+    async def run() -> None:
+        conf = {"message.timeout.ms": 500, "log_level": 0}
+        client = AsyncSchedulerClient("127.0.0.1:1", settings=settings_for(unique("scheduled")), config=conf)
+        await client.schedule("lost-async", topic="t", value=b"x", delay=timedelta(0))
+        with pytest.raises(DeliveryError, match="lost-async"):
+            await client.flush(15)
+        await client.close(timeout=5)
+
+    asyncio.run(asyncio.wait_for(run(), 60))
