@@ -1,0 +1,135 @@
+"""The user-facing App: declare handlers per topic, run blocking (signals) or in the background (tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+from consumers.handlers import Deserializer, Handler, HandlerFn
+from consumers.idempotency import IdempotencyStore, SQLiteStore
+from consumers.retry import RetryPolicy
+from consumers.runtime import Runtime
+from consumers.scheduling import Scheduling
+from consumers.settings import ConsumerSettings
+from scheduler.client import SchedulerClient
+from scheduler.config import ClientSettings
+
+__all__ = ["DEFAULT_STORE", "App", "Ordering"]
+
+Ordering = Literal["block-key", "relaxed"]
+
+
+class _DefaultStore:
+    """Sentinel: an SQLiteStore in `./<group>.idempotency.sqlite3`, created when the app runs."""
+
+
+DEFAULT_STORE = _DefaultStore()
+
+
+class App:
+    """A consumer group with handlers; per-key ordered, parallel across keys, idempotent, retrying via the scheduler."""
+
+    def __init__(
+        self,
+        group_id: str,
+        *,
+        bootstrap_servers: str = "localhost:9092",
+        concurrency: int = 64,
+        idempotency: IdempotencyStore | _DefaultStore | None = DEFAULT_STORE,
+        retry: RetryPolicy | None = None,
+        ordering: Ordering = "block-key",
+        settings: ConsumerSettings | None = None,
+        scheduler: Scheduling | None = None,
+    ) -> None:
+        if ordering not in ("block-key", "relaxed"):
+            raise ValueError(f"ordering must be 'block-key' or 'relaxed', got {ordering!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
+        self.concurrency = concurrency
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.ordering: Ordering = ordering
+        self.settings = settings if settings is not None else ConsumerSettings()
+        self.handlers: dict[str, Handler] = {}
+        self._idempotency = idempotency
+        self._store: IdempotencyStore | None = None
+        self._scheduler = scheduler
+        self._lock = threading.Lock()
+
+    def handler(
+        self, topic: str, *, deserializer: Deserializer | None = None
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Register `fn(message)` (plain or async) for `topic`; its retries arrive on the group's retry topic."""
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            if topic in self.handlers:
+                raise ValueError(f"topic {topic!r} already has a handler ({self.handlers[topic].fn!r})")
+            self.handlers[topic] = Handler(topic, fn, deserializer)
+            return fn
+
+        return register
+
+    @property
+    def scheduler(self) -> Scheduling:
+        """The SchedulerClient (created on first use) for handlers that schedule follow-ups and for retries."""
+        with self._lock:
+            if self._scheduler is None:
+                client_settings = ClientSettings(
+                    bootstrap_servers=self.bootstrap_servers, scheduled_topic=self.settings.scheduled_topic
+                )
+                self._scheduler = SchedulerClient(self.bootstrap_servers, settings=client_settings)
+            return self._scheduler
+
+    @property
+    def store(self) -> IdempotencyStore | None:
+        with self._lock:
+            if isinstance(self._idempotency, _DefaultStore):
+                self._idempotency = SQLiteStore(Path(f"{self.group_id}.idempotency.sqlite3"))
+            self._store = self._idempotency
+            return self._store
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until `stop` is set; without one, until SIGTERM or SIGINT (then drain and commit)."""
+        if not self.handlers:
+            raise ValueError("no handlers registered: decorate a function with @app.handler('topic')")
+        if stop is None:
+            stop = threading.Event()
+            _install_signals(stop)
+        Runtime(self, stop).run()
+
+    @contextlib.contextmanager
+    def running(self, ready_timeout: float = 60.0) -> Iterator[threading.Event]:
+        """Run in a background thread for the duration of the block; yields the stop event."""
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self.run(stop)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        thread = threading.Thread(target=target, name=f"consumer-app-{self.group_id}", daemon=True)
+        thread.start()
+        try:
+            yield stop
+        finally:
+            stop.set()
+            thread.join(self.settings.shutdown_timeout_s + 30)
+        if failure:
+            raise failure[0]
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

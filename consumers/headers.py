@@ -1,0 +1,141 @@
+"""Header names the consumer framework reads and writes, and the pure builders for retry and dead-letter records.
+
+Values are UTF-8 text, replaced never appended (conventions.md, "Reason headers").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from consumers.retry import DltReason
+from scheduler.model import HEADER_FIRE_ID
+
+__all__ = [
+    "HEADER_ATTEMPT",
+    "HEADER_IDEMPOTENCY_KEY",
+    "HEADER_MESSAGE_ID",
+    "HEADER_ORIGINAL_OFFSET",
+    "HEADER_ORIGINAL_PARTITION",
+    "HEADER_ORIGINAL_TIMESTAMP",
+    "HEADER_ORIGINAL_TOPIC",
+    "Failure",
+    "Origin",
+    "RawHeaders",
+    "dlt_headers",
+    "header",
+    "idempotency_key",
+    "retry_headers",
+]
+
+RawHeaders = tuple[tuple[str, bytes | None], ...]
+
+HEADER_ATTEMPT = "consumer-attempt"
+HEADER_ORIGINAL_TOPIC = "consumer-original-topic"
+HEADER_ORIGINAL_PARTITION = "consumer-original-partition"
+HEADER_ORIGINAL_OFFSET = "consumer-original-offset"
+HEADER_ORIGINAL_TIMESTAMP = "consumer-original-timestamp"
+HEADER_IDEMPOTENCY_KEY = "consumer-idempotency-key"
+HEADER_MESSAGE_ID = "message-id"
+DLT_PREFIX = "consumer-dlt-"
+ORIGINAL_PREFIX = "consumer-original-"
+MAX_EXCEPTION_MESSAGE_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The source record a delivery stands for: itself on the first attempt, the original on a retry."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+def header(headers: RawHeaders, name: str) -> str | None:
+    """The last value of header `name` as text, or None."""
+    found: str | None = None
+    for key, value in headers:
+        if key == name and value is not None:
+            found = value.decode("utf-8", "replace")
+    return found
+
+
+def idempotency_key(headers: RawHeaders, origin: Origin) -> str:
+    """Same effect, same key: the carried key on a retry, else the fire id, a message id, or topic/partition/offset."""
+    carried = header(headers, HEADER_IDEMPOTENCY_KEY)
+    if carried:
+        return carried
+    fire = header(headers, HEADER_FIRE_ID)
+    if fire:
+        return f"fire:{fire}"
+    message_id = header(headers, HEADER_MESSAGE_ID)
+    if message_id:
+        return f"msg:{message_id}"
+    return f"tpo:{origin.topic}/{origin.partition}/{origin.offset}"
+
+
+def _without(headers: RawHeaders, prefixes: Iterable[str]) -> list[tuple[str, bytes | None]]:
+    drop = tuple(prefixes)
+    return [(k, v) for k, v in headers if not k.startswith(drop)]
+
+
+def _text(pairs: Iterable[tuple[str, object]]) -> list[tuple[str, bytes | None]]:
+    return [(k, str(v).encode()) for k, v in pairs if v is not None]
+
+
+def retry_headers(headers: RawHeaders, origin: Origin, next_attempt: int, key: str) -> RawHeaders:
+    """User headers (scheduler-*/consumer-* dropped: the scheduler adds fresh ones) + attempt and origin."""
+    kept = _without(headers, ("scheduler-", "consumer-"))
+    ours = _text(
+        [
+            (HEADER_ATTEMPT, next_attempt),
+            (HEADER_ORIGINAL_TOPIC, origin.topic),
+            (HEADER_ORIGINAL_PARTITION, origin.partition),
+            (HEADER_ORIGINAL_OFFSET, origin.offset),
+            (HEADER_ORIGINAL_TIMESTAMP, origin.timestamp_ms),
+            (HEADER_IDEMPOTENCY_KEY, key),
+        ]
+    )
+    return tuple(kept + ours)
+
+
+def exception_type(exc: BaseException) -> str:
+    """The user's class as raised (never a framework wrapper), module-qualified."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def truncate_utf8(text: str, limit: int = MAX_EXCEPTION_MESSAGE_BYTES) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What went wrong, for the dead-letter headers."""
+
+    reason: DltReason
+    exc: BaseException
+    group: str
+    attempts: int
+    failed_at_ms: int
+
+
+def dlt_headers(headers: RawHeaders, origin: Origin, failure: Failure) -> RawHeaders:
+    """The record's headers (retry bookkeeping dropped) + `consumer-dlt-*` reason headers."""
+    kept = _without(headers, (DLT_PREFIX, HEADER_ATTEMPT, ORIGINAL_PREFIX))
+    ours = _text(
+        [
+            (DLT_PREFIX + "reason", failure.reason.value),
+            (DLT_PREFIX + "exception-type", exception_type(failure.exc)),
+            (DLT_PREFIX + "exception-message", truncate_utf8(str(failure.exc))),
+            (DLT_PREFIX + "original-topic", origin.topic),
+            (DLT_PREFIX + "original-partition", origin.partition),
+            (DLT_PREFIX + "original-offset", origin.offset),
+            (DLT_PREFIX + "original-timestamp", origin.timestamp_ms),
+            (DLT_PREFIX + "group", failure.group),
+            (DLT_PREFIX + "attempts", failure.attempts),
+            (DLT_PREFIX + "failed-at", failure.failed_at_ms),
+        ]
+    )
+    return tuple(kept + ours)

@@ -1,0 +1,135 @@
+"""The typed record a handler receives, with the scheduler's metadata parsed from its headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from consumers.headers import (
+    HEADER_ATTEMPT,
+    HEADER_ORIGINAL_OFFSET,
+    HEADER_ORIGINAL_PARTITION,
+    HEADER_ORIGINAL_TIMESTAMP,
+    HEADER_ORIGINAL_TOPIC,
+    Origin,
+    RawHeaders,
+    header,
+)
+from consumers.scheduling import Scheduling
+from scheduler.model import HEADER_DUE_AT, HEADER_FIRE_ID, HEADER_FIRED_AT, HEADER_SCHEDULE_ID
+
+__all__ = ["Context", "Message", "build_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler may use beyond its record: the scheduler client, to chain a follow-up."""
+
+    group: str
+    _scheduler: Callable[[], Scheduling] = field(repr=False)
+
+    @property
+    def scheduler(self) -> Scheduling:
+        return self._scheduler()
+
+    def schedule(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        at: datetime | int | None = None,
+        delay: timedelta | None = None,
+    ) -> None:
+        """A follow-up through the scheduler (a chain, no cron); flushed before this record's offset commits."""
+        scheduler = self._scheduler()
+        scheduler.schedule(schedule_id, topic=topic, value=value, key=key, at=at, delay=delay)
+        scheduler.flush(30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One delivery. `topic`/`partition` name the source record even when it arrived through the retry topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: RawHeaders
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None
+    schedule_id: str | None
+    fire_id: str | None
+    due_at: datetime | None
+    fired_at: datetime | None
+    attempt: int
+    record_topic: str
+    record_offset: int
+    context: Context = field(repr=False)
+    decoded: object = None
+
+    def header(self, name: str) -> str | None:
+        return header(self.headers, name)
+
+    @property
+    def origin(self) -> Origin:
+        ts = None if self.timestamp is None else int(self.timestamp.timestamp() * 1000)
+        return Origin(self.topic, self.partition, self.offset, ts)
+
+
+def _ms_to_dt(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return default if text is None else int(text)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What the poll loop hands over; decoupled from confluent_kafka for unit tests."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: RawHeaders
+    timestamp_ms: int | None
+
+
+def build_message(raw: RawRecord, source_topic: str, context: Context) -> Message:
+    """Parse the scheduler-* and consumer-* headers once; a retry record reports its original coordinates."""
+    h = raw.headers
+    retried = raw.topic != source_topic
+    partition = _int(header(h, HEADER_ORIGINAL_PARTITION), raw.partition) if retried else raw.partition
+    offset = _int(header(h, HEADER_ORIGINAL_OFFSET), raw.offset) if retried else raw.offset
+    ts_text = header(h, HEADER_ORIGINAL_TIMESTAMP) if retried else None
+    ts_ms = _int(ts_text, raw.timestamp_ms or 0) if retried else raw.timestamp_ms
+    return Message(
+        key=raw.key,
+        value=raw.value,
+        headers=h,
+        topic=(header(h, HEADER_ORIGINAL_TOPIC) or source_topic) if retried else raw.topic,
+        partition=partition,
+        offset=offset,
+        timestamp=_ms_to_dt(str(ts_ms)) if ts_ms else None,
+        schedule_id=header(h, HEADER_SCHEDULE_ID),
+        fire_id=header(h, HEADER_FIRE_ID),
+        due_at=_ms_to_dt(header(h, HEADER_DUE_AT)),
+        fired_at=_ms_to_dt(header(h, HEADER_FIRED_AT)),
+        attempt=max(1, _int(header(h, HEADER_ATTEMPT), 1)),
+        record_topic=raw.topic,
+        record_offset=raw.offset,
+        context=context,
+    )

@@ -1,0 +1,201 @@
+"""What happens to one record, from dispatch to a finished offset: dedupe, handle, retry, dead-letter, unblock."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from consumers.blocking import BlockedKeys, KeyRef
+from consumers.executor import AsyncRunner
+from consumers.handlers import DeserializationError, Handler
+from consumers.headers import Failure, RawHeaders, dlt_headers, idempotency_key, retry_headers
+from consumers.idempotency import IdempotencyStore
+from consumers.message import Context, Message, RawRecord, build_message
+from consumers.metrics import ConsumerMetrics
+from consumers.retry import DltReason, RetryPolicy
+from consumers.scheduling import Scheduling
+from consumers.settings import ConsumerSettings
+
+__all__ = ["Processor", "Sinks", "Work"]
+
+log = logging.getLogger(__name__)
+DeadLetterWriter = Callable[[str, int, bytes | None, bytes | None, RawHeaders], None]
+
+
+@dataclass(eq=False, slots=True)
+class Work:
+    """One fetched record on its way through the executor; `ref` is the ordering key."""
+
+    raw: RawRecord
+    source_topic: str
+    ref: tuple[str, int, bytes | int]
+    started: float | None = field(default=None)
+
+    @property
+    def is_retry(self) -> bool:
+        return self.raw.topic != self.source_topic
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where the processor's outputs go; all synchronous (flushed) because offsets are finished after them."""
+
+    scheduler: Callable[[], Scheduling]
+    dead_letter: DeadLetterWriter
+    finish: Callable[[Work], None]
+    requeue_front: Callable[[Work, list[Work]], None]
+
+
+class Processor:
+    """Runs on executor workers; per-key calls are serial, calls for different keys concurrent."""
+
+    def __init__(
+        self,
+        group: str,
+        handlers: Mapping[str, Handler],
+        policy: RetryPolicy,
+        store: IdempotencyStore | None,
+        blocked: BlockedKeys[Work] | None,
+        sinks: Sinks,
+        settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
+    ) -> None:
+        self.group, self.handlers, self.policy, self.store = group, handlers, policy, store
+        self.blocked, self.sinks, self.settings, self.metrics = blocked, sinks, settings, metrics
+        self.context = Context(group, sinks.scheduler)
+        self.runner = AsyncRunner()
+        self.stopping = threading.Event()
+        self._rng = random.Random()
+
+    def process(self, work: Work) -> None:
+        msg = build_message(work.raw, work.source_topic, self.context)
+        ref = key_ref(work)
+        if (
+            self.blocked is not None
+            and ref is not None
+            and not work.is_retry
+            and self.blocked.is_blocked(ref)
+        ):
+            self.blocked.park(ref, work)
+            return
+        key = f"{self.group}|{idempotency_key(msg.headers, msg.origin)}"
+        if self.store is not None and not self.store.claim(key):
+            self._count(msg, "duplicate_skipped")
+            self._resolve(work)
+            self.sinks.finish(work)
+            return
+        work.started = time.monotonic()
+        error = self._handle(work, msg)
+        work.started = None
+        if error is None:
+            if self.store is not None:
+                self.store.mark_done(key)
+            self._count(msg, "success")
+            self._resolve(work)
+            self.sinks.finish(work)
+            return
+        if self.store is not None:
+            self.store.release(key)
+        if self._durably(msg, lambda: self._fail(work, msg, key, error)):
+            self.sinks.finish(work)
+
+    def _handle(self, work: Work, msg: Message) -> BaseException | None:
+        handler = self.handlers[work.source_topic]
+        begin = time.perf_counter()
+        try:
+            if handler.deserializer is not None:
+                try:
+                    decoded = handler.deserializer(msg.value)
+                except Exception as exc:
+                    raise DeserializationError(f"{type(exc).__name__}: {exc}") from exc
+                msg = dataclasses.replace(msg, decoded=decoded)
+            if handler.is_async:
+                coro: Coroutine[Any, Any, object] = handler.fn(msg)
+                self.runner.run(coro)
+            else:
+                handler.call_sync(msg)
+        except Exception as exc:
+            log.warning("handler for %s failed (attempt %d): %r", msg.topic, msg.attempt, exc)
+            return exc
+        finally:
+            self.metrics.handler_seconds.labels(self.group, msg.topic).observe(time.perf_counter() - begin)
+        return None
+
+    def _fail(self, work: Work, msg: Message, key: str, exc: BaseException) -> None:
+        """Retry through the scheduler, or dead-letter; raises if the write did not reach the broker."""
+        if isinstance(exc, DeserializationError):
+            reason: DltReason | None = DltReason.DESERIALIZATION_ERROR
+            exc = exc.__cause__ or exc  # the user's class, not our wrapper
+        else:
+            reason = self.policy.decide(exc, msg.attempt)
+        if reason is None:
+            self._schedule_retry(work, msg, key)
+            ref = key_ref(work)
+            if self.blocked is not None and ref is not None:
+                marker = json.dumps({"offset": msg.offset, "attempt": msg.attempt + 1}).encode()
+                self.blocked.block(ref, marker)
+            self._count(msg, "retry_scheduled")
+            return
+        failure = Failure(reason, exc, self.group, msg.attempt, int(time.time() * 1000))
+        headers = dlt_headers(msg.headers, msg.origin, failure)
+        dlt = self.settings.dlt_for(msg.topic, self.group)
+        self.sinks.dead_letter(dlt, msg.partition, msg.key, msg.value, headers)
+        self._count(msg, "dead_lettered")
+        self._resolve(work)
+
+    def _schedule_retry(self, work: Work, msg: Message, key: str) -> None:
+        nxt = msg.attempt + 1
+        origin = msg.origin
+        scheduler = self.sinks.scheduler()
+        scheduler.schedule(
+            f"consumer-retry:{self.group}:{origin.topic}:{origin.partition}:{origin.offset}:{nxt}",
+            topic=self.settings.retry_for(work.source_topic, self.group),
+            value=msg.value,
+            key=msg.key,
+            headers=list(retry_headers(msg.headers, origin, nxt, key)),
+            delay=timedelta(seconds=self.policy.delay(msg.attempt, self._rng)),
+            partition=msg.partition,
+        )
+        remaining = scheduler.flush(30.0)
+        if remaining:
+            raise TimeoutError(f"retry schedule for {origin} not confirmed by the broker within 30s")
+
+    def _resolve(self, work: Work) -> None:
+        """A retry chain ended (success, duplicate or dead letter): unblock the key, release its parked records."""
+        ref = key_ref(work)
+        if self.blocked is None or not work.is_retry or ref is None:
+            return
+        parked = self.blocked.unblock(ref)
+        if parked:
+            self.sinks.requeue_front(work, parked)
+
+    def _durably(self, msg: Message, write: Callable[[], None]) -> bool:
+        """Retry a retry/dead-letter write until it lands; False (offset stays uncommitted) when stopping."""
+        delay = 0.5
+        while True:
+            try:
+                write()
+                return True
+            except Exception:
+                log.exception("could not write the retry or dead letter; the offset stays uncommitted")
+                self._count(msg, "failed")
+                if self.stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, 30.0)
+
+    def _count(self, msg: Message, outcome: str) -> None:
+        self.metrics.outcome(self.group, msg.topic, outcome)
+
+
+def key_ref(work: Work) -> KeyRef | None:
+    """The block-key identity of a keyed record; None for null keys (unordered, never blocked)."""
+    topic, partition, key = work.ref
+    return (topic, partition, key) if isinstance(key, bytes) else None

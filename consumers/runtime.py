@@ -1,0 +1,265 @@
+"""The poll loop of a running App: fetch, dispatch, backpressure, commit, rebalance, drain.
+
+Commit protocol (every `commit_interval_s`, on revoke, on shutdown):
+1. For each owned partition take the tracker's committable offset (lowest unfinished, else highest + 1).
+2. A record counts as finished only after its effect is durable: handler returned and marked done, or its retry
+   schedule / dead letter / blocked marker was flushed to the broker.
+3. Commit those offsets synchronously; a failed commit is retried at the next interval (records re-run are
+   skipped by the idempotency store).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from consumers import kafka_io
+from consumers.blocking import BlockedKeys
+from consumers.executor import KeyOrderedExecutor
+from consumers.headers import RawHeaders
+from consumers.message import RawRecord
+from consumers.metrics import ConsumerMetrics
+from consumers.offsets import OffsetTracker
+from consumers.processor import Processor, Sinks, Work
+from scheduler.http import HealthState, HttpServer
+
+if TYPE_CHECKING:
+    from consumers.app import App
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+TP = tuple[str, int]
+
+
+class Runtime:
+    """One run of an App; built fresh by App.run so a stopped app can run again."""
+
+    def __init__(self, app: App, stop: threading.Event) -> None:
+        self.app, self.stop, self.settings, self.group = app, stop, app.settings, app.group_id
+        self.registry = self.settings.registry or CollectorRegistry()
+        self.metrics = ConsumerMetrics(self.registry)
+        self.health = HealthState(self.settings.liveness_timeout_s)
+        self.source_of = {t: t for t in app.handlers} | {
+            self.settings.retry_for(t, self.group): t for t in app.handlers
+        }
+        self.producer = kafka_io.build_producer(app.bootstrap_servers, self.settings.kafka)
+        self.blocked: BlockedKeys[Work] | None = (
+            BlockedKeys(self._write_marker) if app.ordering == "block-key" else None
+        )
+        sinks = Sinks(lambda: app.scheduler, self._dead_letter, self._finish, self._requeue_front)
+        self.processor = Processor(
+            self.group, app.handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
+        )
+        self.executor: KeyOrderedExecutor[Work] = KeyOrderedExecutor(
+            self.processor.process, app.concurrency, name=self.group
+        )
+        self.lock = threading.Lock()
+        self.trackers: dict[TP, OffsetTracker] = {}
+        self.timestamps: dict[TP, dict[int, float]] = {}
+        self.committed: dict[TP, int] = {}
+        self.paused: dict[TP, Work | None] = {}
+        self._nulls = itertools.count()
+
+    # -- sinks called from workers -------------------------------------------------------------------------
+    def _write_marker(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        blocked = self.settings.blocked_for(topic, self.group)
+        kafka_io.produce_sync(self.producer, blocked, partition, key, value, ())
+
+    def _dead_letter(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, h: RawHeaders
+    ) -> None:
+        kafka_io.produce_sync(self.producer, topic, partition, key, value, h)
+
+    def _finish(self, work: Work) -> None:
+        tp = (work.raw.topic, work.raw.partition)
+        with self.lock:
+            tracker = self.trackers.get(tp)
+            if tracker is not None:
+                tracker.finish(work.raw.offset)
+                self.timestamps[tp].pop(work.raw.offset, None)
+
+    def _requeue_front(self, work: Work, parked: list[Work]) -> None:
+        self.executor.push_front(work.ref, parked)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for topic in self.app.handlers:
+            derived = {
+                self.settings.retry_for(topic, self.group): False,
+                self.settings.dlt_for(topic, self.group): False,
+            }
+            if self.blocked is not None:
+                derived[self.settings.blocked_for(topic, self.group)] = True
+            kafka_io.ensure_topics(self.app.bootstrap_servers, topic, derived, self.settings.create_topics)
+        stats = self.metrics.stats_callback(self.group)
+        consumer = kafka_io.build_consumer(self.app.bootstrap_servers, self.group, self.settings.kafka, stats)
+        http = self._start_http()
+        try:
+            consumer.subscribe(
+                sorted(self.source_of),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self.health.mark_started()
+            last_commit = time.monotonic()
+            while not self.stop.is_set():
+                self.health.tick()
+                self._poll(consumer)
+                self._backpressure(consumer)
+                if time.monotonic() - last_commit >= self.settings.commit_interval_s:
+                    self._commit(consumer, None)
+                    last_commit = time.monotonic()
+                self._gauges()
+        finally:
+            self._shutdown(consumer, http)
+
+    def _poll(self, consumer: Consumer) -> None:
+        for msg in consumer.consume(self.settings.poll_batch, 0.1):
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err)
+                continue
+            self._dispatch(kafka_io.to_raw(msg), consumer)
+
+    def _dispatch(self, raw: RawRecord, consumer: Consumer) -> None:
+        tp = (raw.topic, raw.partition)
+        source = self.source_of[raw.topic]
+        key = raw.key if raw.key is not None else next(self._nulls)
+        work = Work(raw, source, (source, raw.partition, key))
+        with self.lock:
+            tracker = self.trackers.setdefault(tp, OffsetTracker())
+            tracker.add(raw.offset)
+            self.timestamps.setdefault(tp, {})[raw.offset] = (raw.timestamp_ms or 0) / 1000
+        queued = self.executor.submit(work.ref, work)
+        if queued > self.settings.max_queued_per_key and tp not in self.paused:
+            consumer.pause([TopicPartition(*tp)])
+            self.paused[tp] = work
+
+    def _backpressure(self, consumer: Consumer) -> None:
+        limit = self.settings.max_pending_per_partition
+        with self.lock:
+            pending = {tp: t.pending() for tp, t in self.trackers.items()}
+        for tp, count in pending.items():
+            if count > limit and tp not in self.paused:
+                consumer.pause([TopicPartition(*tp)])
+                self.paused[tp] = None
+        for tp, hot in list(self.paused.items()):
+            key_ok = hot is None or self.executor.queue_len(hot.ref) <= self.settings.max_queued_per_key // 2
+            if pending.get(tp, 0) <= limit // 2 and key_ok:
+                consumer.resume([TopicPartition(*tp)])
+                del self.paused[tp]
+
+    def _commit(self, consumer: Consumer, only: set[TP] | None) -> None:
+        offsets: list[TopicPartition] = []
+        with self.lock:
+            for tp, tracker in self.trackers.items():
+                offset = tracker.committable()
+                if (only is None or tp in only) and offset is not None and self.committed.get(tp) != offset:
+                    offsets.append(TopicPartition(tp[0], tp[1], offset))
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed, retrying at the next interval: %s", exc)
+            return
+        with self.lock:
+            self.committed.update({(o.topic, o.partition): o.offset for o in offsets})
+
+    # -- rebalance ------------------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalance(self.group, "assigned")
+        for tp in partitions:
+            if self.blocked is not None and tp.topic in self.app.handlers:
+                topic = self.settings.blocked_for(tp.topic, self.group)
+                markers = kafka_io.read_markers(self.app.bootstrap_servers, topic, tp.partition)
+                self.blocked.load(tp.topic, tp.partition, markers)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalance(self.group, "revoked")
+        self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=True)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalance(self.group, "lost")
+        self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=False)
+
+    def _release(self, consumer: Consumer, parts: set[TP], commit: bool) -> None:
+        """Drop queued work of `parts`, wait (bounded) for what runs, commit, forget their state."""
+
+        def owned(w: Work) -> bool:
+            return (w.raw.topic, w.raw.partition) in parts
+
+        self.executor.drop(owned)
+        if not self.executor.wait_idle(owned, self.settings.revoke_timeout_s):
+            log.warning(
+                "revoke: in-flight work of %s still running after %ss", parts, self.settings.revoke_timeout_s
+            )
+        if commit:
+            self._commit(consumer, parts)
+        with self.lock:
+            for tp in parts:
+                self.trackers.pop(tp, None)
+                self.timestamps.pop(tp, None)
+                self.committed.pop(tp, None)
+                self.paused.pop(tp, None)
+        if self.blocked is not None:
+            self.blocked.forget(parts)
+
+    # -- health, metrics, shutdown ----------------------------------------------------------------------------
+    def _start_http(self) -> HttpServer | None:
+        running = self.executor.running
+        timeout = self.settings.handler_timeout_s
+
+        def no_stuck_handler() -> bool:
+            now = time.monotonic()
+            return all(w.started is None or now - w.started <= timeout for w in running())
+
+        self.health.set_live_check("no_stuck_handler", no_stuck_handler)
+        if self.settings.metrics_port is None:
+            return None
+        http = HttpServer(self.registry, self.health, self.settings.metrics_host, self.settings.metrics_port)
+        http.start()
+        return http
+
+    def _gauges(self) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        with self.lock:
+            pending = sum(t.pending() for t in self.trackers.values())
+            lag = {tp: now_wall - min(ts.values()) if ts else 0.0 for tp, ts in self.timestamps.items()}
+        self.metrics.in_flight.labels(self.group).set(pending)
+        self.metrics.keys_blocked.labels(self.group).set(self.blocked.count() if self.blocked else 0)
+        starts = [w.started for w in self.executor.running() if w.started is not None]
+        self.metrics.oldest_in_flight_seconds.labels(self.group).set(now - min(starts) if starts else 0.0)
+        for (topic, partition), seconds in lag.items():
+            self.metrics.lag_seconds.labels(self.group, topic, str(partition)).set(max(0.0, seconds))
+
+    def _shutdown(self, consumer: Consumer, http: HttpServer | None) -> None:
+        """1. stop fetching 2. finish in-flight work up to the deadline 3. commit 4. close."""
+        self.health.start_draining()
+        try:
+            consumer.pause(consumer.assignment())
+        except KafkaException as exc:
+            log.warning("could not pause on shutdown: %s", exc)
+        if not self.executor.wait_idle(lambda _w: True, self.settings.shutdown_timeout_s):
+            log.warning(
+                "shutdown: work still in flight after %ss; it re-runs after restart",
+                self.settings.shutdown_timeout_s,
+            )
+        self.processor.stopping.set()
+        self._commit(consumer, None)
+        consumer.close()
+        self.executor.stop()
+        self.processor.runner.stop()
+        self.producer.flush(10)
+        if http is not None:
+            http.stop()
