@@ -135,6 +135,63 @@ def _read(value: bytes, reader: Any, writers: dict[bytes, Any]) -> Any:
     return record
 
 
+# Hand-written Avro binary for the two hot-path writers, ~5x faster than schemaless_writer. Used only while the
+# schema files still have the fingerprints it was written for; tests compare it byte for byte with fastavro.
+_WRITTEN_FOR_COMMAND, _WRITTEN_FOR_STATE = (
+    bytes.fromhex("08e2c67875842e53"),
+    bytes.fromhex("18930a5a8080a164"),
+)
+_FAST_COMMAND = COMMAND_FINGERPRINT == _WRITTEN_FOR_COMMAND
+_FAST_STATE = STATE_FINGERPRINT == _WRITTEN_FOR_STATE
+_SMALL = [bytes((i,)) for i in range(128)]
+_NULL, _SECOND = b"\x00", b"\x02"
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _long(n: int) -> bytes:
+    return _varint(n << 1 if n >= 0 else ((-n) << 1) - 1)
+
+
+def _bytes(b: bytes) -> bytes:
+    return _varint(len(b) << 1) + b
+
+
+def _opt_bytes(b: bytes | None) -> bytes:
+    return _NULL if b is None else _SECOND + _varint(len(b) << 1) + b
+
+
+def _fields_after_due(s: Schedule) -> list[bytes]:
+    """id, target_topic, target_key, target_partition, payload, headers: the order both schemas share."""
+    parts = [
+        _bytes(s.id.encode()),
+        _bytes(s.target_topic.encode()),
+        _opt_bytes(s.target_key),
+        _NULL if s.target_partition is None else _SECOND + _long(s.target_partition),
+        _opt_bytes(s.payload),
+    ]
+    if s.headers:
+        parts.append(_long(len(s.headers)))
+        for name, value in s.headers:
+            parts.append(_bytes(name.encode()))
+            parts.append(_opt_bytes(value))
+    parts.append(_NULL)
+    return parts
+
+
+def _opt_string(text: str | None) -> bytes:
+    return _NULL if text is None else _SECOND + _bytes(text.encode())
+
+
 def _headers_out(headers: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any]]:
     return [{"name": n, "value": v} for n, v in headers]
 
@@ -145,6 +202,14 @@ def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None]
 
 def encode_schedule(s: Schedule) -> bytes:
     """The Avro envelope value for a schedule; the record key is `s.id.encode()`."""
+    if _FAST_COMMAND:
+        parts = _fields_after_due(s)
+        parts.extend((_long(s.due_ms), _long(s.created_ms), _opt_string(s.producer)))
+        return _COMMAND_PREFIX + _NULL + b"".join(parts)  # _NULL: union branch 0, Schedule
+    return _encode_schedule_fastavro(s)
+
+
+def _encode_schedule_fastavro(s: Schedule) -> bytes:
     body = {
         "id": s.id,
         "target_topic": s.target_topic,
@@ -166,6 +231,14 @@ def encode_cancel(schedule_id: str) -> bytes:
 
 def encode_state(s: Schedule, version: int) -> bytes:
     """The state-topic record for a pending schedule; `version` is the input offset that created it."""
+    if _FAST_STATE:
+        parts = [_STATE_PREFIX, _long(s.due_ms), _long(version), *_fields_after_due(s)]
+        parts.extend((_long(s.created_ms), _opt_string(s.producer)))
+        return b"".join(parts)
+    return _encode_state_fastavro(s, version)
+
+
+def _encode_state_fastavro(s: Schedule, version: int) -> bytes:
     record = {
         "due_ms": s.due_ms,
         "version": version,

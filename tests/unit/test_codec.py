@@ -323,3 +323,18 @@ def test_header_protocol_payload_may_start_like_an_envelope() -> None:
     """Found by Hypothesis: a target-topic header means header protocol even if the payload starts C3 01."""
     s = decode(b"a", ENVELOPE, GOOD)
     assert isinstance(s, Schedule) and s.payload == ENVELOPE and s.target_topic == TOPIC
+
+
+@given(schedules(), st.integers(min_value=0, max_value=2**62))
+def test_hand_written_writers_match_fastavro_byte_for_byte(s: Schedule, version: int) -> None:
+    assert codec._FAST_COMMAND and codec._FAST_STATE, (
+        "schema changed: update the fast writers and fingerprints"
+    )
+    assert codec.encode_schedule(s) == codec._encode_schedule_fastavro(s)
+    assert codec.encode_state(s, version) == codec._encode_state_fastavro(s, version)
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_hand_written_long_matches_fastavro(n: int) -> None:
+    s = Schedule(id="i", target_topic="t", due_ms=n, created_ms=-n - 1, target_partition=abs(n) % 2**31)
+    assert codec.encode_schedule(s) == codec._encode_schedule_fastavro(s)

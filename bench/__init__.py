@@ -1,0 +1,1 @@
+"""Benchmarks that print figures next to a same-run baseline."""
