@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import typer
 
-from scheduler.cli import consume, dev
+from scheduler.cli import consume, dev, service
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kafka-based messages to the future.")
 app.add_typer(dev.app, name="dev")
 app.command("consume")(consume.consume)
+app.add_typer(service.topics_app, name="topics")
+app.command("run")(service.run)
 
 
 @app.command()

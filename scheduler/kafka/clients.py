@@ -1,0 +1,82 @@
+"""Builds the service's Kafka clients; the correctness-critical settings are forced here and only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from scheduler.config import merge_config
+from scheduler.service.settings import ServiceSettings
+
+__all__ = [
+    "build_admin",
+    "build_consumer",
+    "build_producer",
+    "build_state_reader",
+    "consumer_forced",
+    "producer_forced",
+]
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "fetch.wait.max.ms": 10,
+    "socket.nagle.disable": True,
+    "log_level": 4,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 1,
+    "compression.type": "lz4",
+    "socket.nagle.disable": True,
+    "log_level": 4,
+}
+
+
+def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:
+    """Intake is read_committed, offsets move only inside transactions, partitions move cooperatively."""
+    return {
+        "group.id": settings.group_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+
+
+def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
+    """Fires, state writes and input offsets commit together: one transactional, idempotent producer."""
+    return {
+        "transactional.id": settings.transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+    }
+
+
+def build_consumer(settings: ServiceSettings) -> Consumer:
+    defaults = {**CONSUMER_DEFAULTS, "session.timeout.ms": settings.session_timeout_ms}
+    user = {**settings.base_kafka(), **settings.consumer}
+    return Consumer(merge_config(defaults, user, consumer_forced(settings)))
+
+
+def build_state_reader(settings: ServiceSettings) -> Consumer:
+    """Replays the state topic by assignment (no group membership, never commits)."""
+    forced = {
+        "group.id": f"{settings.group_id}.state-reader",
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    }
+    user = {**settings.base_kafka(), **settings.consumer}
+    defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144}
+    return Consumer(merge_config(defaults, user, forced))
+
+
+def build_producer(settings: ServiceSettings) -> Producer:
+    defaults = {**PRODUCER_DEFAULTS, "transaction.timeout.ms": settings.transaction_timeout_ms}
+    user = {**settings.base_kafka(), **settings.producer}
+    return Producer(merge_config(defaults, user, producer_forced(settings)))
+
+
+def build_admin(settings: ServiceSettings) -> AdminClient:
+    return AdminClient({**settings.base_kafka(), "log_level": 4})

@@ -1,0 +1,136 @@
+"""The commit protocol of one tick, as its own object; numbered steps mirrored in `run`.
+
+1. begin the transaction
+2. produce the fires (payloads to their target topics)
+3. produce state writes (puts, tombstones), rejects and dead letters, each state record to its input partition
+4. send the input offsets with the consumer's group metadata taken right now (a fenced zombie cannot commit)
+5. commit; a retriable error or timeout retries the same call, never switching to abort (KAFKA-17754)
+On an abortable error: abort (retrying the abort the same way) and report ABORTED; the caller rewinds.
+On a fatal error, or a commit that never resolves: KafkaFatalError; the process must exit (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from scheduler.errors import KafkaFatalError
+from scheduler.service.failpoints import failpoint
+from scheduler.service.records import OutRecord
+
+__all__ = ["Outcome", "TransactionRunner"]
+
+log = logging.getLogger(__name__)
+PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+
+
+class Outcome(enum.Enum):
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class _Abort(Exception):
+    """Internal: the transaction must be aborted."""
+
+
+class TransactionRunner:
+    """Runs one transaction at a time on a transactional producer bound to the group consumer."""
+
+    def __init__(
+        self, producer: Producer, consumer: Consumer, timeout_s: float = 30.0, retries: int = 10
+    ) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._timeout = timeout_s
+        self._retries = retries
+        self.failed_topics: dict[str, str] = {}  # target topic -> delivery error of the last attempt
+
+    def init(self) -> None:
+        """Fences any earlier producer with the same transactional.id and aborts its open transaction."""
+        self._call("init_transactions", lambda: self._producer.init_transactions(self._timeout))
+
+    def run(
+        self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: list[TopicPartition]
+    ) -> Outcome:
+        self.failed_topics = {}
+        try:
+            self._producer.begin_transaction()  # 1
+            failpoint("after_begin")
+            for record in fires:  # 2
+                self._produce(record, track=True)
+            failpoint("after_fire_produce")
+            for record in others:  # 3
+                self._produce(record, track=False)
+            failpoint("after_tombstone_produce")
+            metadata = self._consumer.consumer_group_metadata()  # 4: fresh, never cached
+            self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout)
+            failpoint("after_send_offsets")
+            failpoint("before_commit")
+            self._call("commit_transaction", lambda: self._producer.commit_transaction(self._timeout))  # 5
+            return Outcome.COMMITTED
+        except _Abort:
+            pass
+        except KafkaException as exc:
+            self._classify(exc, "transaction")
+        try:
+            self._call("abort_transaction", lambda: self._producer.abort_transaction(self._timeout))
+        except _Abort as exc:
+            raise KafkaFatalError(f"abort_transaction failed: {exc.__cause__}") from exc
+        return Outcome.ABORTED
+
+    def _produce(self, record: OutRecord, *, track: bool) -> None:
+        def on_delivery(err: KafkaError | None, _msg: object, topic: str = record.topic) -> None:
+            if err is not None and err.code() not in PURGED:
+                self.failed_topics.setdefault(topic, err.str())
+
+        callback = on_delivery if track else None
+        headers = cast("list[tuple[str, str | bytes | None]]", record.headers)
+        while True:
+            try:
+                if record.partition is None:
+                    self._producer.produce(
+                        record.topic, record.value, record.key, headers=headers, on_delivery=callback
+                    )
+                else:
+                    self._producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        partition=record.partition,
+                        headers=headers,
+                        on_delivery=callback,
+                    )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def _call(self, what: str, call: Callable[[], object]) -> None:
+        """Retry a resumable call on retriable errors and timeouts; abortable -> _Abort; else fatal."""
+        for attempt in range(self._retries):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if not self._classify(exc, what):
+                    raise _Abort from exc
+                log.warning("%s: retriable error (attempt %d): %s", what, attempt + 1, exc)
+        raise KafkaFatalError(
+            f"{what} did not complete after {self._retries} attempts; exiting (fail closed)"
+        )
+
+    @staticmethod
+    def _classify(exc: KafkaException, what: str) -> bool:
+        """True: retry the same call. False: abort. Raises on fatal."""
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is None or err.fatal():
+            raise KafkaFatalError(f"{what}: fatal Kafka error: {exc}") from exc
+        if err.txn_requires_abort():
+            log.warning("%s: aborting the transaction: %s", what, err.str())
+            return False
+        if err.retriable() or err.code() == KafkaError._TIMED_OUT:
+            return True
+        raise KafkaFatalError(f"{what}: unexpected Kafka error: {exc}") from exc

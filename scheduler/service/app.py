@@ -1,0 +1,107 @@
+"""Builds the running scheduler from settings: clients, start-up checks, HTTP, signals, the loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from scheduler.http import HealthState, HttpServer
+from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
+from scheduler.kafka.txn import TransactionRunner
+from scheduler.metrics import SchedulerMetrics
+from scheduler.service.loop import SchedulerLoop
+from scheduler.service.partitions import Partitions, Phase
+from scheduler.service.settings import ServiceSettings
+from scheduler.service.targets import TargetCatalog
+from scheduler.topics import require_valid
+
+__all__ = ["SchedulerService"]
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerService:
+    """One scheduler instance: `run()` blocks until `stop()` or SIGTERM, then leaves the group and returns."""
+
+    def __init__(self, settings: ServiceSettings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = SchedulerMetrics(self.registry)
+        self.health = HealthState(liveness_timeout_s=max(30.0, settings.max_wait_ms / 1000 * 10))
+        self.stopping = threading.Event()
+        self.http: HttpServer | None = None
+        self.loop: SchedulerLoop | None = None
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("received signal %d: draining", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def stop(self) -> None:
+        """Stop fetching after the current tick; exit within the shutdown deadline or be killed."""
+        if self.stopping.is_set():
+            return
+        self.health.start_draining()
+        self.stopping.set()
+        timer = threading.Timer(self.settings.shutdown_timeout_s, _overdue_exit)
+        timer.daemon = True
+        timer.start()
+
+    def run(self) -> None:
+        settings = self.settings
+        admin = build_admin(settings)
+        for warning in require_valid(admin, settings):
+            log.warning("topic check: %s", warning)
+        consumer = build_consumer(settings)
+        reader = build_state_reader(settings)
+        producer = build_producer(settings)
+        partitions = Partitions(
+            consumer,
+            reader,
+            admin,
+            (settings.scheduled_topic, settings.state),
+            self.metrics,
+            settings.rebuild_stall_timeout_s,
+        )
+        txn = TransactionRunner(producer, consumer)
+        self.loop = SchedulerLoop(
+            settings,
+            (consumer, txn, partitions, TargetCatalog(admin, settings)),
+            self.metrics,
+            self.health.tick,
+        )
+        self.health.set_ready_check(
+            "partitions_rebuilt",
+            lambda: all(o.phase is Phase.SERVING for o in list(partitions.owned.values())),
+        )
+        self._start_http()
+        self.health.mark_started()
+        try:
+            self.loop.run(self.stopping)
+        finally:
+            consumer.close()
+            reader.close()
+            producer.flush(5)
+            if self.http is not None:
+                self.http.stop()
+        log.info("scheduler stopped cleanly")
+
+    def _start_http(self) -> None:
+        if self.settings.http_port is None:
+            return
+        self.http = HttpServer(self.registry, self.health, self.settings.http_host, self.settings.http_port)
+        self.http.start()
+        log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
+
+
+def _overdue_exit() -> None:
+    log.error("shutdown took longer than the deadline; exiting now")
+    os._exit(1)

@@ -1,0 +1,138 @@
+"""The in-memory due index of one partition, lean enough for millions of pending schedules.
+
+Per schedule it holds one dict slot (id -> the state record's bytes, as read from the state topic) and one
+pointer in a per-second bucket. The due time is not stored twice: it is the state record's first field and
+`peek_due_ms` reads it back. Buckets are lazily cleaned: replacing or removing an id leaves a stale pointer
+that the next scan of its bucket drops. A bucket is sorted by due time once, when it becomes due.
+
+The index never decides what is committed: the service calls `put`/`remove` only after the transaction that
+carries the change has committed (the invariant lives in `service.loop`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+
+from scheduler.codec import peek_due_ms
+
+__all__ = ["WINDOWS", "DueIndex"]
+
+# Label -> window length in ms, for the "upcoming due" gauges.
+WINDOWS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "6h": 21_600_000, "24h": 86_400_000}
+
+
+class DueIndex:
+    """Pending schedules of one partition: id -> state record, found by due time."""
+
+    __slots__ = ("_buckets", "_due_of", "_records", "_seconds", "_sorted")
+
+    def __init__(self, due_of: Callable[[bytes], int] = peek_due_ms) -> None:
+        self._records: dict[bytes, bytes] = {}
+        self._buckets: dict[int, list[bytes]] = {}
+        self._seconds: list[int] = []  # heap of bucket keys (each present once)
+        self._sorted: set[int] = set()  # buckets currently sorted by due time
+        self._due_of = due_of
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, schedule_id: bytes) -> bool:
+        return schedule_id in self._records
+
+    def get(self, schedule_id: bytes) -> bytes | None:
+        return self._records.get(schedule_id)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._records.items())
+
+    def put(self, schedule_id: bytes, record: bytes) -> None:
+        """Insert or replace; a replaced version's bucket pointer goes stale and is dropped on scan."""
+        old = self._records.get(schedule_id)
+        self._records[schedule_id] = record
+        second = self._due_of(record) // 1000
+        if old is not None and self._due_of(old) // 1000 == second:
+            self._sorted.discard(second)  # same bucket: due may have moved within it
+            return
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            self._buckets[second] = [schedule_id]
+            heapq.heappush(self._seconds, second)
+        else:
+            bucket.append(schedule_id)
+            self._sorted.discard(second)
+
+    def remove(self, schedule_id: bytes) -> bytes | None:
+        return self._records.pop(schedule_id, None)
+
+    def _live(self, second: int) -> list[bytes]:
+        """The bucket's live ids, deduplicated and sorted by due time; drops stale pointers."""
+        bucket = self._buckets[second]
+        if second in self._sorted:
+            return bucket
+        records, due_of, seen = self._records, self._due_of, set()
+        live = []
+        for sid in bucket:
+            record = records.get(sid)
+            if record is not None and sid not in seen and due_of(record) // 1000 == second:
+                seen.add(sid)
+                live.append(sid)
+        live.sort(key=lambda sid: due_of(records[sid]))
+        self._buckets[second] = live
+        self._sorted.add(second)
+        return live
+
+    def _first_bucket(self) -> int | None:
+        """The earliest bucket with a live schedule; empty buckets are discarded on the way."""
+        while self._seconds:
+            second = self._seconds[0]
+            live = self._live(second)
+            while live and self._records.get(live[0]) is None:
+                live.pop(0)
+            if live:
+                return second
+            heapq.heappop(self._seconds)
+            del self._buckets[second]
+            self._sorted.discard(second)
+        return None
+
+    def next_due_ms(self) -> int | None:
+        second = self._first_bucket()
+        if second is None:
+            return None
+        return self._due_of(self._records[self._buckets[second][0]])
+
+    def due(self, now_ms: int, max_count: int) -> list[tuple[bytes, bytes]]:
+        """Up to `max_count` schedules with due <= now, earliest first; nothing is removed."""
+        out: list[tuple[bytes, bytes]] = []
+        if self._first_bucket() is None:
+            return out
+        records, due_of, heap, now_s = self._records, self._due_of, self._seconds, now_ms // 1000
+        visited: list[int] = []
+        while heap and heap[0] <= now_s and len(out) < max_count:
+            second = heapq.heappop(heap)
+            visited.append(second)
+            for sid in self._live(second):
+                record = records.get(sid)
+                if record is None:
+                    continue
+                if due_of(record) > now_ms or len(out) >= max_count:
+                    break
+                out.append((sid, record))
+        for second in visited:
+            heapq.heappush(heap, second)
+        return out
+
+    def count_due_within(self, now_ms: int) -> dict[str, int]:
+        """Schedules due within each window from now, overdue ones in every window.
+
+        Counted per bucket, so cheap at scrape time; a replaced or cancelled schedule may be counted until its
+        bucket is next scanned.
+        """
+        counts = dict.fromkeys(WINDOWS, 0)
+        horizon = {label: (now_ms + span) // 1000 for label, span in WINDOWS.items()}
+        for second, bucket in self._buckets.items():
+            for label, last in horizon.items():
+                if second <= last:
+                    counts[label] += len(bucket)
+        return counts

@@ -1,0 +1,242 @@
+"""The scheduler's poll loop: one thread, one transaction per tick, the index changed only after commit.
+
+Each tick: poll `scheduled` (for at most the time until the next due schedule), step any rebuild, plan intake and
+due fires for SERVING partitions (`plan_tick`, pure), run the plan as one transaction carrying the input offsets
+of every serving partition with fresh group metadata, then, and only if it committed, apply it to the indexes.
+After an abort, every serving partition is rewound to its committed offset; the indexes are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from scheduler.codec import decode_state, peek_due_ms
+from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.kafka.txn import Outcome, TransactionRunner
+from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
+from scheduler.service.failpoints import failpoint
+from scheduler.service.partitions import Partitions
+from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
+from scheduler.service.records import OutRecord, dead_letter_record, fired_record, reject_headers
+from scheduler.service.settings import ServiceSettings
+from scheduler.service.targets import TargetCatalog
+
+__all__ = ["SchedulerLoop"]
+
+log = logging.getLogger(__name__)
+INTAKE_BATCH = 2000
+SNAPSHOT_EVERY_S = 2.0  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SchedulerLoop:
+    """Owns the consume-plan-transact-apply cycle; built and run by `service.app`."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        clients: tuple[Consumer, TransactionRunner, Partitions, TargetCatalog],
+        metrics: SchedulerMetrics,
+        tick: Callable[[], None] = lambda: None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self._settings = settings
+        self._consumer, self._txn, self.partitions, self._targets = clients
+        self._metrics = metrics
+        self._tick = tick
+        self._clock = clock
+        self._failures: dict[tuple[int, bytes], int] = {}
+        self._snapshot: list[PartitionSnapshot] = []
+        self._snapshot_at = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        self._txn.init()
+        self._consumer.subscribe(
+            [self._settings.scheduled_topic],
+            on_assign=lambda _c, parts: self.partitions.assign(parts),
+            on_revoke=lambda _c, parts: self.partitions.revoke(parts),
+            on_lost=lambda _c, parts: self.partitions.revoke(parts),
+        )
+        self._metrics.set_pending_source(lambda: self._snapshot)
+        while not stop.is_set():
+            self.tick_once()
+        log.info("stopping: no transaction is open between ticks; leaving the group")
+
+    def tick_once(self) -> None:
+        wait = self._wait_s()
+        messages = self._consumer.consume(INTAKE_BATCH, 0.0 if self.partitions.rebuilding() else wait)
+        self._tick()
+        if time.monotonic() - self._snapshot_at > SNAPSHOT_EVERY_S:
+            self._snapshot, self._snapshot_at = self.snapshot(), time.monotonic()
+        if self.partitions.rebuilding():
+            self.partitions.step(min(wait, 0.05))
+        serving = self.partitions.serving()
+        records = self._inputs(messages, serving)
+        if not records and not serving:
+            return
+        now = self._clock()
+        plan = plan_tick(
+            records,
+            {p: o.index for p, o in serving.items()},
+            now,
+            validate=self._targets.validate,
+            max_fires=self._settings.max_fires_per_transaction,
+            dead_letter=self._dead_letter_reason,
+        )
+        if plan:
+            self._transact(plan, records, now)
+
+    def _wait_s(self) -> float:
+        horizon = self._settings.max_wait_ms
+        now = self._clock()
+        for owned in self.partitions.serving().values():
+            due = owned.index.next_due_ms()
+            if due is not None:
+                horizon = min(horizon, max(0, due - now))
+        return horizon / 1000
+
+    def _inputs(self, messages: list[Any], serving: dict[int, Any]) -> list[InputRecord]:
+        records = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaFatalError(f"consumer: fatal error: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            owned = serving.get(msg.partition())
+            if owned is None:
+                continue  # fetched before the pause took effect; re-read from the committed offset later
+            _ts_type, ts = msg.timestamp()
+            records.append(
+                InputRecord(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
+            )
+            owned.position = msg.offset() + 1
+        return records
+
+    def _dead_letter_reason(self, partition: int, sid: bytes, record: bytes) -> str | None:
+        if self._failures.get((partition, sid), 0) >= self._settings.fire_attempts:
+            return "delivery_failed"
+        try:
+            schedule, _version = decode_state(record)
+        except CorruptStateRecord:
+            return "corrupt_state_record"
+        topic = schedule.target_topic
+        if not self._targets.info(topic).exists and not self._targets.info(topic, fresh=True).exists:
+            return "unknown_target_topic"
+        return None
+
+    def _transact(self, plan: TickPlan, records: list[InputRecord], now: int) -> None:
+        serving = self.partitions.serving()
+        fires, others, by_topic = self._build(plan, now)
+        offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
+        started = time.monotonic()
+        outcome = self._txn.run(fires, others, offsets)
+        self._metrics.transaction_seconds.observe(time.monotonic() - started)
+        self._metrics.transactions.labels(outcome.value).inc()
+        if outcome is Outcome.COMMITTED:
+            failpoint("after_commit_before_index")
+            self._apply(plan, serving, now)
+            return
+        failpoint("after_abort_before_seek")
+        self._rewind(serving)
+        for topic, error in self._txn.failed_topics.items():
+            for key in by_topic.get(topic, ()):
+                self._failures[key] = self._failures.get(key, 0) + 1
+            log.warning("fire to %s failed: %s (attempts counted toward a dead letter)", topic, error)
+
+    def _build(
+        self, plan: TickPlan, now: int
+    ) -> tuple[list[OutRecord], list[OutRecord], dict[str, list[tuple[int, bytes]]]]:
+        fires: list[OutRecord] = []
+        others: list[OutRecord] = []
+        by_topic: dict[str, list[tuple[int, bytes]]] = {}
+        state = self._settings.state
+        for fire in plan.fires:
+            fires_or_dlt = self._fire_record(fire, now)
+            (others if fire.dead_letter else fires).append(fires_or_dlt)
+            by_topic.setdefault(fires_or_dlt.topic, []).append((fire.partition, fire.schedule_id))
+        for (partition, sid), value in plan.state_writes.items():
+            others.append(OutRecord(state, sid, value, [], partition))
+        for reject in plan.rejects:
+            rec = reject.record
+            headers = reject_headers(
+                rec.headers,
+                reason=reject.reason.value,
+                message=reject.message,
+                source=(self._settings.scheduled_topic, rec.partition, rec.offset, rec.timestamp_ms),
+                rejected_at_ms=now,
+            )
+            others.append(OutRecord(self._settings.rejected, rec.key, rec.value, headers))
+        return fires, others, by_topic
+
+    def _fire_record(self, fire: Fire, now: int) -> OutRecord:
+        try:
+            schedule, version = decode_state(fire.record)
+        except CorruptStateRecord as exc:
+            headers: list[tuple[str, bytes | None]] = [
+                ("scheduler-dlt-reason", b"corrupt_state_record"),
+                ("scheduler-dlt-message", str(exc).encode()),
+            ]
+            return OutRecord(self._settings.dlt, fire.schedule_id, fire.record, headers)
+        if fire.dead_letter:
+            message = f"could not deliver to {schedule.target_topic}"
+            return dead_letter_record(self._settings.dlt, schedule, version, fire.dead_letter, message, now)
+        return fired_record(schedule, version, now)
+
+    def _apply(self, plan: TickPlan, serving: dict[int, Any], now: int) -> None:
+        """The transaction committed: now, and only now, the indexes and metrics change."""
+        for (partition, sid), value in plan.state_writes.items():
+            owned = serving.get(partition)
+            if owned is None:
+                continue
+            if value is None:
+                owned.index.remove(sid)
+            else:
+                owned.index.put(sid, value)
+        for owned in serving.values():
+            owned.committed = owned.position
+        m = self._metrics
+        for fire in plan.fires:
+            self._failures.pop((fire.partition, fire.schedule_id), None)
+            if fire.dead_letter:
+                m.fired.labels("dead_lettered").inc()
+                m.dead_letters.labels(fire.dead_letter).inc()
+            else:
+                m.fired.labels("ok").inc()
+                m.fire_lateness.observe(max(0, now - peek_due_ms(fire.record)) / 1000)
+        m.commands.labels("scheduled").inc(plan.scheduled)
+        m.commands.labels("cancelled").inc(plan.cancels)
+        m.cancelled.inc(plan.cancelled)
+        for reject in plan.rejects:
+            m.commands.labels("rejected").inc()
+            m.rejected.labels(reject.reason.value).inc()
+
+    def _rewind(self, serving: dict[int, Any]) -> None:
+        for partition, owned in serving.items():
+            self._consumer.seek(TopicPartition(self._settings.scheduled_topic, partition, owned.committed))
+            owned.position = owned.committed
+
+    def snapshot(self) -> list[PartitionSnapshot]:
+        """Pending count and next due per owned partition; called on the loop thread only."""
+        now = self._clock()
+        overdue = 0
+        out = []
+        for p, owned in list(self.partitions.owned.items()):
+            index = owned.index
+            due = index.next_due_ms()
+            if due is not None and due <= now:
+                overdue += len(index.due(now, 100_000))
+            out.append(PartitionSnapshot(p, len(index), due, index.count_due_within(now)))
+        self._metrics.overdue.set(overdue)
+        return out

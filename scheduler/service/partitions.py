@@ -1,0 +1,208 @@
+"""Owned partitions and their rebuild, stepped from the poll loop so a long replay never breaks max.poll.interval.
+
+Rebuild of input partition p (guarantees.md rule 2), in this order:
+1. the committed offset of `scheduled`/p from the read_committed group consumer; it waits while a previous
+   owner's transaction is unresolved, and a timeout is retried, never taken for "no offset";
+2. the state partition's high watermark, read_uncommitted (above any open transaction of a crashed owner);
+3. replay the state partition read_committed from the beginning until position() >= that watermark;
+4. only then seek p to its committed offset, resume it, and fire for it.
+Nothing fires for p before step 4: p's index is only handed to the planner once p is SERVING.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.metrics import SchedulerMetrics
+from scheduler.service.failpoints import failpoint
+from scheduler.service.index import DueIndex
+
+__all__ = ["Owned", "Partitions", "Phase"]
+
+log = logging.getLogger(__name__)
+REPLAY_BATCH = 10_000
+
+
+class Phase(enum.Enum):
+    OFFSETS = "offsets"
+    REPLAY = "replay"
+    SERVING = "serving"
+
+
+@dataclass
+class Owned:
+    partition: int
+    started: float
+    phase: Phase = Phase.OFFSETS
+    index: DueIndex = field(default_factory=DueIndex)
+    committed: int = -1  # input offset the group has committed (where a rewind goes back to)
+    position: int = -1  # input offset after the last command this instance consumed
+    watermark: int = 0
+    replayed: int = 0
+    last_progress: float = 0.0
+
+
+class Partitions:
+    """The partitions this instance owns, each rebuilding or serving."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        state_reader: Consumer,
+        admin: AdminClient,
+        topics: tuple[str, str],
+        metrics: SchedulerMetrics,
+        stall_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consumer, self._reader, self._admin = consumer, state_reader, admin
+        self._input, self._state = topics
+        self._metrics = metrics
+        self._stall = stall_timeout_s
+        self._clock = clock
+        self.owned: dict[int, Owned] = {}
+
+    def serving(self) -> dict[int, Owned]:
+        return {p: o for p, o in self.owned.items() if o.phase is Phase.SERVING}
+
+    def rebuilding(self) -> bool:
+        return any(o.phase is not Phase.SERVING for o in self.owned.values())
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """On assignment: take the partitions but pause them; they serve once rebuilt."""
+        self._consumer.incremental_assign(partitions)
+        self._consumer.pause(partitions)
+        now = self._clock()
+        for tp in partitions:
+            self.owned[tp.partition] = Owned(tp.partition, started=now, last_progress=now)
+        self._update_gauges()
+        log.info("assigned partitions %s; rebuilding", sorted(tp.partition for tp in partitions))
+
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        """Drop revoked partitions' indexes; there is never a transaction open between ticks."""
+        replaying = []
+        for tp in partitions:
+            owned = self.owned.pop(tp.partition, None)
+            if owned is not None and owned.phase is Phase.REPLAY:
+                replaying.append(TopicPartition(self._state, tp.partition))
+        if replaying:
+            self._reader.incremental_unassign(replaying)
+        self._update_gauges()
+        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _update_gauges(self) -> None:
+        self._metrics.assigned_partitions.set(len(self.owned))
+        self._metrics.rebuilding_partitions.set(
+            sum(o.phase is not Phase.SERVING for o in self.owned.values())
+        )
+
+    def step(self, wait_s: float) -> None:
+        """Advance every rebuilding partition a bounded amount; fail closed if one stalls."""
+        pending = [o for o in self.owned.values() if o.phase is Phase.OFFSETS]
+        if pending:
+            self._fetch_offsets(pending)
+        if any(o.phase is Phase.REPLAY for o in self.owned.values()):
+            self._replay(wait_s)
+        now = self._clock()
+        for owned in self.owned.values():
+            if owned.phase is not Phase.SERVING and now - owned.last_progress > self._stall:
+                raise KafkaFatalError(
+                    f"rebuild of partition {owned.partition} made no progress for {self._stall:.0f}s "
+                    f"(phase {owned.phase.value}, {owned.replayed} records replayed): exiting, fail closed"
+                )
+
+    def _fetch_offsets(self, pending: list[Owned]) -> None:
+        try:
+            committed = self._consumer.committed(
+                [TopicPartition(self._input, o.partition) for o in pending], 1.0
+            )
+            latest = {TopicPartition(self._state, o.partition): OffsetSpec.latest() for o in pending}  # type: ignore[no-untyped-call]
+            futures = self._admin.list_offsets(
+                latest, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
+            )
+            watermarks = {tp.partition: f.result(timeout=15).offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            log.info("committed offsets or state watermarks not available yet (retrying): %s", exc)
+            return
+        for tp in committed:
+            owned = self.owned.get(tp.partition)
+            if owned is None or tp.error is not None:
+                continue
+            owned.committed = tp.offset if tp.offset >= 0 else self._low_watermark(tp.partition)
+            owned.watermark = watermarks[tp.partition]
+            owned.last_progress = self._clock()
+            if owned.watermark == 0:
+                self._serve(owned)
+            else:
+                owned.phase = Phase.REPLAY
+                self._reader.incremental_assign(
+                    [TopicPartition(self._state, owned.partition, OFFSET_BEGINNING)]
+                )
+
+    def _low_watermark(self, partition: int) -> int:
+        low, _high = self._consumer.get_watermark_offsets(TopicPartition(self._input, partition), 10, False)
+        return int(low)
+
+    def _replay(self, wait_s: float) -> None:
+        messages = self._reader.consume(REPLAY_BATCH, wait_s)
+        now = self._clock()
+        for msg in messages:
+            if msg.error() is not None:
+                continue
+            owned = self.owned.get(msg.partition() or 0)
+            if owned is None or owned.phase is not Phase.REPLAY:
+                continue
+            key, value = msg.key(), msg.value()
+            if key is None:
+                continue
+            if value is None:
+                owned.index.remove(key)
+            else:
+                try:
+                    owned.index.put(key, value)
+                except CorruptStateRecord as exc:
+                    log.error(
+                        "skipping corrupt state record %r at %d/%d: %s",
+                        key,
+                        msg.partition(),
+                        msg.offset(),
+                        exc,
+                    )
+            owned.replayed += 1
+            owned.last_progress = now
+        if messages:
+            self._metrics.rebuild_records.inc(len(messages))
+            failpoint("mid_rebuild")
+        replaying = [o for o in self.owned.values() if o.phase is Phase.REPLAY]
+        positions = self._reader.position([TopicPartition(self._state, o.partition) for o in replaying])
+        for tp in positions:
+            owned = self.owned[int(tp.partition)]
+            if tp.offset >= owned.watermark:
+                self._reader.incremental_unassign([TopicPartition(self._state, tp.partition)])
+                self._serve(owned)
+
+    def _serve(self, owned: Owned) -> None:
+        tp = TopicPartition(self._input, owned.partition, owned.committed)
+        self._consumer.seek(tp)
+        self._consumer.resume([tp])
+        owned.position = owned.committed
+        owned.phase = Phase.SERVING
+        seconds = self._clock() - owned.started
+        self._metrics.rebuild_seconds.observe(seconds)
+        self._update_gauges()
+        log.info(
+            "partition %d rebuilt in %.2fs: %d state records replayed, %d pending, resuming at offset %d",
+            owned.partition,
+            seconds,
+            owned.replayed,
+            len(owned.index),
+            owned.committed,
+        )

@@ -1,0 +1,103 @@
+"""What the scheduler writes besides state: fired records, reject records, dead letters, and their headers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scheduler.model import (
+    HEADER_DUE_AT,
+    HEADER_FIRE_ID,
+    HEADER_FIRED_AT,
+    HEADER_SCHEDULE_ID,
+    Schedule,
+    fire_id,
+)
+
+__all__ = ["OutRecord", "dead_letter_record", "fired_record", "reject_headers"]
+
+SCHEDULER_HEADERS = frozenset({HEADER_SCHEDULE_ID, HEADER_FIRE_ID, HEADER_DUE_AT, HEADER_FIRED_AT})
+REASON_PREFIX = "scheduler-dlt-"
+REJECT_PREFIX = "scheduler-reject-"
+MAX_MESSAGE = 1024
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    partition: int | None = None
+
+
+def _replace(
+    headers: Sequence[tuple[str, bytes | None]], drop: frozenset[str] | str, extra: Headers
+) -> Headers:
+    """The user's headers without ours (replaced, never appended on each hop), then ours."""
+    if isinstance(drop, str):
+        kept = [(k, v) for k, v in headers if not k.startswith(drop)]
+    else:
+        kept = [(k, v) for k, v in headers if k not in drop]
+    return kept + extra
+
+
+def fired_record(schedule: Schedule, version: int, fired_at_ms: int) -> OutRecord:
+    ours: Headers = [
+        (HEADER_SCHEDULE_ID, schedule.id.encode()),
+        (HEADER_FIRE_ID, fire_id(schedule.id, version).encode()),
+        (HEADER_DUE_AT, str(schedule.due_ms).encode()),
+        (HEADER_FIRED_AT, str(fired_at_ms).encode()),
+    ]
+    return OutRecord(
+        schedule.target_topic,
+        schedule.target_key,
+        schedule.payload,
+        _replace(schedule.headers, SCHEDULER_HEADERS, ours),
+        schedule.target_partition,
+    )
+
+
+def _text(value: object) -> bytes:
+    return str(value)[:MAX_MESSAGE].encode()
+
+
+def dead_letter_record(
+    topic: str, schedule: Schedule, version: int, reason: str, message: str, failed_at_ms: int
+) -> OutRecord:
+    """A schedule that could not be delivered: key and payload unchanged, the target and reason in headers."""
+    ours: Headers = [
+        (REASON_PREFIX + "reason", reason.encode()),
+        (REASON_PREFIX + "message", _text(message)),
+        (REASON_PREFIX + "target-topic", schedule.target_topic.encode()),
+        (REASON_PREFIX + "failed-at", str(failed_at_ms).encode()),
+        (HEADER_SCHEDULE_ID, schedule.id.encode()),
+        (HEADER_FIRE_ID, fire_id(schedule.id, version).encode()),
+        (HEADER_DUE_AT, str(schedule.due_ms).encode()),
+    ]
+    headers = _replace(schedule.headers, SCHEDULER_HEADERS, [])
+    return OutRecord(topic, schedule.target_key, schedule.payload, _replace(headers, REASON_PREFIX, ours))
+
+
+def reject_headers(
+    original: Sequence[tuple[str, bytes | None]] | None,
+    *,
+    reason: str,
+    message: str,
+    source: tuple[str, int, int, int],
+    rejected_at_ms: int,
+) -> Headers:
+    """The command's own headers unchanged, plus why and where it came from."""
+    topic, partition, offset, timestamp = source
+    ours: Headers = [
+        (REJECT_PREFIX + "reason", reason.encode()),
+        (REJECT_PREFIX + "message", _text(message)),
+        (REJECT_PREFIX + "topic", topic.encode()),
+        (REJECT_PREFIX + "partition", str(partition).encode()),
+        (REJECT_PREFIX + "offset", str(offset).encode()),
+        (REJECT_PREFIX + "timestamp", str(timestamp).encode()),
+        (REJECT_PREFIX + "rejected-at", str(rejected_at_ms).encode()),
+    ]
+    return _replace(list(original or ()), REJECT_PREFIX, ours)

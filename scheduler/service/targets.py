@@ -1,0 +1,115 @@
+"""Intake validation against the cluster (rule 8): what would make a fire transaction fail forever is refused early.
+
+A target must exist, match the allowlist, not be internal or one of the scheduler's own topics, and the fired
+record and the state record must fit their topics' max.message.bytes. Topic facts are cached with a TTL;
+a topic unknown a moment ago is looked up again before a command naming it is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from scheduler.model import Rejected, RejectReason, Schedule
+from scheduler.service.settings import ServiceSettings
+
+__all__ = ["TargetCatalog", "TopicInfo"]
+
+log = logging.getLogger(__name__)
+RECORD_OVERHEAD = 512  # batch and record framing, so a record that "fits" is not refused by the broker
+DEFAULT_MAX_MESSAGE = 1_048_588
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    exists: bool
+    partitions: int = 0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE
+
+
+class TargetCatalog:
+    """Cached topic facts plus the allow/deny policy."""
+
+    def __init__(
+        self,
+        admin: AdminClient,
+        settings: ServiceSettings,
+        ttl_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admin = admin
+        self._own = settings.own_topics
+        self._state_topic = settings.state
+        self._allow = re.compile(settings.target_allow)
+        self._deny = re.compile(settings.target_deny)
+        self._ttl = ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, TopicInfo]] = {}
+
+    def forbidden(self, topic: str) -> str | None:
+        if topic in self._own:
+            return f"{topic} is one of the scheduler's own topics"
+        if self._deny.search(topic):
+            return f"{topic} matches the deny pattern {self._deny.pattern!r} (internal topics are denied)"
+        if not self._allow.fullmatch(topic):
+            return f"{topic} does not match the allow pattern {self._allow.pattern!r}"
+        return None
+
+    def info(self, topic: str, *, fresh: bool = False) -> TopicInfo:
+        now = self._clock()
+        cached = self._cache.get(topic)
+        if cached is not None and not fresh and now - cached[0] < (self._ttl if cached[1].exists else 2.0):
+            return cached[1]
+        info = self._lookup(topic)
+        self._cache[topic] = (now, info)
+        return info
+
+    def _lookup(self, topic: str) -> TopicInfo:
+        metadata = self._admin.list_topics(topic=topic, timeout=10)
+        meta = metadata.topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return TopicInfo(False)
+        limit = DEFAULT_MAX_MESSAGE
+        try:
+            futures = self._admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+            for future in futures.values():
+                limit = int(future.result(timeout=10)["max.message.bytes"].value)
+        except (KafkaException, KeyError, ValueError) as exc:
+            log.warning("could not read max.message.bytes of %s, assuming the default: %s", topic, exc)
+        return TopicInfo(True, len(meta.partitions), limit)
+
+    def validate(self, schedule: Schedule, state_size: int) -> Rejected | None:
+        topic = schedule.target_topic
+        why = self.forbidden(topic)
+        if why is not None:
+            return Rejected(RejectReason.FORBIDDEN_TARGET_TOPIC, why, schedule.id)
+        info = self.info(topic)
+        if not info.exists:
+            return Rejected(
+                RejectReason.UNKNOWN_TARGET_TOPIC, f"target topic {topic} does not exist", schedule.id
+            )
+        if schedule.target_partition is not None and schedule.target_partition >= info.partitions:
+            message = f"target partition {schedule.target_partition} but {topic} has {info.partitions}"
+            return Rejected(RejectReason.INVALID_TARGET_TOPIC, message, schedule.id)
+        size = fired_size(schedule)
+        if size + RECORD_OVERHEAD > info.max_message_bytes:
+            message = (
+                f"fired record of {size} bytes exceeds {topic}'s max.message.bytes={info.max_message_bytes}"
+            )
+            return Rejected(RejectReason.PAYLOAD_TOO_LARGE, message, schedule.id)
+        state_limit = self.info(self._state_topic).max_message_bytes
+        if state_size + RECORD_OVERHEAD > state_limit:
+            message = f"state record of {state_size} bytes exceeds the state topic's max.message.bytes={state_limit}"
+            return Rejected(RejectReason.PAYLOAD_TOO_LARGE, message, schedule.id)
+        return None
+
+
+def fired_size(schedule: Schedule) -> int:
+    headers = sum(len(k) + len(v or b"") for k, v in schedule.headers)
+    return len(schedule.payload or b"") + len(schedule.target_key or b"") + headers + 200
