@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_fixtures import kafka_broker
+from tests.scheduler_proc import SchedulerStack
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BROKER_DIRS = ("integration", "chaos")
@@ -67,3 +68,28 @@ def wait_until(check: Callable[[], object], timeout_s: float, what: str, interva
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
         time.sleep(interval_s)
+
+
+@pytest.fixture
+def scheduler_stack(
+    kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path
+) -> Iterator[SchedulerStack]:
+    """Fresh scheduler topics (3 partitions) and one running `kafka-scheduler run` process, ready."""
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path).create()
+    stack.start_instance()
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def scheduler_topics(
+    kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path
+) -> Iterator[SchedulerStack]:
+    """Fresh scheduler topics with no instance started: the test starts (and kills) its own."""
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path).create()
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -74,6 +74,7 @@ num.partitions=1
 num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
+auto.create.topics.enable=false
 log.cleaner.enable=true
 log.cleaner.dedupe.buffer.size=33554432
 log.cleaner.backoff.ms=1000
@@ -132,11 +133,15 @@ def cache_dir() -> Path:
 def check_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise LocalBrokerError("java not found: install OpenJDK 17 or newer (apt-get install openjdk-17-jre-headless)")
+        raise LocalBrokerError(
+            "java not found: install OpenJDK 17 or newer (apt-get install openjdk-17-jre-headless)"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)', out)
     if match is None or int(match.group(1)) < 17:
-        raise LocalBrokerError(f"Kafka {KAFKA_VERSION} needs Java 17 or newer; `java -version` says: {out.strip()}")
+        raise LocalBrokerError(
+            f"Kafka {KAFKA_VERSION} needs Java 17 or newer; `java -version` says: {out.strip()}"
+        )
     return java
 
 
@@ -148,11 +153,16 @@ def ensure_jars(version: str = KAFKA_VERSION, log4j: str = LOG4J_VERSION) -> Pat
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise LocalBrokerError("mvn not found: install Apache Maven (apt-get install maven) to fetch the broker jars")
+        raise LocalBrokerError(
+            "mvn not found: install Apache Maven (apt-get install maven) to fetch the broker jars"
+        )
     home.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(libs, ignore_errors=True)
     (home / "pom.xml").write_text(_POM.format(kafka=version, log4j=log4j))
-    print(f"resolving Apache Kafka {version} broker jars from Maven Central into {libs} (once, ~50 MB)", flush=True)
+    print(
+        f"resolving Apache Kafka {version} broker jars from Maven Central into {libs} (once, ~50 MB)",
+        flush=True,
+    )
     proc = subprocess.run(
         [mvn, "-B", "-ntp", "-q", DEPENDENCY_PLUGIN, "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
         cwd=home,
@@ -161,7 +171,9 @@ def ensure_jars(version: str = KAFKA_VERSION, log4j: str = LOG4J_VERSION) -> Pat
         check=False,
     )
     if proc.returncode != 0:
-        raise LocalBrokerError(f"mvn could not resolve the Kafka jars:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        raise LocalBrokerError(
+            f"mvn could not resolve the Kafka jars:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
     marker.write_text("\n".join(sorted(p.name for p in libs.glob("*.jar"))))
     return libs
 
@@ -193,7 +205,9 @@ def start(
     java = check_java()
     libs = ensure_jars()
     if port is not None and _port_taken(port):
-        raise LocalBrokerError(f"port {port} on 127.0.0.1 is taken: stop what holds it or pick another --port")
+        raise LocalBrokerError(
+            f"port {port} on 127.0.0.1 is taken: stop what holds it or pick another --port"
+        )
     run = run_dir or Path(tempfile.mkdtemp(prefix="kafka-local-"))
     for sub in ("logs", "data"):
         (run / sub).mkdir(parents=True, exist_ok=True)
@@ -290,7 +304,12 @@ def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, deadline_s:
     producer.produce(topic, b"x")
     producer.commit_transaction(60)
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "readiness-probe", "enable.auto.commit": False, "log_level": 0}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "readiness-probe",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
     )
     consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
     consumer.close()

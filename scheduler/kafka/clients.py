@@ -41,6 +41,7 @@ def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "partition.assignment.strategy": "cooperative-sticky",
+        "allow.auto.create.topics": False,
     }
 
 
@@ -50,6 +51,7 @@ def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
         "transactional.id": settings.transactional_id,
         "enable.idempotence": True,
         "acks": "all",
+        "allow.auto.create.topics": False,  # a fire to a deleted target must fail, not re-create it
     }
 
 
@@ -79,4 +81,4 @@ def build_producer(settings: ServiceSettings) -> Producer:
 
 
 def build_admin(settings: ServiceSettings) -> AdminClient:
-    return AdminClient({**settings.base_kafka(), "log_level": 4})
+    return AdminClient({**settings.base_kafka(), "log_level": 4, "allow.auto.create.topics": False})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ class SchedulerService:
             log.info("received signal %d: draining", signum)
             self.stop()
 
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to stderr
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 

@@ -31,6 +31,7 @@ __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000
+FIRE_CHECK_TTL_S = 5.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_S = 2.0  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
 
@@ -131,8 +132,7 @@ class SchedulerLoop:
             schedule, _version = decode_state(record)
         except CorruptStateRecord:
             return "corrupt_state_record"
-        topic = schedule.target_topic
-        if not self._targets.info(topic).exists and not self._targets.info(topic, fresh=True).exists:
+        if not self._targets.info(schedule.target_topic, max_age_s=FIRE_CHECK_TTL_S).exists:
             return "unknown_target_topic"
         return None
 

@@ -61,10 +61,12 @@ class TargetCatalog:
             return f"{topic} does not match the allow pattern {self._allow.pattern!r}"
         return None
 
-    def info(self, topic: str, *, fresh: bool = False) -> TopicInfo:
+    def info(self, topic: str, *, max_age_s: float | None = None) -> TopicInfo:
+        """Cached facts; an unknown topic is looked up again after 2 s, a known one after the TTL."""
         now = self._clock()
         cached = self._cache.get(topic)
-        if cached is not None and not fresh and now - cached[0] < (self._ttl if cached[1].exists else 2.0):
+        ttl = max_age_s if max_age_s is not None else self._ttl
+        if cached is not None and now - cached[0] < (ttl if cached[1].exists else min(ttl, 2.0)):
             return cached[1]
         info = self._lookup(topic)
         self._cache[topic] = (now, info)
