@@ -71,3 +71,18 @@ def status(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) 
             return
     typer.echo("not running")
     raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    count: Annotated[int, typer.Option(help="How many schedules to send.")] = 12,
+    spread: Annotated[float, typer.Option(help="Seconds over which they fall due.")] = 10.0,
+    stop_all: Annotated[bool, typer.Option("--stop", help="Stop everything the demo started.")] = False,
+) -> None:
+    """Broker, two schedulers, an example consumer and Prometheus; schedules that visibly fire."""
+    from scheduler.dev.demo import run_demo, stop_demo
+
+    if stop_all:
+        stop_demo()
+    else:
+        run_demo(count, spread)

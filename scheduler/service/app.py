@@ -80,6 +80,7 @@ class SchedulerService:
             self.metrics,
             self.health.tick,
         )
+        self.health.set_ready_check("joined_group", lambda: partitions.joined)
         self.health.set_ready_check(
             "partitions_rebuilt",
             lambda: all(o.phase is Phase.SERVING for o in list(partitions.owned.values())),

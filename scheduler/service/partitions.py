@@ -69,6 +69,7 @@ class Partitions:
         self._stall = stall_timeout_s
         self._clock = clock
         self.owned: dict[int, Owned] = {}
+        self.joined = False  # a first assignment (possibly empty) arrived: this member is in the group
 
     def serving(self) -> dict[int, Owned]:
         return {p: o for p, o in self.owned.items() if o.phase is Phase.SERVING}
@@ -78,6 +79,7 @@ class Partitions:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         """On assignment: take the partitions but pause them; they serve once rebuilt."""
+        self.joined = True
         self._consumer.incremental_assign(partitions)
         self._consumer.pause(partitions)
         now = self._clock()
