@@ -5,6 +5,7 @@ Everything it starts is recorded under .run/demo so `make stop` (`kafka-schedule
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -177,7 +178,7 @@ def _schedule_and_watch(bootstrap: str, count: int, spread_s: float) -> None:
         msg = consumer.poll(0.1)
         if msg is None or msg.error() is not None:
             continue
-        headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+        headers = {k: v.decode() if isinstance(v, bytes) else str(v or "") for k, v in msg.headers() or []}
         due = int(headers.get("scheduler-due-at", "0"))
         late = time.time() * 1000 - due
         seen += 1
@@ -212,10 +213,8 @@ def run_demo(count: int = 12, spread_s: float = 10.0) -> None:
 def stop_demo() -> None:
     for pid_file in sorted(DEMO.glob("*.pid")):
         pid = int(pid_file.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         pid_file.unlink()
     deadline = time.monotonic() + 30
     state = RUN / "broker.json"
