@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 from scheduler.dev import broker
 
@@ -178,7 +179,8 @@ def _schedule_and_watch(bootstrap: str, count: int, spread_s: float) -> None:
         msg = consumer.poll(0.1)
         if msg is None or msg.error() is not None:
             continue
-        headers = {k: v.decode() if isinstance(v, bytes) else str(v or "") for k, v in msg.headers() or []}
+        raw = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
+        headers = {k: (v or b"").decode() for k, v in raw}
         due = int(headers.get("scheduler-due-at", "0"))
         late = time.time() * 1000 - due
         seen += 1
