@@ -126,17 +126,29 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30.0)
     raise TopicConfigError(f"topics {names} were created but did not become visible within {timeout_s}s")
 
 
+def _high_watermark(reader: Consumer, tp: TopicPartition, deadline: float) -> int:
+    """A just-created topic may have no leader yet: retry retriable errors until the deadline."""
+    while True:
+        try:
+            _, high = reader.get_watermark_offsets(tp, timeout=10)
+            return int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TopicConfigError(f"cannot read the watermark of {tp.topic}[{tp.partition}]: {exc}") from exc
+            time.sleep(0.2)
+
+
 def read_markers(bootstrap: str, topic: str, partition: int, timeout_s: float = 30.0) -> dict[bytes, bytes]:
     """The live (non-tombstoned) keys of one compacted partition, read from the beginning to the high watermark."""
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
     try:
         tp = TopicPartition(topic, partition)
-        _, high = reader.get_watermark_offsets(tp, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        high = _high_watermark(reader, tp, deadline)
         markers: dict[bytes, bytes] = {}
         if high <= 0:
             return markers
         reader.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout_s
         while reader.position([tp])[0].offset < high:
             if time.monotonic() > deadline:
                 raise TopicConfigError(
