@@ -1,13 +1,14 @@
 """The `kafka-scheduler` command: thin, it parses, builds objects and calls the library.
 
-Exit codes: 0 done; 1 failed (the message says why); 2 bad usage; 3 refused by a precondition (topic config).
+Exit codes: 0 done; 1 failed (the message says why); 2 bad usage; 3 refused by a precondition (topic config);
+4 not found (`get`: the id is not pending); 5 partly done (`import` refused rows, `dlq replay` skipped records).
 """
 
 from __future__ import annotations
 
 import typer
 
-from scheduler.cli import consume, dev, service
+from scheduler.cli import consume, dev, ops, service
 
 __all__ = ["app", "main"]
 
@@ -16,6 +17,12 @@ app.add_typer(dev.app, name="dev")
 app.command("consume")(consume.consume)
 app.add_typer(service.topics_app, name="topics")
 app.command("run")(service.run)
+app.command("get")(ops.get)
+app.command("list")(ops.list_schedules)
+app.command("stats")(ops.stats)
+app.command("cancel")(ops.cancel)
+app.command("import")(ops.import_file)
+app.add_typer(ops.dlq_app, name="dlq")
 
 
 @app.command()

@@ -1,0 +1,182 @@
+"""Pure helpers for inspecting schedules: time arguments, list filters, paging, stats, JSON views."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scheduler.model import Schedule
+from scheduler.ops.state import Pending
+
+__all__ = [
+    "ListFilter",
+    "Stats",
+    "compute_stats",
+    "iso",
+    "parse_duration_ms",
+    "parse_instant_ms",
+    "parse_when_ms",
+    "schedule_json",
+    "text_or_b64",
+]
+
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR_MS = 3_600_000
+
+
+def parse_duration_ms(text: str) -> int:
+    """`90s`, `15m`, `1h30m`, `2d`, `500ms`, or plain integer milliseconds; ValueError otherwise."""
+    raw = text.strip()
+    if re.fullmatch(r"[0-9]+", raw):
+        return int(raw)
+    pos, total = 0, 0.0
+    for match in _DURATION_RE.finditer(raw):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_MS[match.group(2)]
+        pos = match.end()
+    if pos != len(raw) or not raw:
+        raise ValueError(f"{text!r} is not a duration: use e.g. 500ms, 90s, 15m, 1h30m, 2d or integer ms")
+    return round(total)
+
+
+def parse_when_ms(text: str, now_ms: int) -> int:
+    """An instant: RFC 3339 with an offset, epoch milliseconds, or relative to now (`1h`, `+1h`, `-30m`)."""
+    raw = text.strip()
+    if raw[-1:] in ("s", "m", "h", "d", "w"):  # every duration unit; RFC 3339 ends in a digit or Z
+        sign = -1 if raw.startswith("-") else 1
+        return now_ms + sign * parse_duration_ms(raw.lstrip("+-"))
+    return parse_instant_ms(raw)
+
+
+def parse_instant_ms(text: str) -> int:
+    """An absolute instant: RFC 3339 with an offset (Z or +hh:mm), or integer epoch milliseconds."""
+    raw = text.strip()
+    if re.fullmatch(r"-?[0-9]+", raw):
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not a time: use RFC 3339 (2026-01-01T12:00:00Z), epoch ms, or relative (1h, -30m)"
+        ) from exc
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset: add Z or +hh:mm")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def iso(ms: int) -> str:
+    """Epoch ms as RFC 3339 UTC with milliseconds."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def text_or_b64(data: bytes | None) -> str | None:
+    """UTF-8 text when it is, else `base64:<...>`: JSON output must stay valid for any payload."""
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """What `list` and bulk `cancel` select; every bound is optional and they combine with AND."""
+
+    due_before_ms: int | None = None
+    due_after_ms: int | None = None
+    target: str | None = None
+    prefix: str | None = None
+
+    def __call__(self, s: Schedule) -> bool:
+        return (
+            (self.due_before_ms is None or s.due_ms < self.due_before_ms)
+            and (self.due_after_ms is None or s.due_ms >= self.due_after_ms)
+            and (self.target is None or s.target_topic == self.target)
+            and (self.prefix is None or s.id.startswith(self.prefix))
+        )
+
+
+def ordered(items: Iterable[Pending]) -> list[Pending]:
+    """By due time, then id: a stable order, so --offset/--limit pages do not overlap."""
+    return sorted(items, key=lambda p: (p.schedule.due_ms, p.schedule.id))
+
+
+def schedule_json(p: Pending) -> dict[str, Any]:
+    s = p.schedule
+    return {
+        "id": s.id,
+        "due_at": iso(s.due_ms),
+        "due_ms": s.due_ms,
+        "target_topic": s.target_topic,
+        "target_key": text_or_b64(s.target_key),
+        "target_partition": s.target_partition,
+        "value": text_or_b64(s.payload),
+        "headers": {name: text_or_b64(value) for name, value in s.headers},
+        "created_at": iso(s.created_ms) if s.created_ms else None,
+        "producer": s.producer,
+        "partition": p.partition,
+        "version": p.version,
+    }
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Pending per partition, the next due per partition, and how many fall due in each of the next 24 hours."""
+
+    pending: dict[int, int]
+    next_due_ms: dict[int, int]
+    overdue: int
+    per_hour: list[int]  # [0] = due in [now, now+1h)
+    later: int
+    now_ms: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.pending.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": iso(self.now_ms),
+            "total": self.total,
+            "overdue": self.overdue,
+            "later_than_24h": self.later,
+            "partitions": [
+                {
+                    "partition": p,
+                    "pending": n,
+                    "next_due": iso(self.next_due_ms[p]) if p in self.next_due_ms else None,
+                }
+                for p, n in sorted(self.pending.items())
+            ],
+            "per_hour": [
+                {"from": iso(self.now_ms + i * HOUR_MS), "count": n} for i, n in enumerate(self.per_hour)
+            ],
+        }
+
+
+def compute_stats(dues: Iterable[tuple[int, int]], partitions: int, now_ms: int) -> Stats:
+    """`dues` is (partition, due ms) per pending schedule."""
+    pending = dict.fromkeys(range(partitions), 0)
+    next_due: dict[int, int] = {}
+    per_hour = [0] * 24
+    overdue = later = 0
+    for partition, due in dues:
+        pending[partition] = pending.get(partition, 0) + 1
+        if partition not in next_due or due < next_due[partition]:
+            next_due[partition] = due
+        if due < now_ms:
+            overdue += 1
+        elif due >= now_ms + 24 * HOUR_MS:
+            later += 1
+        else:
+            per_hour[(due - now_ms) // HOUR_MS] += 1
+    return Stats(pending, next_due, overdue, per_hour, later, now_ms)
