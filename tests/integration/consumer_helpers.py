@@ -73,3 +73,12 @@ def make_app(
         settings=ConsumerSettings(**{**base, **settings}),  # type: ignore[arg-type]
         scheduler=scheduler,
     )
+
+
+def produce_raw(
+    bootstrap: str, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, bytes]
+) -> None:
+    """Re-publish a record with its headers, e.g. to deliver a fired record twice."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, value, key, headers=list(headers.items()))
+    assert producer.flush(30) == 0

@@ -1,0 +1,65 @@
+"""What the three examples share: configuration from the environment and an SQLite database per example."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumers import App, ConsumerSettings, SQLiteStore
+
+__all__ = ["ExampleConfig", "connect"]
+
+
+@dataclass(frozen=True)
+class ExampleConfig:
+    """Topic and file names are overridable so tests run each example on fresh topics."""
+
+    name: str
+    bootstrap: str = field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    )
+    scheduled_topic: str = field(
+        default_factory=lambda: os.environ.get("KAFKA_SCHEDULER_SCHEDULED_TOPIC", "scheduled")
+    )
+    topic: str = ""
+    group: str = ""
+    db: Path = Path()
+    delay_s: float = 0.0
+
+    @classmethod
+    def from_env(cls, name: str, delay_s: float) -> ExampleConfig:
+        prefix = f"EXAMPLE_{name.upper()}_"
+        return cls(
+            name=name,
+            topic=os.environ.get(prefix + "TOPIC", f"{name}.timers"),
+            group=os.environ.get(prefix + "GROUP", f"{name}-service"),
+            db=Path(os.environ.get(prefix + "DB", f"{name}.sqlite3")),
+            delay_s=float(os.environ.get(prefix + "DELAY_S", str(delay_s))),
+        )
+
+    def app(self) -> App:
+        """The example's consumer App; its idempotency store sits next to the example's database."""
+        return App(
+            self.group,
+            bootstrap_servers=self.bootstrap,
+            concurrency=8,
+            idempotency=SQLiteStore(self.db.with_suffix(".idempotency.sqlite3")),
+            settings=ConsumerSettings(scheduled_topic=self.scheduled_topic, commit_interval_s=0.5),
+        )
+
+
+@contextmanager
+def connect(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
+    """One short transaction on a fresh connection (handlers run on many threads): commit or roll back, close."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
+        with db:
+            yield db
+    finally:
+        db.close()

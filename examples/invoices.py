@@ -1,0 +1,83 @@
+"""Invoice an order once it has shipped: the service reschedules its own check until then (a chain, no cron).
+
+    kafka-scheduler consume examples.invoices:app
+
+`place()` stores the order and schedules the first check. Each check either invoices (once: the invoice's
+primary key is the order id) or schedules the next check from inside the handler via `message.context.schedule`,
+up to `MAX_CHECKS`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from datetime import timedelta
+
+from consumers import App, Message
+from examples.common import ExampleConfig, connect
+
+__all__ = ["MAX_CHECKS", "Invoices", "app", "service"]
+
+MAX_CHECKS = 1000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, amount_cents INTEGER NOT NULL, shipped INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS invoices (order_id TEXT PRIMARY KEY, amount_cents INTEGER NOT NULL, checks INTEGER);
+"""
+
+
+class Invoices:
+    def __init__(self, config: ExampleConfig) -> None:
+        self.config = config
+        self.app: App = config.app()
+        self.app.handler(config.topic)(self.on_check)
+
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.config.db, SCHEMA)
+
+    def place(self, order_id: str, amount_cents: int) -> None:
+        with self._db() as db:
+            db.execute("INSERT INTO orders VALUES (?, ?, 0)", (order_id, amount_cents))
+        self.app.scheduler.schedule(
+            f"invoice-check:{order_id}:1",
+            topic=self.config.topic,
+            key=order_id,
+            value=json.dumps({"order_id": order_id, "check": 1}),
+            delay=timedelta(seconds=self.config.delay_s),
+        )
+        self.app.scheduler.flush(30)
+
+    def ship(self, order_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE orders SET shipped = 1 WHERE id = ?", (order_id,))
+
+    def on_check(self, message: Message) -> None:
+        body = json.loads(message.value or b"{}")
+        order_id, check = body["order_id"], int(body["check"])
+        with self._db() as db:
+            row = db.execute("SELECT amount_cents, shipped FROM orders WHERE id = ?", (order_id,)).fetchone()
+            if row is None or not row[1]:
+                shipped = False
+            else:
+                db.execute("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?)", (order_id, row[0], check))
+                shipped = True
+        if not shipped and row is not None and check < MAX_CHECKS:
+            message.context.schedule(  # the id names the step, so a re-run of this check replaces, not adds
+                f"invoice-check:{order_id}:{check + 1}",
+                topic=self.config.topic,
+                key=order_id,
+                value=json.dumps({"order_id": order_id, "check": check + 1}),
+                delay=timedelta(seconds=self.config.delay_s),
+            )
+
+    def invoice(self, order_id: str) -> tuple[int, int] | None:
+        """(amount, the check that found it shipped), or None before invoicing."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT amount_cents, checks FROM invoices WHERE order_id = ?", (order_id,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+
+service = Invoices(ExampleConfig.from_env("invoices", delay_s=60))
+app = service.app

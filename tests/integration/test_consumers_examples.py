@@ -1,0 +1,97 @@
+"""The three examples end to end through the real scheduler and the consumer framework."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from examples.common import ExampleConfig
+from examples.invoices import Invoices
+from examples.payments import Payments
+from examples.reservations import Reservations
+from tests.conftest import wait_until
+from tests.integration.consumer_helpers import produce_raw, read_all
+
+
+def _config(
+    stack: Any, unique: Callable[[str], str], create_topic: Callable[..., str], tmp: Path
+) -> ExampleConfig:
+    name = unique("example")
+    return ExampleConfig(
+        name=name,
+        bootstrap=stack.bootstrap,
+        scheduled_topic=stack.scheduled_topic,
+        topic=create_topic(unique("timers"), partitions=2),
+        group=unique("g"),
+        db=tmp / f"{name}.sqlite3",
+        delay_s=2.0,
+    )
+
+
+def _with_registry(app: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    app.settings = dataclasses.replace(app.settings, registry=registry)
+    return registry
+
+
+def test_reservation_expiry_refunds_exactly_once_and_never_after_pick_up(
+    scheduler_stack: Any, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    config = _config(scheduler_stack, unique, create_topic, tmp_path)
+    service = Reservations(config)
+    registry = _with_registry(service.app)
+    with service.app.running():
+        service.create("r-picked", 500)
+        service.create("r-forgotten", 700)
+        assert service.pick_up("r-picked")
+        wait_until(
+            lambda: service.status("r-forgotten") == "expired", 60, "the forgotten reservation expired"
+        )
+        [(key, value, headers)] = read_all(config.bootstrap, config.topic, 1)
+        produce_raw(config.bootstrap, config.topic, key, value, headers)  # the expiry delivered a second time
+        skipped = {"group": config.group, "topic": config.topic, "outcome": "duplicate_skipped"}
+        wait_until(
+            lambda: registry.get_sample_value("kafka_scheduler_consumer_messages_total", skipped) == 1,
+            30,
+            "the duplicate expiry skipped",
+        )
+    assert service.refunds() == ["r-forgotten"]
+    assert service.status("r-picked") == "picked_up"
+
+
+def test_payment_request_expires_only_if_unpaid(
+    scheduler_stack: Any, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    service = Payments(_config(scheduler_stack, unique, create_topic, tmp_path))
+    with service.app.running():
+        service.request("p-paid", 1000)
+        service.request("p-unpaid", 2000)
+        assert service.pay("p-paid")
+        wait_until(lambda: service.status("p-unpaid") == "expired", 60, "the unpaid request expired")
+        wait_until(lambda: service.status("p-paid") == "paid", 5, "the paid request untouched")
+    assert not service.pay("p-unpaid"), "an expired request can no longer be paid"
+
+
+def test_invoice_is_issued_once_after_shipment_by_a_self_rescheduling_chain(
+    scheduler_stack: Any, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    config = dataclasses.replace(_config(scheduler_stack, unique, create_topic, tmp_path), delay_s=1.0)
+    service = Invoices(config)
+    registry = _with_registry(service.app)
+    handled = {"group": config.group, "topic": config.topic, "outcome": "success"}
+    with service.app.running():
+        service.place("o-1", 4200)
+        wait_until(
+            lambda: (registry.get_sample_value("kafka_scheduler_consumer_messages_total", handled) or 0) >= 2,
+            60,
+            "two checks before shipment",
+        )
+        assert service.invoice("o-1") is None
+        service.ship("o-1")
+        wait_until(lambda: service.invoice("o-1") is not None, 60, "the invoice after shipment")
+    amount, check = service.invoice("o-1") or (0, 0)
+    assert amount == 4200 and check >= 3
