@@ -28,6 +28,7 @@ _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
+_NOT_A_TIME = "{text!r} is not a time: use RFC 3339 (2026-01-01T12:00:00Z), epoch ms, or relative (1h, -30m)"
 
 
 def parse_duration_ms(text: str) -> int:
@@ -51,7 +52,10 @@ def parse_when_ms(text: str, now_ms: int) -> int:
     raw = text.strip()
     if raw[-1:] in ("s", "m", "h", "d", "w"):  # every duration unit; RFC 3339 ends in a digit or Z
         sign = -1 if raw.startswith("-") else 1
-        return now_ms + sign * parse_duration_ms(raw.lstrip("+-"))
+        try:
+            return now_ms + sign * parse_duration_ms(raw.lstrip("+-"))
+        except ValueError:
+            raise ValueError(_NOT_A_TIME.format(text=text)) from None
     return parse_instant_ms(raw)
 
 
@@ -63,9 +67,7 @@ def parse_instant_ms(text: str) -> int:
     try:
         moment = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError as exc:
-        raise ValueError(
-            f"{text!r} is not a time: use RFC 3339 (2026-01-01T12:00:00Z), epoch ms, or relative (1h, -30m)"
-        ) from exc
+        raise ValueError(_NOT_A_TIME.format(text=text)) from exc
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no offset: add Z or +hh:mm")
     return (moment - _EPOCH) // timedelta(milliseconds=1)
