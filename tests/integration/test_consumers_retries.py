@@ -75,3 +75,45 @@ def test_block_key_keeps_order_under_retries_and_relaxed_does_not(
         assert done[b"K"] == [0, 1, 2], "block-key: later records of K must wait for its retry"
     else:
         assert done[b"K"] == [1, 2, 0], "relaxed: later records of K overtake the retrying one"
+
+
+def test_a_blocked_key_stays_blocked_across_a_restart(
+    scheduler_stack: Any, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    """The marker topic is rebuilt on assignment: after a restart, K's later record still waits for its retry."""
+    bootstrap = scheduler_stack.bootstrap
+    topic = create_topic(unique("ledger"), partitions=2)
+    group = unique("g")
+    produce(bootstrap, topic, [(b"K", b"0", 1), (b"K", b"1", 1)])
+    done: list[bytes] = []
+    attempts: list[int] = []
+    policy = RetryPolicy(max_attempts=3, base=0.2, cap=0.5, min_delay=6.0)
+
+    def member() -> Any:
+        app = make_app(bootstrap, group, retry=policy, scheduled_topic=scheduler_stack.scheduled_topic)
+
+        @app.handler(topic)
+        def handle(message: Message) -> None:
+            attempts.append(message.attempt)
+            if message.value == b"0" and message.attempt == 1:
+                raise RuntimeError("fails once")
+            assert message.value is not None
+            done.append(message.value)
+
+        return app
+
+    first = member()
+    with first.running():
+        wait_until(lambda: attempts == [1], 30, "the first attempt failed and the key is blocked")
+        wait_until(lambda: _marker_written(bootstrap, topic, group), 30, "marker")
+    assert done == [], "the later record of K must not run while K is blocked"
+    second = member()
+    with second.running():
+        wait_until(lambda: len(done) == 2, 60, "both records after the retry")
+    assert done == [b"0", b"1"], "after the restart, K's later record overtook its retry"
+
+
+def _marker_written(bootstrap: str, topic: str, group: str) -> bool:
+    from consumers.kafka_io import read_markers
+
+    return b"K" in read_markers(bootstrap, f"{topic}.{group}.blocked", 1, timeout_s=5)
