@@ -1,11 +1,7 @@
 """The consumer framework: per-key ordered, parallel across keys, idempotent by fire id, retrying via the scheduler.
 
-    app = App("billing", bootstrap_servers="localhost:9092")
-
-    @app.handler("reservations.expired")
-    def refund(message: Message) -> None: ...
-
-    app.run()  # or: kafka-scheduler consume mymodule:app
+Declare an `App`, register handlers with `@app.handler("topic")`, then `app.run()` or
+`kafka-scheduler consume module:app`. docs/consumers.md states the delivery semantics.
 """
 
 from consumers.app import DEFAULT_STORE, App, Ordering

@@ -134,7 +134,9 @@ def _high_watermark(reader: Consumer, tp: TopicPartition, deadline: float) -> in
             return int(high)
         except KafkaException as exc:
             if time.monotonic() > deadline:
-                raise TopicConfigError(f"cannot read the watermark of {tp.topic}[{tp.partition}]: {exc}") from exc
+                raise TopicConfigError(
+                    f"cannot read the watermark of {tp.topic}[{tp.partition}]: {exc}"
+                ) from exc
             time.sleep(0.2)
 
 

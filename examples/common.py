@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
-from consumers import App, ConsumerSettings, SQLiteStore
+from consumers import App, ConsumerSettings, Message, SQLiteStore
 
-__all__ = ["ExampleConfig", "connect"]
+__all__ = ["ExampleConfig", "TimerService", "connect"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,41 @@ def connect(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
             yield db
     finally:
         db.close()
+
+
+class TimerService:
+    """An example service: an SQLite database, an App with one handler, timers scheduled through the client."""
+
+    schema = ""
+
+    def __init__(self, config: ExampleConfig) -> None:
+        self.config = config
+        self.app: App = config.app()
+        self.app.handler(config.topic)(self.on_timer)
+
+    def on_timer(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.config.db, self.schema)
+
+    def schedule_timer(self, schedule_id: str, key: str, body: dict[str, object]) -> None:
+        """Due `config.delay_s` from now; same id = replace (the client's idempotent enqueue)."""
+        self.app.scheduler.schedule(
+            schedule_id,
+            topic=self.config.topic,
+            key=key,
+            value=json.dumps(body),
+            delay=timedelta(seconds=self.config.delay_s),
+        )
+        self.app.scheduler.flush(30)
+
+    def transition(self, db: sqlite3.Connection, table: str, entity_id: str, old: str, new: str) -> bool:
+        """Compare-and-set of a status column: the guard that makes a redelivered timer harmless."""
+        sql = f"UPDATE {table} SET status = ? WHERE id = ? AND status = ?"  # table names are constants
+        return db.execute(sql, (new, entity_id, old)).rowcount == 1
+
+    def status(self, table: str, entity_id: str) -> str | None:
+        with self.db() as db:
+            row = db.execute(f"SELECT status FROM {table} WHERE id = ?", (entity_id,)).fetchone()
+        return None if row is None else str(row[0])

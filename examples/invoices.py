@@ -10,12 +10,10 @@ up to `MAX_CHECKS`.
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import AbstractContextManager
 from datetime import timedelta
 
-from consumers import App, Message
-from examples.common import ExampleConfig, connect
+from consumers import Message
+from examples.common import ExampleConfig, TimerService
 
 __all__ = ["MAX_CHECKS", "Invoices", "app", "service"]
 
@@ -26,35 +24,22 @@ CREATE TABLE IF NOT EXISTS invoices (order_id TEXT PRIMARY KEY, amount_cents INT
 """
 
 
-class Invoices:
-    def __init__(self, config: ExampleConfig) -> None:
-        self.config = config
-        self.app: App = config.app()
-        self.app.handler(config.topic)(self.on_check)
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.config.db, SCHEMA)
+class Invoices(TimerService):
+    schema = SCHEMA
 
     def place(self, order_id: str, amount_cents: int) -> None:
-        with self._db() as db:
+        with self.db() as db:
             db.execute("INSERT INTO orders VALUES (?, ?, 0)", (order_id, amount_cents))
-        self.app.scheduler.schedule(
-            f"invoice-check:{order_id}:1",
-            topic=self.config.topic,
-            key=order_id,
-            value=json.dumps({"order_id": order_id, "check": 1}),
-            delay=timedelta(seconds=self.config.delay_s),
-        )
-        self.app.scheduler.flush(30)
+        self.schedule_timer(f"invoice-check:{order_id}:1", order_id, {"order_id": order_id, "check": 1})
 
     def ship(self, order_id: str) -> None:
-        with self._db() as db:
+        with self.db() as db:
             db.execute("UPDATE orders SET shipped = 1 WHERE id = ?", (order_id,))
 
-    def on_check(self, message: Message) -> None:
+    def on_timer(self, message: Message) -> None:
         body = json.loads(message.value or b"{}")
         order_id, check = body["order_id"], int(body["check"])
-        with self._db() as db:
+        with self.db() as db:
             row = db.execute("SELECT amount_cents, shipped FROM orders WHERE id = ?", (order_id,)).fetchone()
             if row is None or not row[1]:
                 shipped = False
@@ -72,7 +57,7 @@ class Invoices:
 
     def invoice(self, order_id: str) -> tuple[int, int] | None:
         """(amount, the check that found it shipped), or None before invoicing."""
-        with self._db() as db:
+        with self.db() as db:
             row = db.execute(
                 "SELECT amount_cents, checks FROM invoices WHERE order_id = ?", (order_id,)
             ).fetchone()

@@ -49,7 +49,9 @@ def test_reservation_expiry_refunds_exactly_once_and_never_after_pick_up(
         service.create("r-forgotten", 700)
         assert service.pick_up("r-picked")
         wait_until(
-            lambda: service.status("r-forgotten") == "expired", 60, "the forgotten reservation expired"
+            lambda: service.status("reservations", "r-forgotten") == "expired",
+            60,
+            "the forgotten reservation expired",
         )
         [(key, value, headers)] = read_all(config.bootstrap, config.topic, 1)
         produce_raw(config.bootstrap, config.topic, key, value, headers)  # the expiry delivered a second time
@@ -60,7 +62,7 @@ def test_reservation_expiry_refunds_exactly_once_and_never_after_pick_up(
             "the duplicate expiry skipped",
         )
     assert service.refunds() == ["r-forgotten"]
-    assert service.status("r-picked") == "picked_up"
+    assert service.status("reservations", "r-picked") == "picked_up"
 
 
 def test_payment_request_expires_only_if_unpaid(
@@ -71,8 +73,14 @@ def test_payment_request_expires_only_if_unpaid(
         service.request("p-paid", 1000)
         service.request("p-unpaid", 2000)
         assert service.pay("p-paid")
-        wait_until(lambda: service.status("p-unpaid") == "expired", 60, "the unpaid request expired")
-        wait_until(lambda: service.status("p-paid") == "paid", 5, "the paid request untouched")
+        wait_until(
+            lambda: service.status("payment_requests", "p-unpaid") == "expired",
+            60,
+            "the unpaid request expired",
+        )
+        wait_until(
+            lambda: service.status("payment_requests", "p-paid") == "paid", 5, "the paid request untouched"
+        )
     assert not service.pay("p-unpaid"), "an expired request can no longer be paid"
 
 
