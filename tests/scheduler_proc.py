@@ -76,8 +76,11 @@ class SchedulerProcess:
         return self
 
     def metric(self, name: str) -> float:
-        """Sum of every sample of a metric family on /metrics (0 if absent)."""
-        _status, text = self.get("/metrics")
+        """Sum of every sample of a metric family on /metrics (0 if absent or not serving yet)."""
+        try:
+            _status, text = self.get("/metrics")
+        except OSError:
+            return 0.0
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):

@@ -90,6 +90,7 @@ class Partitions:
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Drop revoked partitions' indexes; there is never a transaction open between ticks."""
+        failpoint("on_revoke_before_commit")
         replaying = []
         for tp in partitions:
             owned = self.owned.pop(tp.partition, None)
@@ -97,6 +98,7 @@ class Partitions:
                 replaying.append(TopicPartition(self._state, tp.partition))
         if replaying:
             self._reader.incremental_unassign(replaying)
+        failpoint("on_revoke_after_commit")
         self._update_gauges()
         log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 
