@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from consumers import App, ConsumerSettings, InMemoryStore, Message
+from consumers import App, ConsumerSettings, IdempotencyStore, InMemoryStore, Message, SQLiteStore
 
 RESULTS = Path(__file__).parent / "results" / "consumers.json"
 
@@ -39,7 +40,7 @@ def prepare(bootstrap: str, topic: str, messages: int, keys: int, partitions: in
 
 
 def framework(
-    bootstrap: str, topic: str, messages: int, concurrency: int, handler_s: float
+    bootstrap: str, topic: str, messages: int, concurrency: int, handler_s: float, store: str
 ) -> dict[str, float]:
     done = 0
     lock = threading.Lock()
@@ -51,7 +52,7 @@ def framework(
         f"bench-{uuid.uuid4().hex[:8]}",
         bootstrap_servers=bootstrap,
         concurrency=concurrency,
-        idempotency=InMemoryStore(),
+        idempotency=_store(store),
         settings=settings,
     )
 
@@ -81,6 +82,12 @@ def framework(
         "msgs_per_s": done / elapsed,
         "order_violations": order_errors,
     }
+
+
+def _store(kind: str) -> IdempotencyStore | None:
+    if kind == "sqlite":
+        return SQLiteStore(Path(tempfile.mkdtemp()) / "bench-idempotency.sqlite3")
+    return InMemoryStore() if kind == "memory" else None
 
 
 def sequential(bootstrap: str, topic: str, messages: int, handler_s: float) -> dict[str, float]:
@@ -117,11 +124,12 @@ def main() -> None:
     parser.add_argument("--handler-ms", type=float, default=5.0)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--sequential-messages", type=int, default=1_000)
+    parser.add_argument("--store", choices=["memory", "sqlite", "none"], default="memory")
     args = parser.parse_args()
     handler_s = args.handler_ms / 1000
     topic = f"bench-consumers-{uuid.uuid4().hex[:8]}"
     prepare(args.bootstrap, topic, args.messages, args.keys, args.partitions)
-    fw = framework(args.bootstrap, topic, args.messages, args.concurrency, handler_s)
+    fw = framework(args.bootstrap, topic, args.messages, args.concurrency, handler_s, args.store)
     seq = sequential(args.bootstrap, topic, args.sequential_messages, handler_s)
     ideal = args.concurrency / handler_s
     result = {
