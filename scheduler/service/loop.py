@@ -93,7 +93,7 @@ class SchedulerLoop:
             max_fires=self._settings.max_fires_per_transaction,
             dead_letter=self._dead_letter_reason,
         )
-        if plan:
+        if plan or records:  # a batch of no-op commands (cancels of nothing) still commits its offsets
             self._transact(plan, records, now)
 
     def _wait_s(self) -> float:

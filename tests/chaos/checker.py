@@ -1,0 +1,423 @@
+"""The chaos checker: dump every topic of a finished run to JSONL, then a pure function over those files.
+
+`dump(run_dir, ...)` reads `scheduled`, the targets, state, rejected and dead-letter topics from the beginning
+twice (read_committed and read_uncommitted, each to position >= the end offset), writes `<topic kind>.<iso>.jsonl`
+plus `offsets.json` (per-partition end offsets for both isolation levels and the group's committed offsets), and
+`check(run_dir)` computes the report from those files and `commands.jsonl` / `events.jsonl` / `metrics.json`.
+
+Reference semantics (G5): for one schedule id X, commands apply in their offset order on X's partition and the
+newest consumed command wins. The checker cannot see when a command was consumed, so it judges fires against the
+state topic, which records every committed transition of X in commit order (a put carries the version, which is
+the offset of the command that created it; a tombstone is a fire, a dead letter or a cancel):
+- must fire: the last command for X is a schedule v → exactly one fire (target or dead letter) of X@v.
+- may fire: a schedule v followed by a later command → at most one fire, and only if the fire is explained by
+  the state log: a tombstone directly after put(v) (v was pending when the fire committed) or, if v was never put
+  (consumed and fired in the same transaction), a tombstone after the last put older than v. A fire of v whose
+  state log shows put(w) for a newer w between put(v) and every tombstone is "cancel order violated": the newer
+  command was provably consumed (it committed) before the fire's transaction.
+- every tombstone must be explained by a fire or a cancel; two tombstones in a row with nothing pending are a
+  duplicate effect.
+- puts of X carry strictly increasing versions (commands take effect in offset order).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+__all__ = ["check", "dump", "main"]
+
+ISOLATIONS = ("committed", "uncommitted")
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("latin-1")
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("latin-1")
+
+
+# ---------------------------------------------------------------- dump (I/O)
+
+
+def _read_topic(bootstrap: str, topic: str, committed: bool, timeout_s: float) -> list[dict[str, Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"chaos-checker-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+            "fetch.max.bytes": 16 * 1024 * 1024,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts}
+        consumer.assign(parts)
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions):
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic}: positions {positions} never reached {ends}")
+            for msg in consumer.consume(5000, 0.2):
+                if msg.error() is not None:
+                    continue
+                out.append(
+                    {
+                        "p": msg.partition(),
+                        "o": msg.offset(),
+                        "ts": msg.timestamp()[1],
+                        "k": _text(msg.key()),
+                        "v": _text(msg.value()),
+                        "h": [[name, _text(value)] for name, value in (msg.headers() or [])],
+                    }
+                )
+    finally:
+        consumer.close()
+
+
+def _end_offsets(admin: AdminClient, topic: str, partitions: int) -> dict[str, dict[int, int]]:
+    out: dict[str, dict[int, int]] = {}
+    for name, level in (
+        ("committed", IsolationLevel.READ_COMMITTED),
+        ("uncommitted", IsolationLevel.READ_UNCOMMITTED),
+    ):
+        request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}  # type: ignore[no-untyped-call]
+        futures = admin.list_offsets(request, isolation_level=level, request_timeout=30)
+        out[name] = {tp.partition: f.result(timeout=30).offset for tp, f in futures.items()}
+    return out
+
+
+def dump(
+    run_dir: Path,
+    bootstrap: str,
+    topics: dict[str, list[str]],
+    group: str,
+    scheduled_topic: str,
+    timeout_s: float = 120.0,
+) -> None:
+    """topics: kind ("scheduled", "target", "state", "rejected", "dlt") -> topic names."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    offsets: dict[str, Any] = {"topics": {}, "group": {}}
+    for kind, names in topics.items():
+        for name in names:
+            for iso in ISOLATIONS:
+                records = _read_topic(bootstrap, name, iso == "committed", timeout_s)
+                path = run_dir / f"topic.{kind}.{name}.{iso}.jsonl"
+                with path.open("w") as fh:
+                    for rec in records:
+                        fh.write(json.dumps(rec) + "\n")
+            parts = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+            offsets["topics"][name] = {"kind": kind, **_end_offsets(admin, name, parts)}
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    request = [ConsumerGroupTopicPartitions(group)]
+    result = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
+    offsets["group"] = {
+        str(tp.partition): tp.offset for tp in result.topic_partitions if tp.topic == scheduled_topic
+    }
+    (run_dir / "offsets.json").write_text(json.dumps(offsets, indent=1))
+
+
+# ---------------------------------------------------------------- check (pure over files)
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _headers(rec: dict[str, Any]) -> dict[str, str | None]:
+    return {name: value for name, value in rec["h"]}
+
+
+def _records(run_dir: Path, kind: str, iso: str) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for path in sorted(run_dir.glob(f"topic.{kind}.*.{iso}.jsonl")):
+        name = path.name[len(f"topic.{kind}.") : -len(f".{iso}.jsonl")]
+        out[name] = _load(path)
+    return out
+
+
+def _positions(records: Iterable[dict[str, Any]]) -> set[tuple[int, int]]:
+    return {(r["p"], r["o"]) for r in records}
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.anomalies: dict[str, list[Any]] = defaultdict(list)
+        self.stats: dict[str, Any] = {}
+
+    def add(self, kind: str, detail: Any) -> None:
+        self.anomalies[kind].append(detail)
+
+
+def _commands(
+    scheduled: list[dict[str, Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Valid commands per id in offset order, and the poison commands (marked by the generator's header)."""
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    poison = []
+    for rec in sorted(scheduled, key=lambda r: (r["p"], r["o"])):
+        h = _headers(rec)
+        if "chaos-poison" in h:
+            poison.append(rec)
+            continue
+        due = h.get("scheduler-deliver-at")
+        kind = "cancel" if rec["v"] is None else "schedule"
+        by_id[rec["k"]].append(
+            {"p": rec["p"], "o": rec["o"], "ts": rec["ts"], "kind": kind, "due": int(due) if due else None}
+        )
+    return by_id, poison
+
+
+def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block per check, in order
+    """Pure: the report of a run from the files `dump` wrote (and the harness's logs)."""
+    rep = _Report()
+    scheduled = next(iter(_records(run_dir, "scheduled", "committed").values()), [])
+    by_id, poison = _commands(scheduled)
+    rep.stats["commands"] = len(scheduled)
+    rep.stats["ids"] = len(by_id)
+    rep.stats["poison_commands"] = len(poison)
+    rep.stats["cancels"] = sum(c["kind"] == "cancel" for cs in by_id.values() for c in cs)
+    rep.stats["replaces"] = sum(max(0, sum(c["kind"] == "schedule" for c in cs) - 1) for cs in by_id.values())
+
+    # Fires (target topics and dead letters), read_committed.
+    fires: dict[str, list[dict[str, Any]]] = defaultdict(list)  # id -> fire records
+    fire_counts: Counter[str] = Counter()
+    aborted_records = 0
+    for kind in ("target", "dlt", "state", "rejected"):
+        committed = _records(run_dir, kind, "committed")
+        uncommitted = _records(run_dir, kind, "uncommitted")
+        for name, recs in committed.items():
+            seen = _positions(uncommitted.get(name, []))
+            mine = _positions(recs)
+            aborted_records += len(seen - mine)
+            stray = mine - seen
+            if stray:
+                rep.add("fire_visible_from_aborted_attempt", {"topic": name, "positions": sorted(stray)[:20]})
+            if kind in ("target", "dlt"):
+                for rec in recs:
+                    h = _headers(rec)
+                    fid = h.get("scheduler-fire-id")
+                    if fid is None:
+                        rep.add("fire_without_fire_id", {"topic": name, "p": rec["p"], "o": rec["o"]})
+                        continue
+                    fire_counts[fid] += 1
+                    sid, _, version = fid.rpartition("@")
+                    fires[sid].append({**rec, "topic": name, "version": int(version), "hdr": h, "kind": kind})
+    rep.stats["aborted_records_visible_only_uncommitted"] = aborted_records
+    rep.stats["fires"] = sum(fire_counts.values())
+    rep.stats["dead_letters"] = sum(f["kind"] == "dlt" for fs in fires.values() for f in fs)
+    for fid, n in fire_counts.items():
+        if n > 1:
+            rep.add("duplicate_fire_id", {"fire_id": fid, "count": n})
+
+    # Early fires and fires of versions that never existed.
+    for sid, fs in fires.items():
+        versions = {c["o"]: c for c in by_id.get(sid, []) if c["kind"] == "schedule"}
+        for f in fs:
+            cmd = versions.get(f["version"])
+            if cmd is None:
+                rep.add("fire_of_unknown_version", {"fire_id": f"{sid}@{f['version']}"})
+                continue
+            if f["kind"] == "dlt":
+                continue
+            fired_at = int(f["hdr"].get("scheduler-fired-at") or 0)
+            if fired_at < cmd["due"] or f["ts"] < cmd["due"]:
+                rep.add(
+                    "early_fire",
+                    {
+                        "fire_id": f"{sid}@{f['version']}",
+                        "due": cmd["due"],
+                        "fired_at": fired_at,
+                        "ts": f["ts"],
+                    },
+                )
+            if f["hdr"].get("scheduler-due-at") != str(cmd["due"]):
+                rep.add("wrong_due_header", {"fire_id": f"{sid}@{f['version']}"})
+
+    # State log per id, committed, in offset order of its partition.
+    state_committed = next(iter(_records(run_dir, "state", "committed").values()), [])
+    log: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    last: dict[str, dict[str, Any]] = {}
+    for rec in sorted(state_committed, key=lambda r: (r["p"], r["o"])):
+        log[rec["k"]].append(rec)
+        last[rec["k"]] = rec
+    from scheduler.codec import decode_state
+
+    def version_of(rec: dict[str, Any]) -> int:
+        return decode_state(_bytes(rec["v"]) or b"")[1]
+
+    wrong_partition = [
+        k for k, recs in log.items() if by_id.get(k) and any(r["p"] != by_id[k][0]["p"] for r in recs)
+    ]
+    for k in wrong_partition[:50]:
+        rep.add("state_record_in_wrong_partition", k)
+
+    must_fire = 0
+    for sid, cmds in by_id.items():
+        fired_versions = sorted({f["version"] for f in fires.get(sid, [])})
+        schedule_offsets = [c["o"] for c in cmds if c["kind"] == "schedule"]
+        if cmds[-1]["kind"] == "schedule":
+            must_fire += 1
+            if cmds[-1]["o"] not in fired_versions:
+                rep.add("lost_fire", {"fire_id": f"{sid}@{cmds[-1]['o']}", "due": cmds[-1]["due"]})
+        _check_state_log(rep, sid, cmds, log.get(sid, []), fired_versions, schedule_offsets, version_of)
+    rep.stats["must_fire"] = must_fire
+
+    # Poison: each rejected exactly once; nothing valid rejected.
+    rejected = [r for recs in _records(run_dir, "rejected", "committed").values() for r in recs]
+    rejected_at: Counter[tuple[int, int]] = Counter()
+    for rec in rejected:
+        h = _headers(rec)
+        rejected_at[
+            (int(h.get("scheduler-reject-partition") or -1), int(h.get("scheduler-reject-offset") or -1))
+        ] += 1
+        if not h.get("scheduler-reject-reason"):
+            rep.add("reject_without_reason", {"p": rec["p"], "o": rec["o"]})
+    for rec in poison:
+        n = rejected_at.pop((rec["p"], rec["o"]), 0)
+        if n != 1:
+            rep.add("poison_not_rejected_once", {"p": rec["p"], "o": rec["o"], "times": n})
+    for pos, n in rejected_at.items():
+        rep.add("valid_command_rejected", {"p": pos[0], "o": pos[1], "times": n})
+    rep.stats["rejects"] = len(rejected)
+
+    # Final state (compacted view: last record per key) equals what is still pending.
+    expected = {
+        sid: cmds[-1]["o"]
+        for sid, cmds in by_id.items()
+        if cmds[-1]["kind"] == "schedule" and cmds[-1]["o"] not in {f["version"] for f in fires.get(sid, [])}
+    }
+    actual = {k: version_of(r) for k, r in last.items() if r["v"] is not None}
+    if expected != actual:
+        diff = sorted(set(expected.items()) ^ set(actual.items()))[:50]
+        rep.add("final_state_differs", {"expected": len(expected), "actual": len(actual), "diff": diff})
+    rep.stats["pending_at_end"] = len(actual)
+
+    # Hanging transactions and group offsets.
+    offsets = (
+        json.loads((run_dir / "offsets.json").read_text()) if (run_dir / "offsets.json").exists() else {}
+    )
+    for name, info in offsets.get("topics", {}).items():
+        if info["committed"] != info["uncommitted"]:
+            rep.add(
+                "hanging_transaction", {"topic": name, "lso": info["committed"], "hwm": info["uncommitted"]}
+            )
+        if info["kind"] == "scheduled":
+            group = {int(p): o for p, o in offsets.get("group", {}).items()}
+            ends = {int(p): o for p, o in info["uncommitted"].items()}
+            behind = {p: (group.get(p), end) for p, end in ends.items() if end > 0 and group.get(p) != end}
+            if behind:
+                rep.add("group_offsets_not_at_end", behind)
+
+    faults = _faults(run_dir)
+    rep.stats.update(faults)
+    anomalies = {k: {"count": len(v), "examples": v[:10]} for k, v in rep.anomalies.items()}
+    hit = faults.get("transactions_aborted", 0) + faults.get("fenced", 0) + aborted_records
+    verdict = "fail" if anomalies else ("pass" if hit > 0 else "inconclusive")
+    report = {"verdict": verdict, "anomalies": anomalies, "stats": rep.stats}
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    return report
+
+
+def _check_state_log(
+    rep: _Report,
+    sid: str,
+    cmds: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    fired: list[int],
+    schedule_offsets: list[int],
+    version_of: Any,
+) -> None:
+    """Replay X's committed state log and explain every tombstone by a fire or a cancel (module docstring)."""
+    cancels = [c["o"] for c in cmds if c["kind"] == "cancel"]
+    unexplained_fires = set(fired)
+    puts = [version_of(ev) if ev["v"] is not None else None for ev in events]
+    put_versions = {w for w in puts if w is not None}
+    pending: int | None = None
+    last_put = -1
+    for i, ev in enumerate(events):
+        w = puts[i]
+        if w is not None:
+            if w not in schedule_offsets:
+                rep.add("state_put_of_unknown_version", {"id": sid, "version": w})
+            if w <= last_put:
+                rep.add("state_versions_out_of_order", {"id": sid, "version": w, "after": last_put})
+            pending, last_put = w, max(last_put, w)
+            continue
+        # A tombstone is explained, in this order, by: the fire of the pending version; the fire of a newer
+        # version consumed and fired in the same transaction (never put); a cancel consumed after the last put.
+        # Either must be older than the next put in the log (that command was consumed later).
+        upper = next((x for x in puts[i + 1 :] if x is not None), None)
+        bound = upper if upper is not None else 1 << 62
+        same_tick = [v for v in sorted(unexplained_fires) if last_put < v < bound and v not in put_versions]
+        cancel = next((c for c in cancels if last_put < c < bound), None)
+        if pending is not None and pending in unexplained_fires:
+            unexplained_fires.discard(pending)
+        elif same_tick:
+            unexplained_fires.discard(same_tick[0])
+        elif cancel is not None:
+            cancels.remove(cancel)
+        elif pending is None:
+            rep.add("tombstone_with_nothing_pending", {"id": sid, "state_offset": ev["o"]})
+        else:
+            rep.add("unexplained_tombstone", {"id": sid, "state_offset": ev["o"], "pending": pending})
+        pending = None
+    for v in sorted(unexplained_fires):
+        if v in put_versions:
+            rep.add(
+                "cancel_order_violated", {"fire_id": f"{sid}@{v}", "state_log_versions": sorted(put_versions)}
+            )
+        else:
+            rep.add("fire_without_tombstone", {"fire_id": f"{sid}@{v}"})
+
+
+def _faults(run_dir: Path) -> dict[str, Any]:
+    """Faults injected (events.jsonl) and what they hit (scraped metrics, fenced producers in the logs)."""
+    out: dict[str, Any] = {}
+    events = _load(run_dir / "events.jsonl")
+    injected: Counter[str] = Counter(e["fault"] for e in events if "fault" in e)
+    out["faults_injected"] = dict(injected)
+    out["instance_exits"] = dict(Counter(str(e.get("rc")) for e in events if e.get("event") == "exited"))
+    metrics = (
+        json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    )
+    out["transactions_committed"] = int(metrics.get("committed", 0))
+    out["transactions_aborted"] = int(metrics.get("aborted", 0))
+    fenced = 0
+    for path in run_dir.glob("instance-*.log"):
+        text = path.read_text(errors="replace").lower()
+        fenced += text.count("fenced")
+    out["fenced"] = fenced
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.chaos.checker RUN_DIR`: re-check a dumped run."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    report = check(Path(args[0]))
+    print(json.dumps({"verdict": report["verdict"], "anomalies": list(report["anomalies"])}, indent=1))
+    return 1 if report["verdict"] == "fail" else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Seeded command load for chaos runs: creates, replaces, cancels, cancels racing the due time, duplicates, poison.
+
+Commands use the header protocol (key = schedule id, value = payload, target and deliver-at in headers; a null
+value is a cancel). Poison commands carry a `chaos-poison: <kind>` header so the checker can find them in
+`scheduled`; each must be rejected exactly once. Every delivered command is logged to `commands.jsonl` with its
+partition and offset (the offset is the version a schedule fires with).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from scheduler.codec import encode_schedule
+from scheduler.model import Schedule
+
+__all__ = ["POISON_KINDS", "Generator"]
+
+POISON_KINDS = (
+    "no_key",
+    "bad_fingerprint",
+    "truncated_avro",
+    "missing_target",
+    "unknown_target",
+    "forbidden_target",
+    "bad_due",
+)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Generator:
+    """Produces `schedules` new schedules (plus replaces, cancels and poison) over `produce_s` seconds."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        targets: list[str],
+        run_dir: Path,
+        rng: random.Random,
+        *,
+        schedules: int,
+        produce_s: float,
+        max_due_s: float,
+    ) -> None:
+        self._topic = topic
+        self._targets = targets
+        self._rng = rng
+        self._schedules = schedules
+        self._produce_s = produce_s
+        self._max_due_s = max_due_s
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "partitioner": "murmur2_random",
+                "log_level": 3,
+            }
+        )
+        self._log = (run_dir / "commands.jsonl").open("w")
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.delivered = 0
+        self.failed = 0
+        self.last_due_ms = 0
+        self._pending: dict[str, int] = {}  # id -> due (what the generator believes is pending)
+        self._ids: list[str] = []
+        self._races: list[tuple[float, str]] = []  # (monotonic send time, id)
+        self._sent: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = []
+        self._n = 0
+
+    def _count(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def _send(
+        self, kind: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], **info: Any
+    ) -> None:
+        def delivered(err: Any, msg: Any) -> None:
+            with self._lock:
+                if err is not None:
+                    self.failed += 1
+                    entry = {"kind": kind, "error": str(err), **info}
+                else:
+                    self.delivered += 1
+                    entry = {"kind": kind, "p": msg.partition(), "o": msg.offset(), **info}
+                self._log.write(json.dumps(entry) + "\n")
+
+        while True:
+            try:
+                self._producer.produce(self._topic, value, key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+        self._count(kind)
+
+    def _schedule(self, sid: str, due: int, kind: str) -> None:
+        target = self._rng.choice(self._targets)
+        headers = [("scheduler-target-topic", target.encode()), ("scheduler-deliver-at", str(due).encode())]
+        value = f"{sid} v{self._n}".encode()
+        self._send(kind, sid.encode(), value, headers, id=sid, due=due)
+        self._sent.append((sid.encode(), value, headers))
+        self._pending[sid] = due
+        self.last_due_ms = max(self.last_due_ms, due)
+
+    def _cancel(self, sid: str, kind: str) -> None:
+        self._send(kind, sid.encode(), None, [], id=sid)
+        self._pending.pop(sid, None)
+
+    def _poison(self) -> None:
+        kind = self._rng.choice(POISON_KINDS)
+        mark = [("chaos-poison", kind.encode())]
+        key: bytes | None = f"poison-{self._n}".encode()
+        target = self._targets[0].encode()
+        due = str(wall_ms() + 1000).encode()
+        value: bytes | None = b"poison"
+        headers = mark
+        if kind == "no_key":
+            key, headers = None, [("scheduler-target-topic", target), ("scheduler-deliver-at", due), *mark]
+        elif kind == "bad_fingerprint":
+            value = b"\xc3\x01" + self._rng.randbytes(8) + self._rng.randbytes(self._rng.randint(0, 40))
+        elif kind == "truncated_avro":
+            full = encode_schedule(Schedule(key.decode(), self._targets[0], wall_ms() + 1000, b"payload"))  # type: ignore[union-attr]
+            value = full[: self._rng.randint(10, len(full) - 1)]
+        elif kind == "missing_target":
+            headers = [("scheduler-deliver-at", due), *mark]
+        elif kind == "unknown_target":
+            headers = [
+                ("scheduler-target-topic", b"chaos-no-such-topic"),
+                ("scheduler-deliver-at", due),
+                *mark,
+            ]
+        elif kind == "forbidden_target":
+            headers = [
+                ("scheduler-target-topic", b"__consumer_offsets"),
+                ("scheduler-deliver-at", due),
+                *mark,
+            ]
+        else:  # bad_due
+            headers = [("scheduler-target-topic", target), ("scheduler-deliver-at", b"soon"), *mark]
+        self._send("poison", key, value, headers, poison=kind)
+
+    def _step(self, deadline_ms: int) -> None:
+        """One command chosen by the seeded RNG."""
+        rng = self._rng
+        now = wall_ms()
+        self._n += 1
+        roll = rng.random()
+        live = [s for s, d in self._pending.items() if d > now + 100] if roll >= 0.6 else []
+        if roll < 0.6 or not live:
+            sid = f"s{self._n}"
+            self._ids.append(sid)
+            # Many due soon (so fires happen while faults are injected), some near the end, a few past due.
+            span = max(300, deadline_ms - now)
+            due = now - 5000 if rng.random() < 0.02 else now + rng.randint(200, span)
+            self._schedule(sid, min(due, deadline_ms), "create")
+        elif roll < 0.72:
+            sid = rng.choice(live)
+            self._schedule(sid, now + rng.randint(200, max(300, deadline_ms - now)), "replace")
+        elif roll < 0.82:
+            self._cancel(rng.choice(live), "cancel")
+        elif roll < 0.90:
+            sid = rng.choice(live)
+            at = time.monotonic() + (self._pending[sid] - now + rng.randint(-50, 50)) / 1000
+            heapq.heappush(self._races, (at, sid))
+            self._count("race_planned")
+        elif roll < 0.95:
+            self._poison()
+        elif self._sent:
+            key, value, headers = rng.choice(self._sent[-200:])
+            self._send("duplicate", key, value, headers, id=key.decode())
+            due = int(dict(headers)["scheduler-deliver-at"])
+            self._pending[key.decode()] = due
+
+    def run(self, stop: threading.Event) -> None:
+        start = time.monotonic()
+        deadline_ms = wall_ms() + int(self._max_due_s * 1000)
+        creates = 0
+        while not stop.is_set():
+            elapsed = time.monotonic() - start
+            target = min(self._schedules, int(self._schedules * min(1.0, elapsed / self._produce_s)) + 1)
+            while creates < target and not stop.is_set():
+                before = self.counts.get("create", 0)
+                self._step(deadline_ms)
+                creates += self.counts.get("create", 0) - before
+            now = time.monotonic()
+            while self._races and self._races[0][0] <= now:
+                _at, sid = heapq.heappop(self._races)
+                self._cancel(sid, "race_cancel")
+            if creates >= self._schedules and not self._races:
+                break
+            nxt = self._races[0][0] - now if self._races else 0.02
+            stop.wait(max(0.0, min(0.02, nxt)))
+        self.close()
+
+    def close(self) -> None:
+        remaining = self._producer.flush(60)
+        if remaining:
+            self.failed += remaining
+        with self._lock:
+            self._log.close()

@@ -1,0 +1,236 @@
+"""One chaos run: `python -m tests.chaos.run --seed N --schedules M --instances K --partitions P --duration S`.
+
+Fresh topics on the broker (KAFKA_BOOTSTRAP_SERVERS, or a private one with --broker-restarts), K supervised
+instances, the seeded generator and nemesis for S seconds, then quiesce (no more faults, every instance back
+and rebuilt, every due schedule fired, group offsets at the end), dump every topic and run the checker.
+Exit 0 on pass, 1 on any anomaly, 2 if inconclusive (faults hit no transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from tests.chaos.checker import check, dump
+from tests.chaos.generator import Generator
+from tests.chaos.harness import BrokerControl, Events, Nemesis, Supervisor
+from tests.scheduler_proc import SchedulerStack
+
+__all__ = ["ChaosConfig", "main", "run_chaos"]
+
+SESSION_TIMEOUT_MS = 6000
+
+
+@dataclass
+class ChaosConfig:
+    seed: int
+    schedules: int = 2000
+    instances: int = 3
+    partitions: int = 6
+    duration_s: float = 60.0
+    bootstrap: str | None = None
+    run_dir: Path | None = None
+    kill_every_s: tuple[float, float] = (10.0, 30.0)
+    zombies: int = 1
+    storms: int = 1
+    broker_restarts: int = 0
+    failpoint_probability: float = 0.7
+    failpoint_max_hit: int = 40
+    quiesce_timeout_s: float = 240.0
+
+
+def _pending_total(supervisor: Supervisor) -> float | None:
+    total = 0.0
+    for slot in supervisor.live():
+        if slot.proc is None or not slot.proc.ready():
+            return None
+        _status, text = slot.proc.get("/metrics")
+        for line in str(text).splitlines():
+            if line.startswith("kafka_scheduler_pending_schedules{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _lag(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}  # type: ignore[no-untyped-call]
+    ends = {tp.partition: f.result(timeout=30).offset for tp, f in admin.list_offsets(request).items()}
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(
+        timeout=30
+    )
+    committed = {tp.partition: tp.offset for tp in result.topic_partitions}
+    return sum(end - max(0, committed.get(p, 0)) for p, end in ends.items())
+
+
+def _quiesce(
+    cfg: ChaosConfig, stack: SchedulerStack, supervisor: Supervisor, gen: Generator, events: Events
+) -> bool:
+    admin = stack.admin()
+    deadline = time.monotonic() + cfg.quiesce_timeout_s
+    calm = 0
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if time.time() * 1000 < gen.last_due_ms + 1000:
+            continue
+        try:
+            lag = _lag(admin, stack.group, stack.scheduled_topic, cfg.partitions)
+            pending = _pending_total(supervisor)
+        except Exception as exc:  # a broker just restarted: try again
+            events.add(event="quiesce_probe_failed", error=str(exc))
+            continue
+        ready = len(supervisor.live()) >= cfg.instances
+        calm = calm + 1 if (lag == 0 and pending == 0 and ready) else 0
+        if calm >= 3:  # the pending snapshot is refreshed every 2 s
+            events.add(event="quiesced")
+            return True
+    events.add(event="quiesce_timeout")
+    return False
+
+
+def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
+    run_dir = cfg.run_dir or Path(f"chaos-runs/seed-{cfg.seed}-{uuid.uuid4().hex[:6]}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({**cfg.__dict__, "run_dir": str(run_dir)}, default=str))
+    started = time.monotonic()
+    broker = BrokerControl() if cfg.broker_restarts else None
+    bootstrap = broker.bootstrap if broker else (cfg.bootstrap or os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    events = Events(run_dir / "events.jsonl")
+    stack = SchedulerStack(
+        bootstrap, f"chaos{cfg.seed}-{uuid.uuid4().hex[:8]}", run_dir, partitions=cfg.partitions
+    )
+    stack.extra_env = {
+        "KAFKA_SCHEDULER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "KAFKA_SCHEDULER_LOG_LEVEL": "INFO",
+        "KAFKA_SCHEDULER_REBUILD_STALL_TIMEOUT_S": "60",
+    }
+    supervisor: Supervisor | None = None
+    try:
+        stack.create()
+        targets = [stack.create_target(f"{stack.scheduled_topic}-t{i}", 3) for i in range(2)]
+        rng = random.Random(cfg.seed)
+        supervisor = Supervisor(
+            stack,
+            run_dir,
+            events,
+            random.Random(rng.random()),
+            failpoint_probability=cfg.failpoint_probability,
+            failpoint_max_hit=cfg.failpoint_max_hit,
+        )
+        supervisor.start(cfg.instances)
+        gen = Generator(
+            bootstrap,
+            stack.scheduled_topic,
+            targets,
+            run_dir,
+            random.Random(rng.random()),
+            schedules=cfg.schedules,
+            produce_s=cfg.duration_s * 0.6,
+            max_due_s=cfg.duration_s * 0.85,
+        )
+        nemesis = Nemesis(
+            supervisor,
+            events,
+            random.Random(rng.random()),
+            SESSION_TIMEOUT_MS / 1000,
+            kill_every_s=cfg.kill_every_s,
+            zombies=cfg.zombies,
+            storms=cfg.storms,
+            broker=broker,
+            broker_restarts=cfg.broker_restarts,
+        )
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=gen.run, args=(stop,), name="generator", daemon=True),
+            threading.Thread(
+                target=nemesis.run, args=(stop, cfg.duration_s * 0.8), name="nemesis", daemon=True
+            ),
+        ]
+        for t in threads:
+            t.start()
+        threads[1].join(cfg.duration_s)
+        threads[0].join(cfg.duration_s + 60)
+        stop.set()
+        threads[1].join(60)
+        supervisor.quiet()
+        quiesced = _quiesce(cfg, stack, supervisor, gen, events)
+        totals = supervisor.totals()
+        supervisor.close()
+        (run_dir / "metrics.json").write_text(json.dumps(totals))
+        events.add(event="generator", counts=gen.counts, delivered=gen.delivered, failed=gen.failed)
+        topics = {
+            "scheduled": [stack.scheduled_topic],
+            "target": targets,
+            "state": [stack.settings.state],
+            "rejected": [stack.settings.rejected],
+            "dlt": [stack.settings.dlt],
+        }
+        dump(run_dir, bootstrap, topics, stack.group, stack.scheduled_topic)
+        report = check(run_dir)
+        report["stats"]["quiesced"] = quiesced
+        report["stats"]["generated"] = gen.counts
+        report["stats"]["produce_failures"] = gen.failed
+        report["stats"]["seconds"] = round(time.monotonic() - started, 1)
+        report["config"] = {k: v for k, v in cfg.__dict__.items() if k != "run_dir"}
+        report["run_dir"] = str(run_dir)
+        (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
+        return report
+    finally:
+        if supervisor is not None:
+            supervisor.close()
+        events.close()
+        if broker is not None:
+            broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--schedules", type=int, default=2000)
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults")
+    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--kill-every", default="10,30", help="random SIGKILL interval range, seconds: a,b")
+    parser.add_argument("--zombies", type=int, default=1)
+    parser.add_argument("--storms", type=int, default=1)
+    parser.add_argument("--broker-restarts", type=int, default=0, help=">0 runs on a private broker")
+    args = parser.parse_args(argv)
+    low, high = (float(x) for x in args.kill_every.split(","))
+    cfg = ChaosConfig(
+        seed=args.seed,
+        schedules=args.schedules,
+        instances=args.instances,
+        partitions=args.partitions,
+        duration_s=args.duration,
+        bootstrap=args.bootstrap,
+        run_dir=args.run_dir,
+        kill_every_s=(low, high),
+        zombies=args.zombies,
+        storms=args.storms,
+        broker_restarts=args.broker_restarts,
+    )
+    report = run_chaos(cfg)
+    summary = {
+        "verdict": report["verdict"],
+        "anomalies": {k: v["count"] for k, v in report["anomalies"].items()},
+        "stats": report["stats"],
+        "run_dir": report["run_dir"],
+    }
+    print(json.dumps(summary, indent=1, sort_keys=True, default=str))
+    return {"pass": 0, "fail": 1}.get(report["verdict"], 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The short chaos tier: two seeds of ~2k schedules, 3 supervised instances, 6 partitions, failpoint SIGKILLs,
+random SIGKILLs, one zombie and one rebalance storm each; the checker must find no anomaly and faults must have hit
+transactions (an inconclusive run fails too). The long tier is `make chaos` (see docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.run import ChaosConfig, run_chaos
+
+
+@pytest.mark.parametrize("seed", [101, 202])
+def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, seed: int) -> None:
+    cfg = ChaosConfig(
+        seed=seed,
+        schedules=2000,
+        instances=3,
+        partitions=6,
+        duration_s=40,
+        bootstrap=kafka_bootstrap,
+        run_dir=tmp_path / f"seed-{seed}",
+        kill_every_s=(6.0, 12.0),
+        zombies=1,
+        storms=1,
+        quiesce_timeout_s=90,
+    )
+    report = run_chaos(cfg)
+    summary = json.dumps({k: report[k] for k in ("verdict", "anomalies", "stats")}, indent=1, default=str)
+    assert report["verdict"] == "pass", summary
+    assert report["stats"]["quiesced"], summary
+    assert (
+        report["stats"]["faults_injected"].get("sigkill", 0)
+        + report["stats"]["faults_injected"].get("failpoint_kill", 0)
+        > 0
+    ), summary
