@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
@@ -200,6 +200,128 @@ def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None]
     return tuple((h["name"], h["value"]) for h in headers)
 
 
+# Hand-written Avro binary readers for the hot path (the scheduler decodes every command and, per fire, the state
+# record), ~5x faster than schemaless_reader. Used only for records written with the exact schemas they were
+# written for; anything else (older writers, schema resolution) goes through fastavro. Errors raise ValueError,
+# IndexError or UnicodeDecodeError, which the callers turn into a reject or CorruptStateRecord as for fastavro;
+# tests compare them with fastavro on generated records and on garbage.
+
+
+def _rlong(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint long at `pos`: (value, next position)."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = buf[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos + 1
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _rbytes(buf: bytes, pos: int) -> tuple[bytes, int]:
+    size, pos = _rlong(buf, pos)
+    end = pos + size
+    if size < 0 or end > len(buf):
+        raise ValueError(f"bytes of length {size} past the end of the record")
+    return buf[pos:end], end
+
+
+def _rstr(buf: bytes, pos: int) -> tuple[str, int]:
+    raw, pos = _rbytes(buf, pos)
+    return raw.decode(), pos
+
+
+def _rbranch(buf: bytes, pos: int) -> tuple[bool, int]:
+    """A ["null", X] union index: True when X follows."""
+    branch = buf[pos]
+    if branch == 0:
+        return False, pos + 1
+    if branch == 2:
+        return True, pos + 1
+    index, pos = _rlong(buf, pos)  # a padded varint is still legal Avro
+    if index not in (0, 1):
+        raise ValueError(f"union branch {index} out of range")
+    return index == 1, pos
+
+
+def _rfields_after_due(buf: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+    """id, target_topic, target_key, target_partition, payload, headers (see `_fields_after_due`)."""
+    sid, pos = _rstr(buf, pos)
+    topic, pos = _rstr(buf, pos)
+    key: bytes | None = None
+    partition: int | None = None
+    payload: bytes | None = None
+    present, pos = _rbranch(buf, pos)
+    if present:
+        key, pos = _rbytes(buf, pos)
+    present, pos = _rbranch(buf, pos)
+    if present:
+        partition, pos = _rlong(buf, pos)
+    present, pos = _rbranch(buf, pos)
+    if present:
+        payload, pos = _rbytes(buf, pos)
+    headers: list[tuple[str, bytes | None]] = []
+    while True:
+        count, pos = _rlong(buf, pos)
+        if count == 0:
+            break
+        if count < 0:  # a block with its size in bytes first
+            count = -count
+            _size, pos = _rlong(buf, pos)
+        for _ in range(count):
+            name, pos = _rstr(buf, pos)
+            hv: bytes | None = None
+            present, pos = _rbranch(buf, pos)
+            if present:
+                hv, pos = _rbytes(buf, pos)
+            headers.append((name, hv))
+    return (sid, topic, key, partition, payload, tuple(headers)), pos
+
+
+def _ropt_str(buf: bytes, pos: int) -> tuple[str | None, int]:
+    present, pos = _rbranch(buf, pos)
+    if present:
+        return _rstr(buf, pos)
+    return None, pos
+
+
+def _end(buf: bytes, pos: int) -> None:
+    if pos != len(buf):
+        raise ValueError(f"{len(buf) - pos} trailing bytes after the Avro body")
+
+
+def _read_state_fast(buf: bytes) -> tuple[Schedule, int]:
+    due, pos = _rlong(buf, HEADER_LEN)
+    version, pos = _rlong(buf, pos)
+    (sid, topic, key, partition, payload, headers), pos = _rfields_after_due(buf, pos)
+    created, pos = _rlong(buf, pos)
+    producer, pos = _ropt_str(buf, pos)
+    _end(buf, pos)
+    schedule = Schedule(sid, topic, due, payload, key, headers, partition, created, producer)
+    return schedule, version
+
+
+def _read_command_fast(buf: bytes) -> tuple[str, Any]:
+    """(record name, Schedule fields or the cancel id) of a command in the current schema."""
+    cancel, pos = _rbranch(buf, HEADER_LEN)  # body: [Schedule, Cancel]
+    if cancel:
+        sid, pos = _rstr(buf, pos)
+        _end(buf, pos)
+        return _CANCEL_NAME, sid
+    fields, pos = _rfields_after_due(buf, pos)
+    due, pos = _rlong(buf, pos)
+    created, pos = _rlong(buf, pos)
+    producer, pos = _ropt_str(buf, pos)
+    _end(buf, pos)
+    return _SCHEDULE_NAME, (*fields, due, created, producer)
+
+
 def encode_schedule(s: Schedule) -> bytes:
     """The Avro envelope value for a schedule; the record key is `s.id.encode()`."""
     if _FAST_COMMAND:
@@ -257,24 +379,30 @@ def _encode_state_fastavro(s: Schedule, version: int) -> bytes:
 def decode_state(value: bytes) -> tuple[Schedule, int]:
     """A state record back to (schedule, version); loud, because skipping a record loses a schedule."""
     try:
-        r = _read(value, STATE_SCHEMA, _STATE_WRITERS)
-        schedule = Schedule(
-            id=r["id"],
-            target_topic=r["target_topic"],
-            due_ms=r["due_ms"],
-            payload=r["payload"],
-            target_key=r["target_key"],
-            headers=_headers_in(r["headers"]),
-            target_partition=r["target_partition"],
-            created_ms=r["created_ms"],
-            producer=r["producer"],
-        )
+        if _FAST_STATE and value[2:HEADER_LEN] == _WRITTEN_FOR_STATE and value[:2] == MAGIC:
+            return _read_state_fast(value)
+        return _decode_state_fastavro(value)
     except KeyError as exc:
         raise CorruptStateRecord(
             f"state record has unknown schema fingerprint {exc}: upgrade the scheduler"
         ) from exc
     except Exception as exc:
         raise CorruptStateRecord(f"state record does not decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_state_fastavro(value: bytes) -> tuple[Schedule, int]:
+    r = _read(value, STATE_SCHEMA, _STATE_WRITERS)
+    schedule = Schedule(
+        id=r["id"],
+        target_topic=r["target_topic"],
+        due_ms=r["due_ms"],
+        payload=r["payload"],
+        target_key=r["target_key"],
+        headers=_headers_in(r["headers"]),
+        target_partition=r["target_partition"],
+        created_ms=r["created_ms"],
+        producer=r["producer"],
+    )
     return schedule, r["version"]
 
 
@@ -282,17 +410,10 @@ def peek_due_ms(value: bytes) -> int:
     """The due time from the first field (a zigzag varint after the header), without a full decode."""
     if value[:2] != MAGIC:
         raise CorruptStateRecord("state record is not Avro single-object encoded")
-    result = shift = 0
     try:
-        for i in range(HEADER_LEN, HEADER_LEN + 10):
-            byte = value[i]
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return (result >> 1) ^ -(result & 1)
-            shift += 7
-    except IndexError:
-        pass
-    raise CorruptStateRecord("state record is truncated in its due_ms field")
+        return _rlong(value, HEADER_LEN)[0]
+    except (IndexError, ValueError):
+        raise CorruptStateRecord("state record is truncated in its due_ms field") from None
 
 
 def to_header_protocol(s: Schedule) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
@@ -359,28 +480,37 @@ def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
             sid,
             f"command schema fingerprint {fp.hex()} is unknown: upgrade the scheduler before its producers",
         )
+    if _FAST_COMMAND and fp == _WRITTEN_FOR_COMMAND:
+        return _envelope(sid, value, ts, _read_command_fast)
+    return _envelope(sid, value, ts, _read_command_fastavro)
+
+
+def _read_command_fastavro(value: bytes) -> tuple[str, Any]:
+    """(record name, Schedule fields or the cancel id), like `_read_command_fast`, through fastavro."""
+    name, body = _read(value, COMMAND_SCHEMA, _COMMAND_WRITERS)["body"]
+    if name == _CANCEL_NAME:
+        return name, body["id"]
+    fields = ("id", "target_topic", "target_key", "target_partition", "payload")
+    after = (body["deliver_at"], body["created_at"], body["producer"])
+    return name, (*(body[f] for f in fields), _headers_in(body["headers"]), *after)
+
+
+def _envelope(
+    sid: str, value: bytes, ts: int, read: Callable[[bytes], tuple[str, Any]]
+) -> Command | Rejected:
     try:
-        name, body = _read(value, COMMAND_SCHEMA, _COMMAND_WRITERS)["body"]
+        name, fields = read(value)
     except Exception as exc:
         return _reject(RejectReason.DESERIALIZATION_ERROR, sid, f"Avro envelope: {type(exc).__name__}: {exc}")
-    if body["id"] != sid:
+    body_id = fields if name == _CANCEL_NAME else fields[0]
+    if body_id != sid:
         return _reject(
-            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {body['id']!r}"
+            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {body_id!r}"
         )
     if name == _CANCEL_NAME:
         return Cancel(sid)
-    schedule = Schedule(
-        id=sid,
-        target_topic=body["target_topic"],
-        due_ms=body["deliver_at"],
-        payload=body["payload"],
-        target_key=body["target_key"],
-        headers=_headers_in(body["headers"]),
-        target_partition=body["target_partition"],
-        created_ms=body["created_at"],
-        producer=body["producer"],
-    )
-    return _check_schedule(schedule, ts)
+    _id, topic, key, partition, payload, headers, due, created, producer = fields
+    return _check_schedule(Schedule(sid, topic, due, payload, key, headers, partition, created, producer), ts)
 
 
 def _check_schedule(s: Schedule, ts: int) -> Schedule | Rejected:

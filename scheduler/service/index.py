@@ -3,7 +3,8 @@
 Per schedule it holds one dict slot (id -> the state record's bytes, as read from the state topic) and one
 pointer in a per-second bucket. The due time is not stored twice: it is the state record's first field and
 `peek_due_ms` reads it back. Buckets are lazily cleaned: replacing or removing an id leaves a stale pointer
-that the next scan of its bucket drops. A bucket is sorted by due time once, when it becomes due.
+and marks its bucket unsorted, so the next scan of that bucket drops the pointer. A bucket is sorted by due time
+when it becomes due; a sorted bucket holds only live ids whose record is due in that second, once each.
 
 The index never decides what is committed: the service calls `put`/`remove` only after the transaction that
 carries the change has committed (the invariant lives in `service.loop`).
@@ -51,9 +52,11 @@ class DueIndex:
         old = self._records.get(schedule_id)
         self._records[schedule_id] = record
         second = self._due_of(record) // 1000
-        if old is not None and self._due_of(old) // 1000 == second:
-            self._sorted.discard(second)  # same bucket: due may have moved within it
-            return
+        if old is not None:
+            old_second = self._due_of(old) // 1000
+            self._sorted.discard(old_second)  # same bucket: due may have moved; other: a stale pointer
+            if old_second == second:
+                return
         bucket = self._buckets.get(second)
         if bucket is None:
             self._buckets[second] = [schedule_id]
@@ -63,7 +66,10 @@ class DueIndex:
             self._sorted.discard(second)
 
     def remove(self, schedule_id: bytes) -> bytes | None:
-        return self._records.pop(schedule_id, None)
+        old = self._records.pop(schedule_id, None)
+        if old is not None:
+            self._sorted.discard(self._due_of(old) // 1000)  # its pointer is stale: rescan the bucket
+        return old
 
     def _live(self, second: int) -> list[bytes]:
         """The bucket's live ids, deduplicated and sorted by due time; drops stale pointers."""
@@ -112,10 +118,12 @@ class DueIndex:
         while heap and heap[0] <= now_s and len(out) < max_count:
             second = heapq.heappop(heap)
             visited.append(second)
-            for sid in self._live(second):
-                record = records.get(sid)
-                if record is None:
-                    continue
+            live = self._live(second)  # sorted, and only ids whose current record is due in this second
+            if second < now_s:  # the whole bucket is due: no need to read due times
+                out.extend((sid, records[sid]) for sid in live[: max_count - len(out)])
+                continue
+            for sid in live:
+                record = records[sid]
                 if due_of(record) > now_ms or len(out) >= max_count:
                     break
                 out.append((sid, record))

@@ -207,14 +207,17 @@ class SchedulerLoop:
         for owned in serving.values():
             owned.committed = owned.position
         m = self._metrics
+        ok = 0
         for fire in plan.fires:
             self._failures.pop((fire.partition, fire.schedule_id), None)
             if fire.dead_letter:
                 m.fired.labels("dead_lettered").inc()
                 m.dead_letters.labels(fire.dead_letter).inc()
             else:
-                m.fired.labels("ok").inc()
+                ok += 1
                 m.fire_lateness.observe(max(0, now - peek_due_ms(fire.record)) / 1000)
+        if ok:
+            m.fired.labels("ok").inc(ok)  # once per tick: labels() per fire was 5% of a drain
         m.commands.labels("scheduled").inc(plan.scheduled)
         m.commands.labels("cancelled").inc(plan.cancels)
         m.cancelled.inc(plan.cancelled)

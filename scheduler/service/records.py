@@ -45,17 +45,19 @@ def _replace(
 
 
 def fired_record(schedule: Schedule, version: int, fired_at_ms: int) -> OutRecord:
+    sid = schedule.id
     ours: Headers = [
-        (HEADER_SCHEDULE_ID, schedule.id.encode()),
-        (HEADER_FIRE_ID, fire_id(schedule.id, version).encode()),
-        (HEADER_DUE_AT, str(schedule.due_ms).encode()),
-        (HEADER_FIRED_AT, str(fired_at_ms).encode()),
+        (HEADER_SCHEDULE_ID, sid.encode()),
+        (HEADER_FIRE_ID, fire_id(sid, version).encode()),
+        (HEADER_DUE_AT, b"%d" % schedule.due_ms),
+        (HEADER_FIRED_AT, b"%d" % fired_at_ms),
     ]
+    headers = schedule.headers
     return OutRecord(
         schedule.target_topic,
         schedule.target_key,
         schedule.payload,
-        _replace(schedule.headers, SCHEDULER_HEADERS, ours),
+        _replace(headers, SCHEDULER_HEADERS, ours) if headers else ours,
         schedule.target_partition,
     )
 
