@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from scheduler.cli import consume, dev, ops, service
+from scheduler.cli import consume, dev, dlq, ops, service
 
 __all__ = ["app", "main"]
 
@@ -22,7 +22,7 @@ app.command("list")(ops.list_schedules)
 app.command("stats")(ops.stats)
 app.command("cancel")(ops.cancel)
 app.command("import")(ops.import_file)
-app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(dlq.app, name="dlq")
 
 
 @app.command()

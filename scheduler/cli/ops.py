@@ -1,4 +1,4 @@
-"""`kafka-scheduler get|list|stats|cancel|import|dlq`: thin, the logic lives in scheduler/ops/.
+"""`kafka-scheduler get|list|stats|cancel|import`: thin, the logic lives in scheduler/ops/.
 
 Inspection reads the state topic directly (read_committed, from the beginning to the end offsets taken at the
 start, last record per key wins): it works with no scheduler running and sees every partition consistently.
@@ -7,85 +7,29 @@ start, last record per key wins): it works with no scheduler running and sees ev
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, load_settings
-from scheduler.errors import SchedulerError
+from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic
+from scheduler.cli.show import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_PARTIAL,
+    DryRun,
+    Output,
+    check_output,
+    errors,
+    print_json,
+    print_table,
+    progress_bar,
+    settings_for,
+    short,
+)
 from scheduler.service.settings import ServiceSettings
 
-__all__ = ["cancel", "dlq_app", "get", "import_file", "list_schedules", "stats"]
-
-EXIT_FAILED = 1
-EXIT_NOT_FOUND = 4
-EXIT_PARTIAL = 5
-dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters and rejected commands.")
-
-Output = Annotated[str, typer.Option("--output", "-o", help="table or json.", case_sensitive=False)]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
-
-
-def _settings(bootstrap: str | None, props: list[str] | None, topic: str | None) -> ServiceSettings:
-    return load_settings(bootstrap, props, scheduled_topic=topic)
-
-
-def _check_output(output: str) -> str:
-    if output.lower() not in ("table", "json"):
-        raise typer.BadParameter(f"--output must be table or json, got {output!r}")
-    return output.lower()
-
-
-@contextmanager
-def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr (records read / total); silent when stderr is not a terminal."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(what, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """A library error becomes one line on stderr and exit 1; bad time arguments exit 2."""
-    try:
-        yield
-    except SchedulerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from exc
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(width=200).print(table)
-
-
-def _short(text: str | None, width: int = 40) -> str:
-    if text is None:
-        return "∅"
-    return text if len(text) <= width else text[: width - 1] + "…"
+__all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
 
 
 def get(
@@ -99,9 +43,9 @@ def get(
     from scheduler.ops.query import schedule_json
     from scheduler.ops.state import find
 
-    output = _check_output(output)
-    settings = _settings(bootstrap, props, topic)
-    with _errors(), _progress(f"reading {settings.state}") as progress:
+    output = check_output(output)
+    settings = settings_for(bootstrap, props, topic)
+    with errors(), progress_bar(f"reading {settings.state}") as progress:
         found, corrupt = find(settings, schedule_id, progress)
     for line in corrupt:
         typer.echo(f"warning: corrupt state record {line}", err=True)
@@ -110,9 +54,9 @@ def get(
         raise typer.Exit(EXIT_NOT_FOUND)
     view = schedule_json(found)
     if output == "json":
-        _print_json(view)
+        print_json(view)
     else:
-        _print_table(
+        print_table(
             schedule_id, ["field", "value"], [[k, json.dumps(v, ensure_ascii=False)] for k, v in view.items()]
         )
 
@@ -153,31 +97,31 @@ def list_schedules(
     from scheduler.ops.query import iso, ordered, schedule_json, text_or_b64
     from scheduler.ops.state import pending_schedules
 
-    output = _check_output(output)
+    output = check_output(output)
     keep = _filter(due_before, due_after, target, prefix)
-    settings = _settings(bootstrap, props, topic)
-    with _errors(), _progress(f"reading {settings.state}") as progress:
+    settings = settings_for(bootstrap, props, topic)
+    with errors(), progress_bar(f"reading {settings.state}") as progress:
         snap = pending_schedules(settings, keep, progress=progress)
     for line in snap.corrupt:
         typer.echo(f"warning: corrupt state record {line}", err=True)
     matching = ordered(item for _p, item in snap.pending.values())
     page = matching[offset : offset + limit] if limit else matching[offset:]
     if output == "json":
-        _print_json({"total": len(matching), "offset": offset, "items": [schedule_json(p) for p in page]})
+        print_json({"total": len(matching), "offset": offset, "items": [schedule_json(p) for p in page]})
         return
     rows = [
         [
             p.schedule.id,
             iso(p.schedule.due_ms),
             p.schedule.target_topic,
-            _short(text_or_b64(p.schedule.target_key)),
+            short(text_or_b64(p.schedule.target_key)),
             str(p.partition),
-            _short(text_or_b64(p.schedule.payload)),
+            short(text_or_b64(p.schedule.payload)),
         ]
         for p in page
     ]
     title = f"{len(page)} of {len(matching)} pending (offset {offset})"
-    _print_table(title, ["id", "due", "target", "key", "partition", "value"], rows)
+    print_table(title, ["id", "due", "target", "key", "partition", "value"], rows)
 
 
 def stats(
@@ -192,23 +136,23 @@ def stats(
     from scheduler.ops.reader import partition_count
     from scheduler.ops.state import pending_dues
 
-    output = _check_output(output)
-    settings = _settings(bootstrap, props, topic)
-    with _errors(), _progress(f"reading {settings.state}") as progress:
+    output = check_output(output)
+    settings = settings_for(bootstrap, props, topic)
+    with errors(), progress_bar(f"reading {settings.state}") as progress:
         partitions = partition_count(settings, settings.state)
         snap = pending_dues(settings, progress)
     result = compute_stats(snap.pending.values(), partitions, now_ms())
     if output == "json":
-        _print_json(result.as_json())
+        print_json(result.as_json())
         return
     typer.echo(f"pending {result.total}, overdue {result.overdue}, due after 24h {result.later}")
     rows = [
         [str(p), str(n), iso(result.next_due_ms[p]) if p in result.next_due_ms else "-"]
         for p, n in sorted(result.pending.items())
     ]
-    _print_table("per partition", ["partition", "pending", "next due"], rows)
+    print_table("per partition", ["partition", "pending", "next due"], rows)
     hours = [[iso(result.now_ms + i * HOUR_MS), str(n)] for i, n in enumerate(result.per_hour)]
-    _print_table("due in the next 24 hours", ["hour from", "count"], hours)
+    print_table("due in the next 24 hours", ["hour from", "count"], hours)
 
 
 def cancel(
@@ -230,11 +174,11 @@ def cancel(
 
     if (schedule_id is None) == (prefix is None):
         raise typer.BadParameter("give exactly one of ID and --prefix")
-    settings = _settings(bootstrap, props, topic)
+    settings = settings_for(bootstrap, props, topic)
     ids = [schedule_id] if schedule_id is not None else []
-    with _errors():
+    with errors():
         if prefix is not None:
-            with _progress(f"reading {settings.state}") as progress:
+            with progress_bar(f"reading {settings.state}") as progress:
                 snap = pending_schedules(settings, ListFilter(prefix=prefix), progress=progress)
             items = ordered(item for _p, item in snap.pending.values())
             for item in items:
@@ -282,20 +226,20 @@ def import_file(
     from scheduler.ops.importer import ImportOptions, load_existing, run_import
     from scheduler.ops.rows import FORMATS, count_rows, detect_format, read_rows
 
-    output = _check_output(output)
+    output = check_output(output)
     try:
         kind = detect_format(file, fmt.lower() if fmt else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if kind not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {FORMATS}")
-    settings = _settings(bootstrap, props, topic)
-    with _errors():
-        with _progress(f"reading {settings.state}") as progress:
+    settings = settings_for(bootstrap, props, topic)
+    with errors():
+        with progress_bar(f"reading {settings.state}") as progress:
             existing = load_existing(settings, progress)
         topics = _topics(settings)
         total = count_rows(file, kind)
-        with _progress(f"importing {file.name}") as progress:
+        with progress_bar(f"importing {file.name}") as progress:
             seen = [0]
 
             def tick() -> None:
@@ -323,7 +267,7 @@ def _print_import(summary: Any, output: str, dry_run: bool) -> None:
         {"line": r.line, "id": r.id, "reason": r.reason, "message": r.message} for r in summary.refusals
     ]
     if output == "json":
-        _print_json(
+        print_json(
             {
                 "dry_run": dry_run,
                 **counts,
@@ -338,109 +282,8 @@ def _print_import(summary: Any, output: str, dry_run: bool) -> None:
         f"refused {counts['refused']}"
     )
     if refusals:
-        _print_table(
+        print_table(
             "refused rows",
             ["line", "id", "reason", "message"],
             [[str(r["line"]), str(r["id"]), str(r["reason"]), str(r["message"])] for r in refusals],
         )
-
-
-DltTopic = Annotated[
-    str | None,
-    typer.Option("--topic", "-t", help="Any dead-letter topic (default: the scheduler's <scheduled>.dlt)."),
-]
-Rejected = Annotated[
-    bool, typer.Option("--rejected", help="Read the scheduler's <scheduled>.rejected topic.")
-]
-SchedTopic = Annotated[
-    str | None,
-    typer.Option("--scheduled-topic", help="The commands topic (env KAFKA_SCHEDULER_SCHEDULED_TOPIC)."),
-]
-Reason = Annotated[str | None, typer.Option(help="Only records with this reason word.")]
-
-
-def _dlt_topic(settings: ServiceSettings, topic: str | None, rejected: bool) -> str:
-    if topic is not None and rejected:
-        raise typer.BadParameter("give --topic or --rejected, not both")
-    return topic or (settings.rejected if rejected else settings.dlt)
-
-
-@dlq_app.command("inspect")
-def inspect(
-    topic: DltTopic = None,
-    rejected: Rejected = False,
-    reason: Reason = None,
-    limit: Annotated[int, typer.Option(min=0, help="At most this many (0 = all).")] = 100,
-    output: Output = "table",
-    bootstrap: Bootstrap = None,
-    props: KafkaProps = None,
-    scheduled_topic: SchedTopic = None,
-) -> None:
-    """Dead letters (or rejects) with their reason headers decoded, oldest first."""
-    from itertools import islice
-
-    from scheduler.ops.dlq import dead_letters
-    from scheduler.ops.query import iso, text_or_b64
-
-    output = _check_output(output)
-    settings = _settings(bootstrap, props, scheduled_topic)
-    name = _dlt_topic(settings, topic, rejected)
-    with _errors(), _progress(f"reading {name}") as progress:
-        letters = list(dead_letters(settings, name, reason=reason, progress=progress))
-    shown = list(islice(letters, limit)) if limit else letters
-    if output == "json":
-        _print_json({"topic": name, "total": len(letters), "items": [x.as_json() for x in shown]})
-        return
-    rows = [
-        [
-            f"{x.partition}/{x.offset}",
-            iso(x.timestamp_ms),
-            _short(text_or_b64(x.key), 30),
-            x.reason,
-            _short(x.message, 60),
-            x.origin_topic or "-",
-            x.reasons.get("exception-type", ""),
-        ]
-        for x in shown
-    ]
-    title = f"{name}: {len(shown)} of {len(letters)}"
-    _print_table(
-        title, ["partition/offset", "time", "key", "reason", "message", "original topic", "exception"], rows
-    )
-
-
-@dlq_app.command("replay")
-def replay(
-    topic: DltTopic = None,
-    rejected: Rejected = False,
-    reason: Reason = None,
-    to: Annotated[
-        str | None, typer.Option("--to", help="Replay into this topic instead of the original.")
-    ] = None,
-    dry_run: DryRun = False,
-    bootstrap: Bootstrap = None,
-    props: KafkaProps = None,
-    scheduled_topic: SchedTopic = None,
-) -> None:
-    """Re-produce dead letters to their original target/source topic (or --to), reason headers dropped.
-
-    Exit 5 if some records could not be routed (they name no original topic: pass --to).
-    """
-    from scheduler.ops.dlq import dead_letters
-    from scheduler.ops.dlq import replay as do_replay
-
-    settings = _settings(bootstrap, props, scheduled_topic)
-    name = _dlt_topic(settings, topic, rejected)
-    with _errors(), _progress(f"replaying {name}") as progress:
-        result = do_replay(
-            settings, dead_letters(settings, name, reason=reason, progress=progress), to=to, dry_run=dry_run
-        )
-    verb = "would replay" if dry_run else "replayed"
-    for letter, dest in result.planned:
-        where = f"{dest.topic}" + (f"/{dest.partition}" if dest.partition is not None else "")
-        typer.echo(f"{verb} {letter.topic}/{letter.partition}@{letter.offset} ({letter.reason}) -> {where}")
-    for letter, why in result.skipped:
-        typer.echo(f"skipped {letter.topic}/{letter.partition}@{letter.offset}: {why}", err=True)
-    typer.echo(f"{verb} {len(result.planned)}, skipped {len(result.skipped)}")
-    if result.skipped:
-        raise typer.Exit(EXIT_PARTIAL)
