@@ -102,6 +102,35 @@ def test_list_get_and_stats_see_what_is_scheduled(scheduler_stack: SchedulerStac
     assert sum(p["pending"] for p in stats["partitions"]) == 5 and len(stats["partitions"]) == 3
 
 
+def test_state_is_read_without_a_scheduler_and_get_falls_back_when_partition_counts_differ(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from scheduler.codec import encode_state
+    from scheduler.model import Schedule
+    from scheduler.partitioner import partition_for
+
+    stack = SchedulerStack(
+        kafka_bootstrap, unique("scheduled"), tmp_path
+    )  # topics made by hand, nothing runs
+    create_topic(stack.scheduled_topic, partitions=3)
+    state = create_topic(stack.settings.state, partitions=2, config={"cleanup.policy": "compact"})
+    due = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    # Put x-1 in the state partition murmur2 would NOT pick for 3 partitions: only the fallback can find it.
+    wrong = 1 - partition_for(b"x-1", 3) % 2
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(state, encode_state(Schedule("x-1", "t", due, b"v1"), 7), b"x-1", partition=wrong)
+    producer.produce(state, encode_state(Schedule("x-2", "t", due, b"v2"), 8), b"x-2", partition=0)
+    producer.produce(state, None, b"x-2", partition=0)  # fired or cancelled: gone
+    assert producer.flush(30) == 0
+
+    found = cli_json(stack, "get", "x-1")
+    assert (found["partition"], found["version"], found["value"]) == (wrong, 7, "v1")
+    assert cli(stack, "get", "x-2").exit_code == 4
+    assert list(listed(stack)) == ["x-1"]
+    stats = cli_json(stack, "stats")
+    assert stats["total"] == 1 and len(stats["partitions"]) == 2
+
+
 def test_cancel_one_and_bulk_by_prefix(scheduler_stack: SchedulerStack) -> None:
     target = scheduler_stack.create_target(f"{scheduler_stack.scheduled_topic}-target")
     with SchedulerClient(settings=scheduler_stack.client_settings) as client:
