@@ -9,12 +9,15 @@ thread count is the single concurrency limit for both kinds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["AsyncRunner", "KeyOrderedExecutor"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,6 +71,10 @@ class KeyOrderedExecutor(Generic[T]):
                 self._running[index] = (key, item)
             try:
                 self._run(item)
+            except (
+                Exception
+            ):  # a worker must survive; the item stays unfinished, so its offset is not committed
+                log.exception("unexpected error outside the handler; the record will re-run after a restart")
             finally:
                 with self._cond:
                     del self._running[index]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -70,19 +71,46 @@ CREATE TABLE IF NOT EXISTS consumer_idempotency (
     done_at REAL
 )
 """
+CLAIM_SQL = (
+    "INSERT INTO consumer_idempotency (key, state, claimed_at) VALUES (?, 'claimed', ?)"
+    " ON CONFLICT (key) DO UPDATE SET claimed_at = excluded.claimed_at WHERE state <> 'done'"
+)
+DONE_SQL = (
+    "INSERT INTO consumer_idempotency (key, state, claimed_at, done_at) VALUES (?, 'done', ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET state = 'done', done_at = excluded.done_at"
+)
+RELEASE_SQL = "DELETE FROM consumer_idempotency WHERE key = ? AND state = 'claimed'"
+
+
+@dataclass(eq=False)
+class _Batch:
+    items: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 class SQLiteStore:
-    """The default: one SQLite file (WAL), one row per key; survives restarts of this process."""
+    """The default: one SQLite file (WAL), one row per key; survives restarts of this process.
+
+    Writes are group-committed by one writer thread: `mark_done` returns once the transaction holding it
+    committed, and one transaction carries everything queued meanwhile by all workers. Claim and release rows
+    ride along without waiting: they only inform (a lost claim changes nothing). Reads use a second connection,
+    so WAL lets them run while a commit is in progress.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer connection
+        self._read_lock = threading.Lock()  # the reader connection
+        self._cv = threading.Condition()  # the open batch
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._open = _Batch()
+        self._thread: threading.Thread | None = None
+        self._closing = False
 
-    @property
-    def _db(self) -> sqlite3.Connection:
-        """Opened on first use (call with the lock held), so declaring an App creates no file."""
+    def _writer(self) -> sqlite3.Connection:
+        """Opened on first use (call with `_lock` held), so declaring an App creates no file."""
         if self._conn is None:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -91,42 +119,90 @@ class SQLiteStore:
         return self._conn
 
     def claim(self, key: str) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO consumer_idempotency (key, state, claimed_at) VALUES (?, 'claimed', ?)"
-                " ON CONFLICT (key) DO UPDATE SET claimed_at = excluded.claimed_at WHERE state <> 'done'",
-                (key, time.time()),
-            )
-            return cur.rowcount == 1
+        if self.is_done(key):
+            return False
+        self._write(CLAIM_SQL, (key, time.time()), wait=False)
+        return True
 
     def mark_done(self, key: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO consumer_idempotency (key, state, claimed_at, done_at) VALUES (?, 'done', ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET state = 'done', done_at = excluded.done_at",
-                (key, time.time(), time.time()),
-            )
+        now = time.time()
+        self._write(DONE_SQL, (key, now, now), wait=True)
 
     def release(self, key: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM consumer_idempotency WHERE key = ? AND state = 'claimed'", (key,))
+        self._write(RELEASE_SQL, (key,), wait=False)
 
     def is_done(self, key: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT state FROM consumer_idempotency WHERE key = ?", (key,)).fetchone()
+        with self._read_lock:
+            if self._reader is None:
+                with self._lock:
+                    self._writer()  # creates the file and the table first
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            row = self._reader.execute(
+                "SELECT state FROM consumer_idempotency WHERE key = ?", (key,)
+            ).fetchone()
             return row is not None and row[0] == "done"
+
+    def _write(self, sql: str, params: tuple[object, ...], wait: bool) -> None:
+        with self._cv:
+            if self._thread is None:
+                self._closing = False
+                self._thread = threading.Thread(
+                    target=self._commit_loop, name="idempotency-writer", daemon=True
+                )
+                self._thread.start()
+            batch = self._open
+            batch.items.append((sql, params))
+            self._cv.notify()
+        if wait:
+            batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._open.items and not self._closing:
+                    self._cv.wait()
+                if not self._open.items:
+                    return
+                batch, self._open = self._open, _Batch()
+            try:
+                with self._lock:
+                    self._commit(self._writer(), batch.items)
+            except BaseException as exc:  # waiters re-raise it; the loop goes on
+                batch.error = exc
+            batch.done.set()
+
+    @staticmethod
+    def _commit(db: sqlite3.Connection, items: list[tuple[str, tuple[object, ...]]]) -> None:
+        db.execute("BEGIN")
+        try:
+            for sql, params in items:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def purge(self, older_than_s: float) -> int:
         """Delete done keys older than the longest possible redelivery window; returns how many."""
+        self._write("SELECT 1", (), wait=True)  # queued claims first, so purge sees them
         with self._lock:
-            cur = self._db.execute(
+            cur = self._writer().execute(
                 "DELETE FROM consumer_idempotency WHERE state = 'done' AND done_at < ?",
                 (time.time() - older_than_s,),
             )
             return cur.rowcount
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Commit what is queued, stop the writer thread, close both connections."""
+        with self._cv:
+            thread, self._thread, self._closing = self._thread, None, True
+            self._cv.notify()
+        if thread is not None:
+            thread.join(30)
+        with self._lock, self._read_lock:
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._reader = None

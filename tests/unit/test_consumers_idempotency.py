@@ -55,3 +55,24 @@ def test_sqlite_purge_removes_only_old_done_keys(tmp_path: Path) -> None:
     store.claim("running")
     assert store.purge(older_than_s=-1) == 1
     assert store.claim("old")
+
+
+def test_sqlite_group_commit_keeps_every_done_key_written_by_many_threads(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "idem.sqlite3"
+    store = SQLiteStore(path)
+
+    def worker(t: int) -> None:
+        for i in range(200):
+            key = f"{t}-{i}"
+            assert store.claim(key)
+            store.mark_done(key)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    reopened = SQLiteStore(path)  # mark_done returned, so every key is on disk without close()
+    assert all(reopened.is_done(f"{t}-{i}") for t in range(16) for i in range(200))
