@@ -91,6 +91,7 @@ class SchedulerLoop:
             now,
             validate=self._targets.validate,
             max_fires=self._settings.max_fires_per_transaction,
+            max_bytes=self._settings.max_transaction_bytes,
             dead_letter=self._dead_letter_reason,
         )
         if plan or records:  # a batch of no-op commands (cancels of nothing) still commits its offsets

@@ -29,6 +29,7 @@ __all__ = ["Owned", "Partitions", "Phase"]
 
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 10_000
+PROGRESS_EVERY_S = 5.0
 
 
 class Phase(enum.Enum):
@@ -70,6 +71,7 @@ class Partitions:
         self._clock = clock
         self.owned: dict[int, Owned] = {}
         self.joined = False  # a first assignment (possibly empty) arrived: this member is in the group
+        self._progress_logged = clock()
 
     def serving(self) -> dict[int, Owned]:
         return {p: o for p, o in self.owned.items() if o.phase is Phase.SERVING}
@@ -186,6 +188,12 @@ class Partitions:
             self._metrics.rebuild_records.inc(len(messages))
             failpoint("mid_rebuild")
         replaying = [o for o in self.owned.values() if o.phase is Phase.REPLAY]
+        if now - self._progress_logged > PROGRESS_EVERY_S:
+            self._progress_logged = now
+            for o in replaying:
+                log.info(
+                    "rebuilding partition %d: %d of ~%d state records", o.partition, o.replayed, o.watermark
+                )
         positions = self._reader.position([TopicPartition(self._state, o.partition) for o in replaying])
         for tp in positions:
             owned = self.owned[int(tp.partition)]

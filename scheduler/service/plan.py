@@ -73,12 +73,14 @@ def plan_tick(
     *,
     validate: Validator,
     max_fires: int,
+    max_bytes: int = 1 << 62,
     dead_letter: DeadLetterCheck | None = None,
 ) -> TickPlan:
+    """Intake every record (the consumer's batch is already bounded), then fires within both budgets."""
     plan = TickPlan()
     for record in records:
         _intake(plan, record, indexes, validate)
-    _select_fires(plan, indexes, now_ms, max_fires, dead_letter)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter)
     return plan
 
 
@@ -111,21 +113,26 @@ def _select_fires(
     plan: TickPlan,
     indexes: Mapping[int, DueIndex],
     now_ms: int,
-    max_fires: int,
+    budget: tuple[int, int],
     dead_letter: DeadLetterCheck | None,
 ) -> None:
+    max_fires, max_bytes = budget
     writes = plan.state_writes
     due: list[tuple[int, bytes, bytes]] = [
         (p, sid, rec) for (p, sid), rec in writes.items() if rec is not None and peek_due_ms(rec) <= now_ms
     ]
     for partition, index in indexes.items():
-        budget = max_fires - len(due)
-        if budget <= 0:
+        room = max_fires - len(due)
+        if room <= 0:
             break
         due.extend(
-            (partition, sid, rec) for sid, rec in index.due(now_ms, budget) if (partition, sid) not in writes
+            (partition, sid, rec) for sid, rec in index.due(now_ms, room) if (partition, sid) not in writes
         )
+    size = 0
     for partition, sid, rec in due[:max_fires]:
+        size += len(rec)  # a fire carries about its state record's bytes; the tombstone adds its key
+        if size > max_bytes and plan.fires:
+            break
         reason = dead_letter(partition, sid, rec) if dead_letter is not None else None
         plan.fires.append(Fire(partition, sid, rec, reason))
         writes[(partition, sid)] = None

@@ -203,3 +203,12 @@ def test_partitions_are_kept_apart() -> None:
     plan = plan_tick([rec], indexes, NOW, validate=validate, max_fires=10)
     assert [(f.partition, decode_state(f.record)[1]) for f in plan.fires] == [(0, 1)]
     assert plan.state_writes == {(0, b"a"): None, (1, b"a"): None}
+
+
+def test_byte_budget_bounds_a_transaction_but_always_fires_one() -> None:
+    index = index_of(*[(f"s{i}", i, 1_000 + i) for i in range(10)])
+    record_size = len(index.get(b"s0") or b"")
+    plan = plan_tick([], {0: index}, 5_000, validate=validate, max_fires=100, max_bytes=3 * record_size + 1)
+    assert [sid for sid, _ in fired(plan)] == ["s0", "s1", "s2"]
+    tiny = plan_tick([], {0: index}, 5_000, validate=validate, max_fires=100, max_bytes=1)
+    assert len(tiny.fires) == 1  # one oversized fire still goes: a budget never stalls the partition
