@@ -73,9 +73,9 @@ def inspect(
         return
     rows = [
         [
-            f"{x.partition}/{x.offset}",
-            iso(x.timestamp_ms),
-            short(text_or_b64(x.key), 30),
+            f"{x.record.partition}/{x.record.offset}",
+            iso(x.record.timestamp_ms),
+            short(text_or_b64(x.record.key), 30),
             x.reason,
             short(x.message, 60),
             x.origin_topic or "-",
@@ -118,9 +118,9 @@ def replay(
     verb = "would replay" if dry_run else "replayed"
     for letter, dest in result.planned:
         where = f"{dest.topic}" + (f"/{dest.partition}" if dest.partition is not None else "")
-        typer.echo(f"{verb} {letter.topic}/{letter.partition}@{letter.offset} ({letter.reason}) -> {where}")
+        typer.echo(f"{verb} {letter.where} ({letter.reason}) -> {where}")
     for letter, why in result.skipped:
-        typer.echo(f"skipped {letter.topic}/{letter.partition}@{letter.offset}: {why}", err=True)
+        typer.echo(f"skipped {letter.where}: {why}", err=True)
     typer.echo(f"{verb} {len(result.planned)}, skipped {len(result.skipped)}")
     if result.skipped:
         raise typer.Exit(EXIT_PARTIAL)

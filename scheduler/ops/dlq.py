@@ -44,12 +44,7 @@ class Destination:
 class DeadLetter:
     """One record of a dead-letter or rejected topic with its reason headers decoded (prefix stripped)."""
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
+    record: TopicRecord
     kind: str  # scheduler-dlt | scheduler-rejected | consumer-dlt | unknown
     reasons: dict[str, str]
     user_headers: tuple[tuple[str, bytes | None], ...]
@@ -63,21 +58,25 @@ class DeadLetter:
         return self.reasons.get("message") or self.reasons.get("exception-message") or ""
 
     @property
+    def where(self) -> str:
+        return f"{self.record.topic}/{self.record.partition}@{self.record.offset}"
+
+    @property
     def origin_topic(self) -> str | None:
         return self.reasons.get(_ORIGIN.get(self.kind, ""))
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "timestamp": iso(self.timestamp_ms),
+            "topic": self.record.topic,
+            "partition": self.record.partition,
+            "offset": self.record.offset,
+            "timestamp": iso(self.record.timestamp_ms),
             "kind": self.kind,
-            "key": text_or_b64(self.key),
+            "key": text_or_b64(self.record.key),
             "reason": self.reason,
             "reasons": self.reasons,
             "headers": {name: text_or_b64(value) for name, value in self.user_headers},
-            "value": text_or_b64(self.value),
+            "value": text_or_b64(self.record.value),
         }
 
 
@@ -91,9 +90,7 @@ def decode(rec: TopicRecord) -> DeadLetter:
             continue
         kind = PREFIXES[prefix]
         reasons[name[len(prefix) :]] = raw.decode("utf-8", "replace") if raw is not None else ""
-    return DeadLetter(
-        rec.topic, rec.partition, rec.offset, rec.timestamp_ms, rec.key, rec.value, kind, reasons, tuple(user)
-    )
+    return DeadLetter(rec, kind, reasons, tuple(user))
 
 
 def dead_letters(
@@ -128,9 +125,9 @@ class Router:
                 f"{letter.kind} record names no original topic ({letter.reason}): pass --to TOPIC"
             )
         if letter.kind == "scheduler-rejected":
-            if letter.key is None:
+            if letter.record.key is None:
                 raise ValueError("a rejected command without a key cannot be replayed: it has no schedule id")
-            return Destination(origin, partition_for(letter.key, self._count(origin)))
+            return Destination(origin, partition_for(letter.record.key, self._count(origin)))
         if letter.kind == "consumer-dlt":
             original = letter.reasons.get("original-partition", "")
             if original.isdigit() and int(original) < self._count(origin):
@@ -176,8 +173,8 @@ def replay(
             extra: dict[str, Any] = {} if dest.partition is None else {"partition": dest.partition}
             producer.produce(
                 dest.topic,
-                letter.value,
-                letter.key,
+                letter.record.value,
+                letter.record.key,
                 headers=list(letter.user_headers),
                 on_delivery=report,
                 **extra,
