@@ -32,7 +32,7 @@ __all__ = ["SchedulerLoop"]
 log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000
 FIRE_CHECK_TTL_S = 5.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
-SNAPSHOT_EVERY_S = 2.0  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
+SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
 
 def wall_ms() -> int:
@@ -57,7 +57,7 @@ class SchedulerLoop:
         self._clock = clock
         self._failures: dict[tuple[int, bytes], int] = {}
         self._snapshot: list[PartitionSnapshot] = []
-        self._snapshot_at = 0.0
+        self._snapshot_at = -SNAPSHOT_EVERY_MS
 
     def run(self, stop: threading.Event) -> None:
         self._txn.init()
@@ -76,8 +76,9 @@ class SchedulerLoop:
         wait = self._wait_s()
         messages = self._consumer.consume(INTAKE_BATCH, 0.0 if self.partitions.rebuilding() else wait)
         self._tick()
-        if time.monotonic() - self._snapshot_at > SNAPSHOT_EVERY_S:
-            self._snapshot, self._snapshot_at = self.snapshot(), time.monotonic()
+        now = self._clock()  # the injected clock, so tests that drive time also drive the snapshots
+        if abs(now - self._snapshot_at) > SNAPSHOT_EVERY_MS:
+            self._snapshot, self._snapshot_at = self.snapshot(), now
         if self.partitions.rebuilding():
             self.partitions.step(min(wait, 0.05))
         serving = self.partitions.serving()
