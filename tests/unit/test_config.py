@@ -7,36 +7,12 @@ from pydantic import SecretStr
 
 from scheduler import ClientSettings, ConfigError, SchedulerClient
 from scheduler.config import PRODUCER_FORCED, merge_config
-
-M = 0x5BD1E995
-MASK = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's org.apache.kafka.common.utils.Utils.murmur2 (seed 0x9747b28c), as a signed Java int."""
-    h = (0x9747B28C ^ len(data)) & MASK
-    whole = len(data) & ~3
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * M) & MASK
-        k ^= k >> 24
-        h = ((h * M) & MASK) ^ ((k * M) & MASK)
-    tail = data[whole:]
-    if len(tail) == 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h = ((h ^ tail[0]) * M) & MASK
-    h ^= h >> 13
-    h = (h * M) & MASK
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
+from scheduler.partitioner import murmur2, partition_for
 
 
 def kafka_partition(key: bytes, partitions: int) -> int:
     """The Java default partitioner for a keyed record: toPositive(murmur2(key)) % partitions."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition_for(key, partitions)
 
 
 @pytest.mark.parametrize(
