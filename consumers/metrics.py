@@ -52,7 +52,7 @@ class ConsumerMetrics:
         )
         self.lag_seconds = Gauge(
             PREFIX + "consumer_lag_seconds",
-            "Age of the oldest unfinished or unfetched record per partition.",
+            "Age (by record timestamp) of the oldest fetched, unfinished record per partition; 0 when none.",
             ["group", "topic", "partition"],
             registry=registry,
         )
