@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from scheduler.config import merge_config
@@ -80,5 +81,10 @@ def build_producer(settings: ServiceSettings) -> Producer:
     return Producer(merge_config(defaults, user, producer_forced(settings)))
 
 
-def build_admin(settings: ServiceSettings) -> AdminClient:
-    return AdminClient({**settings.base_kafka(), "log_level": 4, "allow.auto.create.topics": False})
+def build_admin(
+    settings: ServiceSettings, error_cb: Callable[[KafkaError], None] | None = None
+) -> AdminClient:
+    conf: dict[str, Any] = {**settings.base_kafka(), "log_level": 4, "allow.auto.create.topics": False}
+    if error_cb is not None:
+        conf["error_cb"] = error_cb
+    return AdminClient(conf)

@@ -9,8 +9,10 @@ import signal
 import threading
 from types import FrameType
 
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
+from scheduler.errors import KafkaFatalError
 from scheduler.http import HealthState, HttpServer
 from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
 from scheduler.kafka.txn import TransactionRunner
@@ -59,8 +61,25 @@ class SchedulerService:
 
     def run(self) -> None:
         settings = self.settings
-        admin = build_admin(settings)
-        for warning in require_valid(admin, settings):
+        auth_errors: list[str] = []
+
+        def on_error(err: KafkaError) -> None:
+            if err.code() == KafkaError._AUTHENTICATION:
+                auth_errors.append(err.str())
+
+        admin = build_admin(settings, error_cb=on_error)
+        try:
+            warnings = require_valid(admin, settings)
+        except KafkaException as exc:  # an unreachable cluster or bad credentials: fail with a clear message
+            if auth_errors:
+                raise KafkaFatalError(
+                    f"authentication failed at {settings.bootstrap_servers}: {auth_errors[-1]}; check "
+                    "sasl.mechanisms and sasl.username (KAFKA_SCHEDULER_KAFKA) and KAFKA_SCHEDULER_SASL_PASSWORD"
+                ) from exc
+            raise KafkaFatalError(
+                f"cannot check the scheduler's topics at {settings.bootstrap_servers}: {exc}"
+            ) from exc
+        for warning in warnings:
             log.warning("topic check: %s", warning)
         consumer = build_consumer(settings)
         reader = build_state_reader(settings)
