@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import threading
@@ -89,7 +88,7 @@ class Processor:
         key = f"{self.group}|{idempotency_key(msg.headers, msg.origin)}"
         if self.store is not None and not self.store.claim(key):
             self._count(msg, "duplicate_skipped")
-            self._resolve(work)
+            self._resolve(work, msg)
             self.sinks.finish(work)
             return
         work.started = time.monotonic()
@@ -99,7 +98,7 @@ class Processor:
             if self.store is not None:
                 self.store.mark_done(key)
             self._count(msg, "success")
-            self._resolve(work)
+            self._resolve(work, msg)
             self.sinks.finish(work)
             return
         if self.store is not None:
@@ -140,8 +139,7 @@ class Processor:
             self._schedule_retry(work, msg, key)
             ref = key_ref(work)
             if self.blocked is not None and ref is not None:
-                marker = json.dumps({"offset": msg.offset, "attempt": msg.attempt + 1}).encode()
-                self.blocked.block(ref, marker)
+                self.blocked.block(ref, msg.offset)
             self._count(msg, "retry_scheduled")
             return
         failure = Failure(reason, exc, self.group, msg.attempt, int(time.time() * 1000))
@@ -149,7 +147,7 @@ class Processor:
         dlt = self.settings.dlt_for(msg.topic, self.group)
         self.sinks.dead_letter(dlt, msg.partition, msg.key, msg.value, headers)
         self._count(msg, "dead_lettered")
-        self._resolve(work)
+        self._resolve(work, msg)
 
     def _schedule_retry(self, work: Work, msg: Message, key: str) -> None:
         nxt = msg.attempt + 1
@@ -168,12 +166,12 @@ class Processor:
         if remaining:
             raise TimeoutError(f"retry schedule for {origin} not confirmed by the broker within 30s")
 
-    def _resolve(self, work: Work) -> None:
+    def _resolve(self, work: Work, msg: Message) -> None:
         """A retry chain ended (success, duplicate or dead letter): unblock the key, release its parked records."""
         ref = key_ref(work)
         if self.blocked is None or not work.is_retry or ref is None:
             return
-        parked = self.blocked.unblock(ref)
+        parked = self.blocked.unblock(ref, msg.offset)
         if parked:
             self.sinks.requeue_front(work, parked)
 

@@ -91,7 +91,7 @@ def test_retry_blocks_the_key_parks_later_records_and_releases_them_in_order() -
     [(schedule_id, kwargs)] = h.scheduler.scheduled
     assert schedule_id == "consumer-retry:g:orders:0:0:2"
     assert kwargs["topic"] == "orders.g.retry" and kwargs["partition"] == 0
-    assert h.markers == [(b"A", b'{"offset": 0, "attempt": 2}')]
+    assert h.markers == [(b"A", b'{"offset": 0}')]
     h.run("orders", 1, b"A", b"a1")
     h.run("orders", 2, b"B", b"b0")
     assert h.handled == [b"b0"], "a1 must wait behind A's retry; B is not blocked"
@@ -145,3 +145,16 @@ def test_async_handlers_run_on_the_shared_loop() -> None:
     h.run("orders", 0, b"A", b"x")
     h.processor.runner.stop()
     assert threads == ["consumer-asyncio"] and h.finished == [0]
+
+
+def test_a_stale_retry_of_another_record_does_not_release_a_blocked_key() -> None:
+    h = Harness(fail={b"a5"})
+    h.run("orders", 5, b"A", b"a5")
+    h.run("orders", 6, b"A", b"a6")
+    stale = (
+        ("consumer-attempt", b"2"),
+        ("consumer-original-offset", b"1"),
+        ("consumer-original-partition", b"0"),
+    )
+    h.run("orders.g.retry", 9, b"A", b"a1", stale)
+    assert h.requeued == [] and h.markers[-1] == (b"A", b'{"offset": 5}'), "K must stay blocked by offset 5"
