@@ -276,6 +276,7 @@ class Nemesis:
     storms: int = 1
     broker: BrokerControl | None = None
     broker_restarts: int = 0
+    twins: int = 0
 
     def run(self, stop: threading.Event, duration_s: float) -> None:
         rng = self.rng
@@ -289,6 +290,8 @@ class Nemesis:
             plan.append((rng.uniform(0.15, 0.6) * duration_s, "zombie"))
         for _ in range(self.storms):
             plan.append((rng.uniform(0.1, 0.5) * duration_s, "storm"))
+        for _ in range(self.twins):
+            plan.append((rng.uniform(0.2, 0.6) * duration_s, "twin"))
         for _ in range(self.broker_restarts if self.broker else 0):
             plan.append((rng.uniform(0.3, 0.7) * duration_s, "broker_restart"))
         plan.sort()
@@ -297,7 +300,7 @@ class Nemesis:
         for at, kind in plan:
             if stop.wait(max(0.0, at - (time.monotonic() - start))):
                 break
-            if kind in ("zombie", "storm"):  # long faults overlap with the others
+            if kind in ("zombie", "storm", "twin"):  # long faults overlap with the others
                 helper = threading.Thread(target=getattr(self, "_" + kind), args=(stop,), daemon=True)
                 helper.start()
                 helpers.append(helper)
@@ -339,6 +342,21 @@ class Nemesis:
                 return
             self.supervisor.retire(extra)
             self.events.add(fault="storm_leave", slot=extra.index)
+
+    def _twin(self, stop: threading.Event) -> None:
+        """F10: an unsupervised second process with a live slot's instance id (same transactional.id)."""
+        slot = self._pick()
+        if slot is None:
+            return
+        sup = self.supervisor
+        env = sup.stack.env(KAFKA_SCHEDULER_INSTANCE_ID=f"c{slot.index}")
+        twin = SchedulerProcess(env, sup.run_dir / f"instance-twin-{slot.index}.log").start()
+        self.events.add(fault="twin_transactional_id", slot=slot.index)
+        stop.wait(self.rng.uniform(3.0, 8.0))
+        values = scrape_transactions(twin)
+        if values:
+            sup.scraped[(-1 - slot.index, int(time.monotonic()))] = values
+        twin.kill()
 
     def _broker_restart(self, _stop: threading.Event) -> None:
         if self.broker is None:

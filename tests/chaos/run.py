@@ -46,6 +46,7 @@ class ChaosConfig:
     zombies: int = 1
     storms: int = 1
     broker_restarts: int = 0
+    twins: int = 0
     failpoint_probability: float = 0.7
     failpoint_max_hit: int = 40
     quiesce_timeout_s: float = 240.0
@@ -76,7 +77,6 @@ def _lag(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
 def _quiesce(
     cfg: ChaosConfig, stack: SchedulerStack, supervisor: Supervisor, gen: Generator, events: Events
 ) -> bool:
-    admin = stack.admin()
     deadline = time.monotonic() + cfg.quiesce_timeout_s
     calm = 0
     while time.monotonic() < deadline:
@@ -84,10 +84,11 @@ def _quiesce(
         if time.time() * 1000 < gen.last_due_ms + 1000:
             continue
         try:
-            lag = _lag(admin, stack.group, stack.scheduled_topic, cfg.partitions)
+            lag = _lag(stack.admin(), stack.group, stack.scheduled_topic, cfg.partitions)
             pending = _pending_total(supervisor)
         except Exception as exc:  # a broker just restarted: try again
             events.add(event="quiesce_probe_failed", error=str(exc))
+            stack._admin = None  # stale metadata after a broker restart (FENCED_LEADER_EPOCH): a fresh client
             continue
         ready = len(supervisor.live()) >= cfg.instances
         calm = calm + 1 if (lag == 0 and pending == 0 and ready) else 0
@@ -148,6 +149,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             storms=cfg.storms,
             broker=broker,
             broker_restarts=cfg.broker_restarts,
+            twins=cfg.twins,
         )
         stop = threading.Event()
         threads = [
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-every", default="10,30", help="random SIGKILL interval range, seconds: a,b")
     parser.add_argument("--zombies", type=int, default=1)
     parser.add_argument("--storms", type=int, default=1)
+    parser.add_argument("--twins", type=int, default=0, help="second processes with a live transactional.id")
     parser.add_argument("--broker-restarts", type=int, default=0, help=">0 runs on a private broker")
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.kill_every.split(","))
@@ -220,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         zombies=args.zombies,
         storms=args.storms,
         broker_restarts=args.broker_restarts,
+        twins=args.twins,
     )
     report = run_chaos(cfg)
     summary = {
