@@ -6,6 +6,7 @@ one reject record instead of stopping on it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -377,7 +378,18 @@ def _encode_state_fastavro(s: Schedule, version: int) -> bytes:
 
 
 def decode_state(value: bytes) -> tuple[Schedule, int]:
-    """A state record back to (schedule, version); loud, because skipping a record loses a schedule."""
+    """A state record back to (schedule, version); loud, because skipping a record loses a schedule.
+
+    Memoized for the last few thousand records (a fire decodes its record twice: the dead-letter check, then the
+    fired record); the result is immutable, and a failure is never cached.
+    """
+    if type(value) is not bytes:  # unhashable (bytearray, memoryview): decode without the memo
+        return _decode_state_memo.__wrapped__(bytes(value))
+    return _decode_state_memo(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_state_memo(value: bytes) -> tuple[Schedule, int]:
     try:
         if _FAST_STATE and value[2:HEADER_LEN] == _WRITTEN_FOR_STATE and value[:2] == MAGIC:
             return _read_state_fast(value)

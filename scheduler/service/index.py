@@ -3,8 +3,8 @@
 Per schedule it holds one dict slot (id -> the state record's bytes, as read from the state topic) and one
 pointer in a per-second bucket. The due time is not stored twice: it is the state record's first field and
 `peek_due_ms` reads it back. Buckets are lazily cleaned: replacing or removing an id leaves a stale pointer
-and marks its bucket unsorted, so the next scan of that bucket drops the pointer. A bucket is sorted by due time
-when it becomes due; a sorted bucket holds only live ids whose record is due in that second, once each.
+that the next sort of its bucket drops. A bucket is sorted by due time once, when it becomes due or first, into
+(id, record) pairs; a pair is live only while the index still holds that same record object for the id.
 
 The index never decides what is committed: the service calls `put`/`remove` only after the transaction that
 carries the change has committed (the invariant lives in `service.loop`).
@@ -26,13 +26,15 @@ WINDOWS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "6h": 2
 class DueIndex:
     """Pending schedules of one partition: id -> state record, found by due time."""
 
-    __slots__ = ("_buckets", "_due_of", "_records", "_seconds", "_sorted")
+    __slots__ = ("_buckets", "_due_of", "_ready", "_records", "_seconds")
 
     def __init__(self, due_of: Callable[[bytes], int] = peek_due_ms) -> None:
         self._records: dict[bytes, bytes] = {}
         self._buckets: dict[int, list[bytes]] = {}
         self._seconds: list[int] = []  # heap of bucket keys (each present once)
-        self._sorted: set[int] = set()  # buckets currently sorted by due time
+        # Buckets sorted by due time, as (id, record) taken when sorted: an entry is live while the index still
+        # holds that very record object for the id, so removals and moves need no rescan and no due-time peek.
+        self._ready: dict[int, list[tuple[bytes, bytes]]] = {}
         self._due_of = due_of
 
     def __len__(self) -> int:
@@ -52,61 +54,63 @@ class DueIndex:
         old = self._records.get(schedule_id)
         self._records[schedule_id] = record
         second = self._due_of(record) // 1000
-        if old is not None:
-            old_second = self._due_of(old) // 1000
-            self._sorted.discard(old_second)  # same bucket: due may have moved; other: a stale pointer
-            if old_second == second:
-                return
+        if old is not None and self._due_of(old) // 1000 == second:
+            self._ready.pop(second, None)  # same bucket: due may have moved within it
+            return
         bucket = self._buckets.get(second)
         if bucket is None:
             self._buckets[second] = [schedule_id]
             heapq.heappush(self._seconds, second)
         else:
             bucket.append(schedule_id)
-            self._sorted.discard(second)
+            self._ready.pop(second, None)
 
     def remove(self, schedule_id: bytes) -> bytes | None:
-        old = self._records.pop(schedule_id, None)
-        if old is not None:
-            self._sorted.discard(self._due_of(old) // 1000)  # its pointer is stale: rescan the bucket
-        return old
+        return self._records.pop(schedule_id, None)
 
-    def _live(self, second: int) -> list[bytes]:
-        """The bucket's live ids, deduplicated and sorted by due time; drops stale pointers."""
-        bucket = self._buckets[second]
-        if second in self._sorted:
-            return bucket
+    def _live(self, second: int) -> list[tuple[bytes, bytes]]:
+        """The bucket sorted by due time, as (id, record); entries may have gone stale since (`_is_live`)."""
+        ready = self._ready.get(second)
+        if ready is not None:
+            return ready
         records, due_of, seen = self._records, self._due_of, set()
         live = []
-        for sid in bucket:
+        for sid in self._buckets[second]:
             record = records.get(sid)
             if record is not None and sid not in seen and due_of(record) // 1000 == second:
                 seen.add(sid)
-                live.append(sid)
-        live.sort(key=lambda sid: due_of(records[sid]))
-        self._buckets[second] = live
-        self._sorted.add(second)
-        return live
+                live.append((due_of(record), sid, record))
+        live.sort(key=lambda entry: entry[0])
+        ready = [(sid, record) for _due, sid, record in live]
+        self._buckets[second] = [sid for sid, _record in ready]
+        self._ready[second] = ready
+        return ready
 
     def _first_bucket(self) -> int | None:
         """The earliest bucket with a live schedule; empty buckets are discarded on the way."""
+        records = self._records
         while self._seconds:
             second = self._seconds[0]
             live = self._live(second)
-            while live and self._records.get(live[0]) is None:
-                live.pop(0)
+            stale = 0
+            for sid, record in live:
+                if records.get(sid) is record:
+                    break
+                stale += 1
+            if stale:
+                del live[:stale]
             if live:
                 return second
             heapq.heappop(self._seconds)
             del self._buckets[second]
-            self._sorted.discard(second)
+            self._ready.pop(second, None)
         return None
 
     def next_due_ms(self) -> int | None:
         second = self._first_bucket()
         if second is None:
             return None
-        return self._due_of(self._records[self._buckets[second][0]])
+        return self._due_of(self._ready[second][0][1])
 
     def due(self, now_ms: int, max_count: int) -> list[tuple[bytes, bytes]]:
         """Up to `max_count` schedules with due <= now, earliest first; nothing is removed."""
@@ -118,13 +122,11 @@ class DueIndex:
         while heap and heap[0] <= now_s and len(out) < max_count:
             second = heapq.heappop(heap)
             visited.append(second)
-            live = self._live(second)  # sorted, and only ids whose current record is due in this second
-            if second < now_s:  # the whole bucket is due: no need to read due times
-                out.extend((sid, records[sid]) for sid in live[: max_count - len(out)])
-                continue
-            for sid in live:
-                record = records[sid]
-                if due_of(record) > now_ms or len(out) >= max_count:
+            whole = second < now_s  # every live entry of an earlier second is due: no due-time peeks
+            for sid, record in self._live(second):
+                if records.get(sid) is not record:
+                    continue  # removed, replaced or moved since the bucket was sorted
+                if len(out) >= max_count or (not whole and due_of(record) > now_ms):
                     break
                 out.append((sid, record))
         for second in visited:
