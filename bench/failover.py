@@ -1,0 +1,177 @@
+"""B8 failover: two schedulers under steady load; SIGKILL the owner of half the partitions; measure the gap.
+
+    python -m bench.failover [--rate 1000] [--before 6] [--after 16] [--partitions 6] [--scenario ...]
+
+Commands arrive at `--rate` per second on every partition (due 0.5-2 s ahead). After `--before` seconds one of
+the two instances (holding half the partitions) is SIGKILLed. Two scenarios, each on fresh topics:
+- `gone`: the victim is not restarted. Its open transaction stays open until `transaction.timeout.ms` (the
+  stack's 10 s) and pins the state partitions' LSO, so the survivor, which takes the partitions after the
+  session timeout (6 s), cannot finish rebuilding them before the transaction times out.
+- `restart`: the victim is restarted at once with the same instance id, hence the same transactional.id: its
+  init_transactions fences the dead producer and aborts its open transaction immediately.
+Figures: time from the kill until fires resume for the killed instance's partitions (first fire of those
+partitions with a fired-at after the kill, visible at the target), and the lateness spike. The baseline is the
+same run's lateness before the kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import replace
+from typing import Any
+
+from bench.common import (
+    Counter,
+    closing,
+    console,
+    fast_producer,
+    percentile,
+    progress,
+    save,
+    schedule,
+    stack,
+    start_scheduler,
+    table,
+    uid,
+    wait_ready,
+)
+from scheduler.codec import encode_schedule
+
+SESSION_TIMEOUT_MS, TRANSACTION_TIMEOUT_MS = 6000, 10000
+
+
+def owned_partitions(instance: Any) -> set[int]:
+    """Partitions an instance serves, from its pending gauge labels (one series per owned partition)."""
+    _status, text = instance.get("/metrics")
+    found = set()
+    for line in text.splitlines():
+        if line.startswith("kafka_scheduler_pending_schedules{") and 'partition="' in line:
+            found.add(int(line.split('partition="', 1)[1].split('"', 1)[0]))
+    return found
+
+
+def scenario(name: str, rate: float, before_s: float, after_s: float, parts: int) -> dict[str, Any]:
+    with closing(stack("failover", parts)) as st:
+        target = st.create_target(uid("bench-failover-target"), parts)
+        first = start_scheduler(st)
+        wait_ready(first)
+        second = start_scheduler(st)
+        wait_ready(second)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # both members serving, each with half
+            mine, theirs = owned_partitions(first), owned_partitions(second)
+            if mine and theirs and len(mine | theirs) == parts and first.ready() and second.ready():
+                break
+            time.sleep(0.2)
+        counter = Counter(target).start()
+        killed = owned_partitions(second)
+        producer = fast_producer(**{"linger.ms": 2})
+        rng = random.Random(8)
+        total_s = before_s + after_s
+        start, sent, kill_ms = time.perf_counter(), 0, 0
+        with progress() as bar:
+            task = bar.add_task(f"{name}: steady load", total=int(total_s * rate))
+            while (elapsed := time.perf_counter() - start) < total_s:
+                if not kill_ms and elapsed >= before_s:
+                    second.kill()  # SIGKILL
+                    kill_ms = int(time.time() * 1000)
+                    if name == "restart":
+                        start_scheduler(st, instance_id="i1")  # same transactional.id as the victim
+                now = int(time.time() * 1000)
+                while sent < int(elapsed * rate):
+                    partition = sent % parts
+                    s = schedule(sent, target, now + rng.randint(500, 2000), now)
+                    s = replace(s, id=f"p{partition}-{s.id}")  # the partition it came from, for the figures
+                    producer.produce(
+                        st.scheduled_topic, encode_schedule(s), s.id.encode(), partition=partition
+                    )
+                    sent += 1
+                producer.poll(0)
+                bar.update(task, completed=sent)
+                time.sleep(0.005)
+        producer.flush(30)
+        counter.wait(sent, timeout_s=90, label="waiting for the last fires")
+        counter.stop()
+    prefixes = tuple(f"p{p}-".encode() for p in killed)
+    from_killed = [s for s in counter.seen if s.schedule_id.startswith(prefixes)]
+    resumed = min((s.visible_ms for s in from_killed if s.fired_ms > kill_ms), default=float("nan"))
+    before = [s.visible_ms - s.due_ms for s in counter.seen if s.due_ms < kill_ms - 500]
+    spike = [s.visible_ms - s.due_ms for s in from_killed if s.due_ms >= kill_ms - 2000]
+    return {
+        "scenario": name,
+        "killed_partitions": sorted(killed),
+        "sent": sent,
+        "fired": len(counter.seen),
+        "unique_fired": len({s.schedule_id for s in counter.seen}),
+        "early": sum(1 for s in counter.seen if s.fired_ms < s.due_ms),
+        "resume_after_kill_ms": resumed - kill_ms,
+        "lateness_before_kill_p99_ms": percentile(before, 0.99),
+        "lateness_before_kill_max_ms": max(before, default=float("nan")),
+        "killed_partitions_lateness_p50_ms": percentile(spike, 0.5),
+        "killed_partitions_lateness_p99_ms": percentile(spike, 0.99),
+        "killed_partitions_lateness_max_ms": max(spike, default=float("nan")),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="schedules per second (all partitions)")
+    parser.add_argument("--before", type=float, default=6.0, help="seconds of load before the kill")
+    parser.add_argument("--after", type=float, default=16.0, help="seconds of load after the kill")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--scenario", nargs="+", choices=["gone", "restart"], default=["gone", "restart"])
+    args = parser.parse_args(argv)
+    console.print(
+        f"B8 failover: {args.rate:,.0f}/s, kill after {args.before}s, {args.after}s more, "
+        f"{args.partitions} partitions, session.timeout.ms {SESSION_TIMEOUT_MS}, "
+        f"transaction.timeout.ms {TRANSACTION_TIMEOUT_MS}"
+    )
+    runs = [scenario(name, args.rate, args.before, args.after, args.partitions) for name in args.scenario]
+    table(
+        f"B8 failover at {args.rate:,.0f}/s: SIGKILL of the owner of half the partitions (ms)",
+        [
+            "scenario",
+            "resumed after",
+            "before p99",
+            "before max",
+            "spike p50",
+            "spike p99",
+            "spike max",
+            "sent",
+            "fired",
+            "unique",
+            "early",
+        ],
+        [
+            [
+                r["scenario"],
+                r["resume_after_kill_ms"],
+                r["lateness_before_kill_p99_ms"],
+                r["lateness_before_kill_max_ms"],
+                r["killed_partitions_lateness_p50_ms"],
+                r["killed_partitions_lateness_p99_ms"],
+                r["killed_partitions_lateness_max_ms"],
+                r["sent"],
+                r["fired"],
+                r["unique_fired"],
+                r["early"],
+            ]
+            for r in runs
+        ],
+    )
+    result = {
+        "rate": args.rate,
+        "partitions": args.partitions,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS,
+        "transactional_id": "<group>-<instance id>; the stack pins instance ids i0, i1",
+        "runs": runs,
+    }
+    save("failover", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
