@@ -192,6 +192,11 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     scheduled = next(iter(_records(run_dir, "scheduled", "committed").values()), [])
     by_id, poison = _commands(scheduled)
     rep.stats["commands"] = len(scheduled)
+    present = _positions(scheduled)
+    logged = [c for c in _load(run_dir / "commands.jsonl") if "o" in c]
+    missing = [(c["p"], c["o"]) for c in logged if (c["p"], c["o"]) not in present]
+    if missing:  # the generator's producer was acknowledged for a command `scheduled` does not hold
+        rep.add("acknowledged_command_missing", missing[:20])
     rep.stats["ids"] = len(by_id)
     rep.stats["poison_commands"] = len(poison)
     rep.stats["cancels"] = sum(c["kind"] == "cancel" for cs in by_id.values() for c in cs)
@@ -368,7 +373,17 @@ def _check_state_log(
         upper = next((x for x in puts[i + 1 :] if x is not None), None)
         bound = upper if upper is not None else 1 << 62
         same_tick = [v for v in sorted(unexplained_fires) if last_put < v < bound and v not in put_versions]
-        cancel = next((c for c in cancels if last_put < c < bound), None)
+        # A cancel writes a tombstone only if something was pending: a put, or a schedule consumed in the same
+        # transaction before the cancel (never put).
+        cancel = next(
+            (
+                c
+                for c in cancels
+                if last_put < c < bound
+                and (pending is not None or any(last_put < o < c for o in schedule_offsets))
+            ),
+            None,
+        )
         if pending is not None and pending in unexplained_fires:
             unexplained_fires.discard(pending)
         elif same_tick:

@@ -1,0 +1,175 @@
+"""The chaos checker is a pure function over a run directory: each anomaly it must catch, caught on a tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler.codec import encode_state
+from scheduler.model import Schedule
+from tests.chaos.checker import check
+
+DUE = 1_767_225_600_000
+
+
+def cmd(o: int, key: str | None, due: int | None = DUE, poison: str | None = None) -> dict[str, Any]:
+    headers = [] if due is None else [["scheduler-target-topic", "t"], ["scheduler-deliver-at", str(due)]]
+    if poison:
+        headers.append(["chaos-poison", poison])
+    return {"p": 0, "o": o, "ts": DUE - 5000, "k": key, "v": None if due is None else "payload", "h": headers}
+
+
+def put(o: int, key: str, version: int) -> dict[str, Any]:
+    value = encode_state(Schedule(key, "t", DUE, b"payload"), version).decode("latin-1")
+    return {"p": 0, "o": o, "ts": DUE, "k": key, "v": value, "h": []}
+
+
+def tomb(o: int, key: str) -> dict[str, Any]:
+    return {"p": 0, "o": o, "ts": DUE, "k": key, "v": None, "h": []}
+
+
+def fire(o: int, key: str, version: int, fired_at: int = DUE) -> dict[str, Any]:
+    headers = [
+        ["scheduler-schedule-id", key],
+        ["scheduler-fire-id", f"{key}@{version}"],
+        ["scheduler-due-at", str(DUE)],
+        ["scheduler-fired-at", str(fired_at)],
+    ]
+    return {"p": 0, "o": o, "ts": max(fired_at, DUE), "k": None, "v": "payload", "h": headers}
+
+
+def write_run(
+    tmp: Path,
+    scheduled: list[dict[str, Any]],
+    state: list[dict[str, Any]],
+    fires: list[dict[str, Any]],
+    rejected: list[dict[str, Any]] | None = None,
+    *,
+    aborted_fires: list[dict[str, Any]] | None = None,
+    hanging: bool = False,
+) -> Path:
+    topics = {
+        "scheduled": ("s", scheduled, scheduled),
+        "state": ("s.state", state, state),
+        "target": ("t", fires, fires + (aborted_fires or [])),
+        "rejected": ("s.rejected", rejected or [], rejected or []),
+        "dlt": ("s.dlt", [], []),
+    }
+    offsets: dict[str, Any] = {"topics": {}, "group": {"0": len(scheduled)}}
+    for kind, (name, committed, uncommitted) in topics.items():
+        for iso, recs in (("committed", committed), ("uncommitted", uncommitted)):
+            path = tmp / f"topic.{kind}.{name}.{iso}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        end = len(uncommitted)
+        lso = end - 1 if hanging and kind == "target" else end
+        offsets["topics"][name] = {"kind": kind, "committed": {"0": lso}, "uncommitted": {"0": end}}
+    (tmp / "offsets.json").write_text(json.dumps(offsets))
+    (tmp / "metrics.json").write_text(json.dumps({"aborted": 1}))
+    return tmp
+
+
+def anomalies(run: Path) -> set[str]:
+    return set(check(run)["anomalies"])
+
+
+def test_a_clean_run_passes(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [cmd(0, "x")], [put(0, "x", 0), tomb(1, "x")], [fire(0, "x", 0)])
+    report = check(run)
+    assert report["anomalies"] == {} and report["verdict"] == "pass"
+    assert (run / "report.json").exists()
+
+
+def test_no_fault_hit_is_inconclusive(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [cmd(0, "x")], [put(0, "x", 0), tomb(1, "x")], [fire(0, "x", 0)])
+    (run / "metrics.json").write_text(json.dumps({"aborted": 0}))
+    assert check(run)["verdict"] == "inconclusive"
+
+
+def test_same_tick_schedule_and_cancel_is_not_an_anomaly(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [cmd(0, "x"), cmd(1, "x", due=None)], [tomb(0, "x")], [])
+    assert anomalies(run) == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "scheduled", "state", "fires", "expected"),
+    [
+        (
+            "duplicate",
+            [cmd(0, "x")],
+            [put(0, "x", 0), tomb(1, "x"), tomb(2, "x")],
+            [fire(0, "x", 0), fire(1, "x", 0)],
+            "duplicate_fire_id",
+        ),
+        ("lost", [cmd(0, "x")], [put(0, "x", 0)], [], "lost_fire"),
+        (
+            "early",
+            [cmd(0, "x")],
+            [put(0, "x", 0), tomb(1, "x")],
+            [fire(0, "x", 0, fired_at=DUE - 1)],
+            "early_fire",
+        ),
+        (
+            "superseded",
+            [cmd(0, "x"), cmd(1, "x")],
+            [put(0, "x", 0), put(1, "x", 1), tomb(2, "x")],
+            [fire(0, "x", 0)],
+            "cancel_order_violated",
+        ),
+        (
+            "after_cancel",
+            [cmd(0, "x"), cmd(1, "x", due=None)],
+            [put(0, "x", 0), tomb(1, "x"), tomb(2, "x")],
+            [fire(0, "x", 0)],
+            "tombstone_with_nothing_pending",
+        ),
+        ("no_tombstone", [cmd(0, "x")], [], [fire(0, "x", 0)], "fire_without_tombstone"),
+        (
+            "final_state",
+            [cmd(0, "x")],
+            [put(0, "x", 0), tomb(1, "x"), put(2, "x", 0)],
+            [fire(0, "x", 0)],
+            "final_state_differs",
+        ),
+        ("poison", [cmd(0, "bad", poison="bad_due")], [], [], "poison_not_rejected_once"),
+    ],
+)
+def test_each_anomaly_is_caught(
+    tmp_path: Path, name: str, scheduled: list[Any], state: list[Any], fires: list[Any], expected: str
+) -> None:
+    report = check(write_run(tmp_path, scheduled, state, fires))
+    assert expected in report["anomalies"], (name, report["anomalies"])
+    assert report["verdict"] == "fail"
+
+
+def test_hanging_transaction_and_aborted_fire_visible(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [cmd(0, "x")], [put(0, "x", 0), tomb(1, "x")], [fire(0, "x", 0)], hanging=True)
+    assert "hanging_transaction" in anomalies(run)
+    run2 = tmp_path / "b"
+    run2.mkdir()
+    write_run(run2, [cmd(0, "x")], [put(0, "x", 0), tomb(1, "x")], [fire(0, "x", 0)])
+    (run2 / "topic.target.t.uncommitted.jsonl").write_text(json.dumps(fire(5, "x", 0)) + "\n")
+    assert "fire_visible_from_aborted_attempt" in anomalies(run2)
+
+
+def test_poison_rejected_once_passes_and_twice_fails(tmp_path: Path) -> None:
+    reject = {
+        "p": 0,
+        "o": 0,
+        "ts": DUE,
+        "k": "bad",
+        "v": "payload",
+        "h": [
+            ["scheduler-reject-reason", "invalid_due"],
+            ["scheduler-reject-partition", "0"],
+            ["scheduler-reject-offset", "0"],
+        ],
+    }
+    run = write_run(tmp_path, [cmd(0, "bad", poison="bad_due")], [], [], [reject])
+    assert anomalies(run) == set()
+    run2 = tmp_path / "twice"
+    run2.mkdir()
+    write_run(run2, [cmd(0, "bad", poison="bad_due")], [], [], [reject, {**reject, "o": 1}])
+    assert "poison_not_rejected_once" in anomalies(run2)
