@@ -280,13 +280,15 @@ class SchedulerClient:
             self._core.latch.record(msg.key(), err.str())
 
     def _produce(self, key: bytes, value: bytes) -> None:
-        deadline = time.monotonic() + QUEUE_FULL_WAIT_S
+        deadline = None  # only a full queue needs the clock
         while True:
             try:
                 self._producer.produce(self._core.topic, value, key, on_delivery=self._on_delivery)
                 break
             except BufferError:
-                if time.monotonic() > deadline:
+                if deadline is None:
+                    deadline = time.monotonic() + QUEUE_FULL_WAIT_S
+                elif time.monotonic() > deadline:
                     raise DeliveryError(
                         f"the local queue stayed full for {QUEUE_FULL_WAIT_S}s: is the broker reachable?"
                     ) from None

@@ -151,7 +151,8 @@ _NULL, _SECOND = b"\x00", b"\x02"
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL[n]
-    out = bytearray()
+    out = [(n & 0x7F) | 0x80]
+    n >>= 7
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
