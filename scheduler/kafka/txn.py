@@ -22,10 +22,23 @@ from scheduler.errors import KafkaFatalError
 from scheduler.service.failpoints import failpoint
 from scheduler.service.records import OutRecord
 
-__all__ = ["Outcome", "TransactionRunner"]
+__all__ = ["UNDELIVERABLE", "Outcome", "TransactionRunner"]
 
 log = logging.getLogger(__name__)
-PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+# Delivery errors that say the target itself refuses the record (deleted, ACL revoked, too large): only these count
+# toward a dead letter. Anything else (timeouts, a broker down, leader moves) is retried forever: a cluster outage
+# must never dead-letter deliverable schedules (G6, G7).
+UNDELIVERABLE = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.POLICY_VIOLATION,
+}
 
 
 class Outcome(enum.Enum):
@@ -84,7 +97,7 @@ class TransactionRunner:
 
     def _produce(self, record: OutRecord, *, track: bool) -> None:
         def on_delivery(err: KafkaError | None, _msg: object, topic: str = record.topic) -> None:
-            if err is not None and err.code() not in PURGED:
+            if err is not None and err.code() in UNDELIVERABLE:
                 self.failed_topics.setdefault(topic, err.str())
 
         callback = on_delivery if track else None
