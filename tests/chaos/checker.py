@@ -416,10 +416,12 @@ def _faults(run_dir: Path) -> dict[str, Any]:
     )
     out["transactions_committed"] = int(metrics.get("committed", 0))
     out["transactions_aborted"] = int(metrics.get("aborted", 0))
+    # Fenced: a transaction refused because its producer epoch or its group generation was stale (KIP-447).
     fenced = 0
     for path in run_dir.glob("instance-*.log"):
-        text = path.read_text(errors="replace").lower()
-        fenced += text.count("fenced")
+        for line in path.read_text(errors="replace").lower().splitlines():
+            if "fenced" in line or "generation id is not valid" in line or "unknown_member_id" in line:
+                fenced += 1
     out["fenced"] = fenced
     return out
 
