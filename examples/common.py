@@ -50,8 +50,16 @@ class ExampleConfig:
             bootstrap_servers=self.bootstrap,
             concurrency=8,
             idempotency=SQLiteStore(self.db.with_suffix(".idempotency.sqlite3")),
-            settings=ConsumerSettings(scheduled_topic=self.scheduled_topic, commit_interval_s=0.5),
+            settings=ConsumerSettings(
+                scheduled_topic=self.scheduled_topic, commit_interval_s=0.5, metrics_port=_metrics_port()
+            ),
         )
+
+
+def _metrics_port() -> int | None:
+    """KAFKA_SCHEDULER_METRICS_PORT serves /metrics, /livez and /readyz (as in docker-compose.yml and make demo)."""
+    port = os.environ.get("KAFKA_SCHEDULER_METRICS_PORT")
+    return int(port) if port else None
 
 
 @contextmanager

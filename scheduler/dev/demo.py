@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import cast
+
+from confluent_kafka import Consumer
 
 from scheduler.dev import broker
 
@@ -25,7 +26,8 @@ __all__ = ["run_demo", "stop_demo"]
 RUN = Path(os.environ.get("KAFKA_SCHEDULER_RUN_DIR", ".run"))
 DEMO = RUN / "demo"
 SCHEDULED = "scheduled"
-TARGET = "reservations.expire"
+TARGET = "reservations.timers"  # the reservations example's timer topic
+EXPIRY_S = 3.0
 SCHEDULER_PORTS = (9400, 9402)
 CONSUMER_PORT = 9401
 PROMETHEUS_PORT = 9090
@@ -75,21 +77,24 @@ def _create_topics(bootstrap: str) -> None:
             raise
 
 
+def _example_env(bootstrap: str) -> dict[str, str]:
+    """The reservations example, with its database under .run/demo and a short expiry."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_SCHEDULER_SCHEDULED_TOPIC": SCHEDULED,
+        "KAFKA_SCHEDULER_METRICS_PORT": str(CONSUMER_PORT),
+        "EXAMPLE_RESERVATIONS_DB": str((DEMO / "reservations.sqlite3").resolve()),
+        "EXAMPLE_RESERVATIONS_DELAY_S": str(EXPIRY_S),
+    }
+
+
 def _start_processes(bootstrap: str) -> None:
     base = {"KAFKA_SCHEDULER_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SCHEDULER_SCHEDULED_TOPIC": SCHEDULED}
     for n, port in enumerate(SCHEDULER_PORTS):
         env = {**base, "KAFKA_SCHEDULER_HTTP_PORT": str(port), "KAFKA_SCHEDULER_INSTANCE_ID": f"demo-{n}"}
         _spawn(f"scheduler-{n}", [sys.executable, "-m", "scheduler.cli", "run"], env)
-    example = Path("examples/reservations.py")
-    if example.exists():
-        env = {
-            **base,
-            "KAFKA_SCHEDULER_METRICS_PORT": str(CONSUMER_PORT),
-            "RESERVATIONS_DB": str(DEMO / "res.db"),
-        }
-        _spawn(
-            "consumer", [sys.executable, "-m", "scheduler.cli", "consume", "examples.reservations:app"], env
-        )
+    consume = [sys.executable, "-m", "scheduler.cli", "consume", "examples.reservations:app"]
+    _spawn("consumer", consume, _example_env(bootstrap))
     prometheus = shutil.which("prometheus")
     if prometheus:
         config = DEMO / "prometheus.yml"
@@ -132,7 +137,7 @@ def _wait_ready(partitions: int = 6, timeout_s: float = 90.0) -> None:
     """Both instances ready and, between them, owning every partition (the group has settled)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        ready = all(_scrape(port, "/readyz")[0] == 200 for port in SCHEDULER_PORTS)
+        ready = all(_scrape(port, "/readyz")[0] == 200 for port in (*SCHEDULER_PORTS, CONSUMER_PORT))
         owned = sum(_assigned(_scrape(port, "/metrics")[1]) for port in SCHEDULER_PORTS)
         if ready and owned == partitions:
             return
@@ -141,12 +146,7 @@ def _wait_ready(partitions: int = 6, timeout_s: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def _schedule_and_watch(bootstrap: str, count: int, spread_s: float) -> None:
-    from confluent_kafka import Consumer
-
-    from scheduler.client import SchedulerClient
-    from scheduler.config import ClientSettings
-
+def _watcher(bootstrap: str) -> Consumer:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -160,36 +160,51 @@ def _schedule_and_watch(bootstrap: str, count: int, spread_s: float) -> None:
     deadline = time.monotonic() + 15
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(0.1)
+    return consumer
+
+
+def _schedule_and_watch(bootstrap: str, count: int, spread_s: float) -> None:
+    """Create reservations through the example service; every fourth is picked up before it expires."""
+    os.environ.update(_example_env(bootstrap))
+    from examples.reservations import service
+
+    consumer = _watcher(bootstrap)
     run = uuid.uuid4().hex[:4]
-    settings = ClientSettings(bootstrap_servers=bootstrap, scheduled_topic=SCHEDULED)
-    with SchedulerClient(settings=settings) as client:
-        for i in range(count):
-            delay = timedelta(seconds=2 + spread_s * i / max(1, count - 1))
-            rid = 40 + i
-            client.schedule(
-                f"reservation-{run}-{rid}",
-                topic=TARGET,
-                key=f"reservation-{rid}",
-                value=json.dumps({"reservation": rid, "action": "expire"}),
-                delay=delay,
-            )
-    _say(f"scheduled {count} reservation expiries over the next {2 + spread_s:.0f}s; watching {TARGET}:")
-    seen, deadline = 0, time.monotonic() + spread_s + 30
-    while seen < count and time.monotonic() < deadline:
-        msg = consumer.poll(0.1)
+    ids = [f"{run}-{40 + i}" for i in range(count)]
+    picked = set(ids[3::4])
+    _say(
+        f"creating {count} reservations over {spread_s:.0f}s; each expires {EXPIRY_S:.0f}s later unless picked up"
+    )
+    started, fired = time.monotonic(), 0
+    seen: set[str] = set()
+    pending = list(ids)
+    deadline = started + spread_s + EXPIRY_S + 30
+    while (pending or fired < count - len(picked)) and time.monotonic() < deadline:
+        due_index = int((time.monotonic() - started) / spread_s * count) if spread_s else count
+        while pending and ids.index(pending[0]) <= due_index:
+            rid = pending.pop(0)
+            service.create(rid, amount_cents=1000 + len(seen) * 5)
+            seen.add(rid)
+            _say(f"  created  reservation {rid}" + ("  (will be picked up)" if rid in picked else ""))
+            if rid in picked:
+                service.pick_up(rid)
+                _say(f"  picked up reservation {rid}: its expiry is cancelled")
+        msg = consumer.poll(0.05)
         if msg is None or msg.error() is not None:
             continue
         raw = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
         headers = {k: (v or b"").decode() for k, v in raw}
-        due = int(headers.get("scheduler-due-at", "0"))
-        late = time.time() * 1000 - due
-        seen += 1
-        _say(
-            f"  fired {headers.get('scheduler-schedule-id', '?'):28} key={(msg.key() or b'').decode():16} "
-            f"partition={msg.partition()} lateness={late:6.1f} ms"
-        )
+        late = time.time() * 1000 - int(headers.get("scheduler-due-at", "0"))
+        fired += 1
+        sid = headers.get("scheduler-schedule-id", "?")
+        _say(f"  fired    {sid:34} partition={msg.partition()} lateness={late:6.1f} ms")
     consumer.close()
-    _say(f"{seen}/{count} fired, each exactly once, none early.")
+    time.sleep(1.0)  # the example consumer commits its refund right after the fire is visible
+    refunds = sorted(r for r in service.refunds() if r.startswith(run))
+    _say(
+        f"{fired} expiries fired (none early, each once); {len(picked)} picked up in time were cancelled; "
+        f"the example consumer refunded {len(refunds)}: {', '.join(refunds)}"
+    )
 
 
 def run_demo(count: int = 12, spread_s: float = 10.0) -> None:
