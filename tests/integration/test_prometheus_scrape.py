@@ -1,8 +1,4 @@
-"""A real Prometheus scrapes our HTTP server, loads the alert rules and answers queries about our metrics.
-
-TODO: scrape a real scheduler (`kafka-scheduler run` against the session broker) once the service is wired to
-HttpServer; today it scrapes an HttpServer serving a SchedulerMetrics registry, which is what the service exposes.
-"""
+"""A real Prometheus scrapes a running scheduler and a running consumer app, loads the alert rules, answers queries."""
 
 from __future__ import annotations
 
@@ -16,15 +12,16 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from scheduler.http import HealthState, HttpServer
-from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
+from consumers import App, ConsumerSettings, InMemoryStore
+from scheduler.client import SchedulerClient
+from tests.scheduler_proc import SchedulerStack
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -63,21 +60,29 @@ def api(port: int, path: str, **params: str) -> Any:
 
 
 @pytest.fixture
-def scheduler_endpoint() -> Iterator[int]:
-    registry = CollectorRegistry()
-    metrics = SchedulerMetrics(registry, version="it-1")
-    metrics.fired.labels("ok").inc(7)
-    metrics.set_pending_source(lambda: [PartitionSnapshot(0, 3, int(time.time() * 1000) + 60_000, {"5m": 3})])
-    health = HealthState()
-    health.mark_started()
-    server = HttpServer(registry, health)
-    server.start()
-    yield server.port
-    server.stop()
+def endpoints(scheduler_stack: SchedulerStack) -> Iterator[tuple[int, int]]:
+    """A real `kafka-scheduler run` that has fired 3 schedules, and a consumer App that handled them."""
+    target = scheduler_stack.create_target(f"{scheduler_stack.scheduled_topic}-target")
+    handled: list[bytes | None] = []
+    app = App(
+        f"prom-{scheduler_stack.group}",
+        bootstrap_servers=scheduler_stack.bootstrap,
+        idempotency=InMemoryStore(),
+        settings=ConsumerSettings(scheduled_topic=scheduler_stack.scheduled_topic, metrics_port=free_port()),
+    )
+    app.handler(target)(lambda message: handled.append(message.value))
+    with app.running():
+        with SchedulerClient(settings=scheduler_stack.client_settings) as client:
+            for i in range(3):
+                client.schedule(f"p-{i}", topic=target, value=str(i), key=f"k{i}", delay=timedelta(seconds=1))
+            client.schedule("later", topic=target, value="later", delay=timedelta(hours=1))
+        wait_for("the consumer to handle 3 fires", lambda: True if len(handled) == 3 else None)
+        assert app.settings.metrics_port is not None
+        yield scheduler_stack.instances[0].port, app.settings.metrics_port
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, scheduler_endpoint: int) -> Iterator[int]:
+def prometheus(tmp_path: Path, endpoints: tuple[int, int]) -> Iterator[int]:
     exe = shutil.which("prometheus")
     if exe is None:
         if IN_CI:
@@ -88,10 +93,8 @@ def prometheus(tmp_path: Path, scheduler_endpoint: int) -> Iterator[int]:
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": ["alerts.yml"],
         "scrape_configs": [
-            {
-                "job_name": "kafka-scheduler",
-                "static_configs": [{"targets": [f"127.0.0.1:{scheduler_endpoint}"]}],
-            }
+            {"job_name": "kafka-scheduler", "static_configs": [{"targets": [f"127.0.0.1:{endpoints[0]}"]}]},
+            {"job_name": "kafka-consumers", "static_configs": [{"targets": [f"127.0.0.1:{endpoints[1]}"]}]},
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -116,27 +119,33 @@ def prometheus(tmp_path: Path, scheduler_endpoint: int) -> Iterator[int]:
         log.close()
 
 
-def test_prometheus_scrapes_our_metrics_and_loads_the_rules(prometheus: int, scheduler_endpoint: int) -> None:
-    def target_up() -> dict[str, Any] | None:
+def test_prometheus_scrapes_scheduler_and_consumer_and_loads_the_rules(
+    prometheus: int, endpoints: tuple[int, int]
+) -> None:
+    def targets_up() -> list[dict[str, Any]] | None:
         targets = api(prometheus, "targets")["activeTargets"]
-        ours = [t for t in targets if t["labels"]["job"] == "kafka-scheduler"]
-        return ours[0] if ours and ours[0]["health"] == "up" else None
+        up = [t for t in targets if t["health"] == "up"]
+        return up if len(up) == 2 else None
 
-    target = wait_for("the scheduler target to be up", target_up)
-    assert target["scrapeUrl"] == f"http://127.0.0.1:{scheduler_endpoint}/metrics"
+    up = wait_for("both targets to be up", targets_up)
+    assert {t["labels"]["job"] for t in up} == {"kafka-scheduler", "kafka-consumers"}
 
     def query(expr: str) -> list[dict[str, Any]] | None:
         result: list[dict[str, Any]] = api(prometheus, "query", query=expr)["result"]
         return result or None
 
     (build,) = wait_for("build_info", lambda: query("kafka_scheduler_build_info"))
-    assert build["metric"]["version"] == "it-1"
     assert build["value"][1] == "1"
     (fired,) = wait_for("fired_total", lambda: query('kafka_scheduler_fired_total{result="ok"}'))
-    assert fired["value"][1] == "7"
-    (pending,) = wait_for("pending", lambda: query("kafka_scheduler_pending_schedules"))
-    assert pending["metric"]["partition"] == "0"
-    assert pending["value"][1] == "3"
+    assert fired["value"][1] == "3"
+    pending = wait_for("pending", lambda: query("sum(kafka_scheduler_pending_schedules)"))
+    assert pending[0]["value"][1] == "1"  # "later" is still waiting
+    lateness = wait_for("lateness", lambda: query("kafka_scheduler_fire_lateness_seconds_count"))
+    assert lateness[0]["value"][1] == "3"
+    handled = wait_for(
+        "consumer outcomes", lambda: query('sum(kafka_scheduler_consumer_messages_total{outcome="success"})')
+    )
+    assert handled[0]["value"][1] == "3"
 
     def alert_rules() -> set[str] | None:
         groups = api(prometheus, "rules", type="alert")["groups"]
