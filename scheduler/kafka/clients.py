@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,17 +21,19 @@ __all__ = [
     "producer_forced",
 ]
 
+# librdkafka's own log lines go through Python logging (one line per event, JSON when configured), warnings up.
+LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": 10,
     "socket.nagle.disable": True,
-    "log_level": 4,
+    **LIBRDKAFKA_LOG,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 1,
     "compression.type": "lz4",
     "socket.nagle.disable": True,
-    "log_level": 4,
+    **LIBRDKAFKA_LOG,
 }
 
 
@@ -84,7 +87,7 @@ def build_producer(settings: ServiceSettings) -> Producer:
 def build_admin(
     settings: ServiceSettings, error_cb: Callable[[KafkaError], None] | None = None
 ) -> AdminClient:
-    conf: dict[str, Any] = {**settings.base_kafka(), "log_level": 4, "allow.auto.create.topics": False}
+    conf: dict[str, Any] = {**LIBRDKAFKA_LOG, **settings.base_kafka(), "allow.auto.create.topics": False}
     if error_cb is not None:
         conf["error_cb"] = error_cb
     return AdminClient(conf)
