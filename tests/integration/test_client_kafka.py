@@ -16,8 +16,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from scheduler import AsyncSchedulerClient, ClientSettings, DeliveryError, Schedule, SchedulerClient
 from scheduler.codec import decode_command
+from scheduler.partitioner import partition_for as kafka_partition
 from tests.conftest import wait_until
-from tests.unit.test_config import kafka_partition
 
 
 def settings_for(topic: str) -> ClientSettings:

@@ -7,27 +7,6 @@ from pydantic import SecretStr
 
 from scheduler import ClientSettings, ConfigError, SchedulerClient
 from scheduler.config import PRODUCER_FORCED, merge_config
-from scheduler.partitioner import murmur2, partition_for
-
-
-def kafka_partition(key: bytes, partitions: int) -> int:
-    """The Java default partitioner for a keyed record: toPositive(murmur2(key)) % partitions."""
-    return partition_for(key, partitions)
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [  # apache/kafka clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java::testMurmur2
-        (b"21", -973932308),
-        (b"foobar", -790332482),
-        (b"a-little-bit-long-string", -985981536),
-        (b"a-little-bit-longer-string", -1486304829),
-        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-        (b"abc", 479470107),
-    ],
-)
-def test_murmur2_matches_kafka_vectors(data: bytes, expected: int) -> None:
-    assert murmur2(data) == expected
 
 
 def test_producer_forces_the_java_compatible_partitioner_and_durability() -> None:
