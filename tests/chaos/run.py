@@ -197,7 +197,8 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1, help="the (first) seed")
+    parser.add_argument("--seeds", type=int, default=1, help="run this many seeds: --seed, --seed+1, ...")
     parser.add_argument("--schedules", type=int, default=2000)
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)
@@ -211,15 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restarts", type=int, default=0, help=">0 runs on a private broker")
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.kill_every.split(","))
+    verdicts = {}
+    for seed in range(args.seed, args.seed + args.seeds):
+        run_dir = args.run_dir if args.seeds == 1 else (args.run_dir or Path("chaos-runs")) / f"seed-{seed}"
+        verdicts[seed] = _one(args, seed, run_dir, (low, high))
+    if args.seeds > 1:
+        print(json.dumps({"seeds": verdicts}, indent=1))
+    if any(v == "fail" for v in verdicts.values()):
+        return 1
+    return 0 if all(v == "pass" for v in verdicts.values()) else 2
+
+
+def _one(args: argparse.Namespace, seed: int, run_dir: Path | None, kill_every: tuple[float, float]) -> str:
     cfg = ChaosConfig(
-        seed=args.seed,
+        seed=seed,
         schedules=args.schedules,
         instances=args.instances,
         partitions=args.partitions,
         duration_s=args.duration,
         bootstrap=args.bootstrap,
-        run_dir=args.run_dir,
-        kill_every_s=(low, high),
+        run_dir=run_dir,
+        kill_every_s=kill_every,
         zombies=args.zombies,
         storms=args.storms,
         broker_restarts=args.broker_restarts,
@@ -232,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "stats": report["stats"],
         "run_dir": report["run_dir"],
     }
-    print(json.dumps(summary, indent=1, sort_keys=True, default=str))
-    return {"pass": 0, "fail": 1}.get(report["verdict"], 2)
+    print(json.dumps(summary, indent=1, sort_keys=True, default=str), flush=True)
+    return str(report["verdict"])
 
 
 if __name__ == "__main__":
