@@ -160,35 +160,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2000, help="max_fires_per_transaction of both sides")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating raw/scheduler pairs; median ratio")
     parser.add_argument("--profile", type=Path, help="run the scheduler under pyinstrument, HTML here")
     args = parser.parse_args(argv)
-    console.print(f"B1 drain: n={args.n:,} partitions={args.partitions} batch={args.batch} goal>={GOAL}")
-    raw = raw_baseline(args.n, args.partitions, args.batch)
-    ours = scheduler_drain(args.n, args.partitions, args.profile)
-    ratio = ours["fires_per_s"] / raw["fires_per_s"]
+    console.print(
+        f"B1 drain: n={args.n:,} partitions={args.partitions} batch={args.batch} "
+        f"repeat={args.repeat} goal>={GOAL}"
+    )
+    pairs = []
+    for _ in range(args.repeat):
+        raw = raw_baseline(args.n, args.partitions, args.batch)
+        ours = scheduler_drain(args.n, args.partitions, args.profile)
+        pairs.append((ours["fires_per_s"] / raw["fires_per_s"], raw, ours))
+    pairs.sort(key=lambda pair: pair[0])
+    ratio, raw, ours = pairs[(len(pairs) - 1) // 2]  # the median pair (the lower one of two)
+    rows = []
+    for i, (r, raw_i, ours_i) in enumerate(pairs):
+        mark = " (median)" if raw_i is raw else ""
+        rows.append(
+            [
+                f"raw txn produce #{i + 1}",
+                raw_i["fired"],
+                raw_i["first_to_last_s"],
+                raw_i["fires_per_s"],
+                1.0,
+                "",
+                raw_i["fires_per_s_from_start"],
+            ]
+        )
+        rows.append(
+            [
+                f"kafka-scheduler #{i + 1}{mark}",
+                ours_i["fired"],
+                ours_i["first_to_last_s"],
+                ours_i["fires_per_s"],
+                r,
+                "met" if r >= GOAL else "NOT MET",
+                ours_i["fires_per_s_from_ready"],
+            ]
+        )
     table(
         f"B1 drain of {args.n:,} due schedules (fires/s, counted read_committed at the target)",
         ["side", "fires", "first->last visible s", "fires/s", "ratio", "goal", "fires/s from ready|start"],
-        [
-            [
-                "raw txn produce",
-                raw["fired"],
-                raw["first_to_last_s"],
-                raw["fires_per_s"],
-                1.0,
-                "",
-                raw["fires_per_s_from_start"],
-            ],
-            [
-                "kafka-scheduler",
-                ours["fired"],
-                ours["first_to_last_s"],
-                ours["fires_per_s"],
-                ratio,
-                "met" if ratio >= GOAL else "NOT MET",
-                ours["fires_per_s_from_ready"],
-            ],
-        ],
+        rows,
     )
     result = {
         "n": args.n,
@@ -198,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "raw": raw,
         "scheduler": ours,
         "ratio": ratio,
+        "ratios": [pair[0] for pair in pairs],
         "goal_met": ratio >= GOAL,
     }
     save("fire", result)

@@ -227,7 +227,12 @@ def _rlong(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _rbytes(buf: bytes, pos: int) -> tuple[bytes, int]:
-    size, pos = _rlong(buf, pos)
+    size = buf[pos]
+    if size < 0x80 and not size & 1:  # the common case: a length below 64 in one byte
+        size >>= 1
+        pos += 1
+    else:
+        size, pos = _rlong(buf, pos)
     end = pos + size
     if size < 0 or end > len(buf):
         raise ValueError(f"bytes of length {size} past the end of the record")
@@ -235,6 +240,12 @@ def _rbytes(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _rstr(buf: bytes, pos: int) -> tuple[str, int]:
+    size = buf[pos]
+    if size < 0x80 and not size & 1:
+        end = pos + 1 + (size >> 1)
+        if end > len(buf):
+            raise ValueError(f"string of length {size >> 1} past the end of the record")
+        return buf[pos + 1 : end].decode(), end
     raw, pos = _rbytes(buf, pos)
     return raw.decode(), pos
 
@@ -259,15 +270,27 @@ def _rfields_after_due(buf: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
     key: bytes | None = None
     partition: int | None = None
     payload: bytes | None = None
-    present, pos = _rbranch(buf, pos)
-    if present:
-        key, pos = _rbytes(buf, pos)
+    if buf[pos] == 0:  # union branches: 0 (null) and 2 (the value) inline, anything else via _rbranch
+        pos += 1
+    elif buf[pos] == 2:
+        key, pos = _rbytes(buf, pos + 1)
+    else:
+        present, pos = _rbranch(buf, pos)
+        if present:
+            key, pos = _rbytes(buf, pos)
     present, pos = _rbranch(buf, pos)
     if present:
         partition, pos = _rlong(buf, pos)
-    present, pos = _rbranch(buf, pos)
-    if present:
-        payload, pos = _rbytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    elif buf[pos] == 2:
+        payload, pos = _rbytes(buf, pos + 1)
+    else:
+        present, pos = _rbranch(buf, pos)
+        if present:
+            payload, pos = _rbytes(buf, pos)
+    if buf[pos] == 0:  # no headers
+        return (sid, topic, key, partition, payload, ()), pos + 1
     headers: list[tuple[str, bytes | None]] = []
     while True:
         count, pos = _rlong(buf, pos)
@@ -316,12 +339,15 @@ def _read_command_fast(buf: bytes) -> tuple[str, Any]:
         sid, pos = _rstr(buf, pos)
         _end(buf, pos)
         return _CANCEL_NAME, sid
+    start = pos
     fields, pos = _rfields_after_due(buf, pos)
+    shared = pos
     due, pos = _rlong(buf, pos)
+    tail = pos
     created, pos = _rlong(buf, pos)
     producer, pos = _ropt_str(buf, pos)
     _end(buf, pos)
-    return _SCHEDULE_NAME, (*fields, due, created, producer)
+    return _SCHEDULE_NAME, (*fields, due, created, producer, (start, shared, tail))
 
 
 def encode_schedule(s: Schedule) -> bytes:
@@ -353,8 +379,17 @@ def encode_cancel(schedule_id: str) -> bytes:
     return _write(_COMMAND_PREFIX, COMMAND_SCHEMA, {"body": (_CANCEL_NAME, {"id": schedule_id})})
 
 
+# The schedule `decode_command` last read from an Avro envelope, with the envelope's bytes of the fields the state
+# record shares (id .. headers) and of its tail (created, producer): `encode_state` of that very object splices
+# them instead of encoding them again (the scheduler encodes each command's state record right after decoding it).
+_LAST_ENVELOPE: tuple[Schedule, bytes, bytes] | None = None
+
+
 def encode_state(s: Schedule, version: int) -> bytes:
     """The state-topic record for a pending schedule; `version` is the input offset that created it."""
+    last = _LAST_ENVELOPE
+    if last is not None and last[0] is s and _FAST_STATE:
+        return b"".join((_STATE_PREFIX, _long(s.due_ms), _long(version), last[1], last[2]))
     if _FAST_STATE:
         parts = [_STATE_PREFIX, _long(s.due_ms), _long(version), *_fields_after_due(s)]
         parts.extend((_long(s.created_ms), _opt_string(s.producer)))
@@ -522,8 +557,13 @@ def _envelope(
         )
     if name == _CANCEL_NAME:
         return Cancel(sid)
-    _id, topic, key, partition, payload, headers, due, created, producer = fields
-    return _check_schedule(Schedule(sid, topic, due, payload, key, headers, partition, created, producer), ts)
+    _id, topic, key, partition, payload, headers, due, created, producer, *spans = fields
+    schedule = Schedule(sid, topic, due, payload, key, headers, partition, created, producer)
+    if spans:
+        start, shared, tail = spans[0]
+        global _LAST_ENVELOPE  # noqa: PLW0603 -- one slot, checked by identity in encode_state
+        _LAST_ENVELOPE = (schedule, value[start:shared], value[tail:])
+    return _check_schedule(schedule, ts)
 
 
 def _check_schedule(s: Schedule, ts: int) -> Schedule | Rejected:
