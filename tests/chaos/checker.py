@@ -22,6 +22,7 @@ the offset of the command that created it; a tombstone is a fire, a dead letter 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -342,7 +343,7 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     return report
 
 
-def _check_state_log(
+def _check_state_log(  # noqa: C901, PLR0912 - the greedy replay names each anomaly
     rep: _Report,
     sid: str,
     cmds: list[dict[str, Any]],
@@ -351,11 +352,25 @@ def _check_state_log(
     schedule_offsets: list[int],
     version_of: Any,
 ) -> None:
-    """Replay X's committed state log and explain every tombstone by a fire or a cancel (module docstring)."""
+    """Replay X's committed state log and explain every tombstone by a fire or a cancel (module docstring).
+
+    First a search over every consistent explanation (commands are consumed in offset order, so each
+    explanation's offset exceeds everything consumed before it); only if none explains the whole log does the
+    greedy replay below name the anomalies.
+    """
     cancels = [c["o"] for c in cmds if c["kind"] == "cancel"]
     unexplained_fires = set(fired)
     puts = [version_of(ev) if ev["v"] is not None else None for ev in events]
     put_versions = {w for w in puts if w is not None}
+    leftover = _explain(puts, frozenset(fired), frozenset(cancels), schedule_offsets, put_versions)
+    if leftover is not None:
+        for w in puts:
+            if w is not None and w not in schedule_offsets:
+                rep.add("state_put_of_unknown_version", {"id": sid, "version": w})
+        for v in sorted(leftover):
+            kind = "cancel_order_violated" if v in put_versions else "fire_without_tombstone"
+            rep.add(kind, {"fire_id": f"{sid}@{v}", "state_log_versions": sorted(put_versions)})
+        return
     pending: int | None = None
     last_put = -1
     for i, ev in enumerate(events):
@@ -402,6 +417,49 @@ def _check_state_log(
             )
         else:
             rep.add("fire_without_tombstone", {"fire_id": f"{sid}@{v}"})
+
+
+def _explain(
+    puts: list[int | None],
+    fired: frozenset[int],
+    cancels: frozenset[int],
+    schedule_offsets: list[int],
+    put_versions: set[int],
+) -> frozenset[int] | None:
+    """The fewest fires left unexplained over all consistent explanations of the log, or None if some tombstone
+    cannot be explained at all (or the puts are out of order)."""
+    bounds = [next((x for x in puts[i + 1 :] if x is not None), 1 << 62) for i in range(len(puts))]
+    best: list[frozenset[int] | None] = [None]
+
+    @functools.cache
+    def go(
+        i: int, consumed: int, pending: int | None, left: frozenset[int], cancels_left: frozenset[int]
+    ) -> None:
+        if best[0] is not None and not best[0]:
+            return  # a perfect explanation is already known
+        if i == len(puts):
+            if best[0] is None or len(left) < len(best[0]):
+                best[0] = left
+            return
+        w = puts[i]
+        if w is not None:
+            if w > consumed:
+                go(i + 1, w, w, left, cancels_left)
+            return
+        bound = bounds[i]
+        if pending is not None and pending in left:
+            go(i + 1, consumed, None, left - {pending}, cancels_left)
+        for v in sorted(left):
+            if consumed < v < bound and v not in put_versions:
+                go(i + 1, v, None, left - {v}, cancels_left)
+        for c in sorted(cancels_left):
+            if consumed < c < bound and (
+                pending is not None or any(consumed < o < c for o in schedule_offsets)
+            ):
+                go(i + 1, c, None, left, cancels_left - {c})
+
+    go(0, -1, None, fired, cancels)
+    return best[0]
 
 
 def _faults(run_dir: Path) -> dict[str, Any]:
