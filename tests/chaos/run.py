@@ -202,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedules", type=int, default=2000)
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of load and faults (default: 60, or schedules/333)",
+    )
     parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--kill-every", default="10,30", help="random SIGKILL interval range, seconds: a,b")
@@ -229,7 +234,7 @@ def _one(args: argparse.Namespace, seed: int, run_dir: Path | None, kill_every: 
         schedules=args.schedules,
         instances=args.instances,
         partitions=args.partitions,
-        duration_s=args.duration,
+        duration_s=args.duration or max(60.0, args.schedules / 333),
         bootstrap=args.bootstrap,
         run_dir=run_dir,
         kill_every_s=kill_every,
