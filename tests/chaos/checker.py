@@ -258,6 +258,22 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
             if f["hdr"].get("scheduler-due-at") != str(cmd["due"]):
                 rep.add("wrong_due_header", {"fire_id": f"{sid}@{f['version']}"})
 
+    lateness = sorted(
+        f["ts"] - versions_due
+        for sid, fs in fires.items()
+        for f in fs
+        if f["kind"] == "target"
+        and (versions_due := next((c["due"] for c in by_id.get(sid, []) if c["o"] == f["version"]), None))
+        is not None
+    )
+    if lateness:
+        n = len(lateness)
+        rep.stats["lateness_ms"] = {
+            "p50": lateness[n // 2],
+            "p99": lateness[min(n - 1, n * 99 // 100)],
+            "max": lateness[-1],
+        }
+
     # State log per id, committed, in offset order of its partition.
     state_committed = next(iter(_records(run_dir, "state", "committed").values()), [])
     log: dict[str, list[dict[str, Any]]] = defaultdict(list)
