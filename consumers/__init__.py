@@ -6,7 +6,7 @@ Declare an `App`, register handlers with `@app.handler("topic")`, then `app.run(
 
 from consumers.app import DEFAULT_STORE, App, Ordering
 from consumers.handlers import DeserializationError
-from consumers.idempotency import IdempotencyStore, InMemoryStore, SQLiteStore
+from consumers.idempotency import AlreadyDone, IdempotencyStore, InMemoryStore, SQLiteStore
 from consumers.message import Context, Message
 from consumers.metrics import ConsumerMetrics
 from consumers.retry import DltReason, NonRetryable, RetryPolicy, compute_backoff
@@ -14,6 +14,7 @@ from consumers.settings import ConsumerSettings
 
 __all__ = [
     "DEFAULT_STORE",
+    "AlreadyDone",
     "App",
     "ConsumerMetrics",
     "ConsumerSettings",

@@ -4,6 +4,9 @@ The contract (docs/consumers.md): `claim(key)` returns False only when `key` is 
 process that crashed mid-handler does not block, so the handler runs again. `mark_done` after the handler
 returned; `release` after it raised (the retry or dead letter takes over). A shared database implements the same
 four methods with one row per key and an atomic upsert (`INSERT … ON CONFLICT DO UPDATE … WHERE state <> 'done'`).
+
+`SQLiteStore.transaction(key)` is the inbox pattern: the done mark and the handler's own statements commit in one
+SQLite transaction, so effects kept in the store's database are applied exactly once.
 """
 
 from __future__ import annotations
@@ -11,11 +14,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["IdempotencyStore", "InMemoryStore", "SQLiteStore"]
+__all__ = ["AlreadyDone", "IdempotencyStore", "InMemoryStore", "SQLiteStore"]
+
+
+class AlreadyDone(Exception):
+    """Raised on entering `SQLiteStore.transaction(key)` when `key` is already done: the body does not run.
+
+    Let it propagate out of the handler: the framework counts the record as `duplicate_skipped`.
+    """
 
 
 class IdempotencyStore(Protocol):
@@ -79,6 +91,7 @@ DONE_SQL = (
     "INSERT INTO consumer_idempotency (key, state, claimed_at, done_at) VALUES (?, 'done', ?, ?)"
     " ON CONFLICT (key) DO UPDATE SET state = 'done', done_at = excluded.done_at"
 )
+BUSY_TIMEOUT_S = 30.0  # handler transactions and the group commit take turns on the write lock
 RELEASE_SQL = "DELETE FROM consumer_idempotency WHERE key = ? AND state = 'claimed'"
 
 
@@ -108,11 +121,16 @@ class SQLiteStore:
         self._open = _Batch()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []  # connections for `transaction`, reused
+        self._opened: list[sqlite3.Connection] = []  # all of them, closed by `close`
 
     def _writer(self) -> sqlite3.Connection:
         """Opened on first use (call with `_lock` held), so declaring an App creates no file."""
         if self._conn is None:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S
+            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(SCHEMA)
@@ -141,6 +159,47 @@ class SQLiteStore:
                 "SELECT state FROM consumer_idempotency WHERE key = ?", (key,)
             ).fetchone()
             return row is not None and row[0] == "done"
+
+    @contextmanager
+    def transaction(self, key: str) -> Iterator[sqlite3.Connection]:
+        """One transaction on this store's file holding the done mark of `key` and the body's statements.
+
+        Raises `AlreadyDone` (the body does not run) if `key` is done; commits when the body returns, rolls back
+        (mark included) when it raises. Run only statements on the yielded connection: no COMMIT/ROLLBACK, no
+        `await` inside (the database's write lock is held until the block ends).
+        """
+        db = self._checkout()
+        try:
+            db.execute(
+                "BEGIN IMMEDIATE"
+            )  # take the write lock first: a concurrent redelivery waits, then skips
+            try:
+                row = db.execute("SELECT state FROM consumer_idempotency WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] == "done":
+                    raise AlreadyDone(key)
+                now = time.time()
+                db.execute(DONE_SQL, (key, now, now))
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            with self._pool_lock:
+                self._idle.append(db)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        with self._lock:
+            self._writer()  # creates the file and the table first
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        db.execute("PRAGMA synchronous=NORMAL")
+        with self._pool_lock:
+            self._opened.append(db)
+        return db
 
     def _write(self, sql: str, params: tuple[object, ...], wait: bool) -> None:
         with self._cv:
@@ -201,8 +260,9 @@ class SQLiteStore:
             self._cv.notify()
         if thread is not None:
             thread.join(30)
-        with self._lock, self._read_lock:
-            for conn in (self._conn, self._reader):
+        with self._lock, self._read_lock, self._pool_lock:
+            for conn in (self._conn, self._reader, *self._opened):
                 if conn is not None:
                     conn.close()
             self._conn = self._reader = None
+            self._idle, self._opened = [], []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -16,18 +18,44 @@ from consumers.headers import (
     RawHeaders,
     header,
 )
+from consumers.idempotency import SQLiteStore
 from consumers.scheduling import Scheduling
 from scheduler.model import HEADER_DUE_AT, HEADER_FIRE_ID, HEADER_FIRED_AT, HEADER_SCHEDULE_ID
 
 __all__ = ["Context", "Message", "build_message"]
 
 
+@dataclass(eq=False, slots=True)
+class Inbox:
+    """One record's idempotency key in the app's SQLiteStore; `committed` once its `transaction()` committed."""
+
+    store: SQLiteStore
+    key: str
+    committed: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use beyond its record: the scheduler client, to chain a follow-up."""
+    """What a handler may use beyond its record: the scheduler client, to chain a follow-up; the store's database."""
 
     group: str
     _scheduler: Callable[[], Scheduling] = field(repr=False)
+    _inbox: Inbox | None = field(default=None, repr=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Effects in the idempotency store's SQLite file, committed with this record's done mark (exactly once).
+
+        `with message.context.transaction() as db: db.execute(...)`. If the record is already done the body does
+        not run (`AlreadyDone` propagates; the framework counts `duplicate_skipped`); the body raising rolls back
+        both. Needs the app's store to be an `SQLiteStore`. See docs/consumers.md, "Exactly-once effects".
+        """
+        inbox = self._inbox
+        if inbox is None:
+            raise RuntimeError("context.transaction() needs the app's idempotency store to be an SQLiteStore")
+        with inbox.store.transaction(inbox.key) as db:
+            yield db
+        inbox.committed = True
 
     @property
     def scheduler(self) -> Scheduling:

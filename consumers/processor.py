@@ -16,8 +16,8 @@ from consumers.blocking import BlockedKeys, KeyRef
 from consumers.executor import AsyncRunner
 from consumers.handlers import DeserializationError, Handler
 from consumers.headers import Failure, RawHeaders, dlt_headers, idempotency_key, retry_headers
-from consumers.idempotency import IdempotencyStore
-from consumers.message import Context, Message, RawRecord, build_message
+from consumers.idempotency import AlreadyDone, IdempotencyStore, SQLiteStore
+from consumers.message import Context, Inbox, Message, RawRecord, build_message
 from consumers.metrics import ConsumerMetrics
 from consumers.retry import DltReason, RetryPolicy
 from consumers.scheduling import Scheduling
@@ -91,12 +91,23 @@ class Processor:
             self._resolve(work, msg)
             self.sinks.finish(work)
             return
+        inbox = None
+        if isinstance(
+            self.store, SQLiteStore
+        ):  # message.context.transaction() commits the mark with the effect
+            inbox = Inbox(self.store, key)
+            msg = dataclasses.replace(msg, context=dataclasses.replace(self.context, _inbox=inbox))
         work.started = time.monotonic()
         error = self._handle(work, msg)
         work.started = None
+        if isinstance(error, AlreadyDone):  # a concurrent or earlier delivery committed it meanwhile
+            self._count(msg, "duplicate_skipped")
+            self._resolve(work, msg)
+            self.sinks.finish(work)
+            return
         if error is None:
-            if self.store is not None:
-                self.store.mark_done(key)
+            if self.store is not None and (inbox is None or not inbox.committed):
+                self.store.mark_done(key)  # returns once durable: only then may the offset move past it
             self._count(msg, "success")
             self._resolve(work, msg)
             self.sinks.finish(work)

@@ -1,21 +1,20 @@
 """An App for the crash test, run in a subprocess: `kafka-scheduler consume tests.integration.consumer_crash_app:app`.
 
-Its handler appends one row per effect to an SQLite ledger; the first time it sees CRASH_VALUE it SIGKILLs its own
-process mid-handler (before the effect), like a pod killed by the OOM killer.
+Its handler appends one row per effect to a ledger table inside the idempotency store's SQLite file, through
+`message.context.transaction()` (effect and done mark in one transaction: exactly once); the first time it sees
+CRASH_VALUE it SIGKILLs its own process mid-handler (before the effect), like a pod killed by the OOM killer.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 from consumers import App, ConsumerSettings, Message, SQLiteStore
 
 TOPIC = os.environ["CRASH_TOPIC"]
-LEDGER = Path(os.environ["CRASH_LEDGER"])
 MARKER = Path(os.environ["CRASH_MARKER"])
 CRASH_VALUE = os.environ["CRASH_VALUE"].encode()
 
@@ -35,6 +34,6 @@ def apply_effect(message: Message) -> None:
     if message.value == CRASH_VALUE and not MARKER.exists():
         MARKER.write_text("crashed once")
         os.kill(os.getpid(), signal.SIGKILL)
-    with sqlite3.connect(LEDGER, timeout=30) as db:
+    with message.context.transaction() as db:
         db.execute("CREATE TABLE IF NOT EXISTS effects (value TEXT NOT NULL)")
         db.execute("INSERT INTO effects (value) VALUES (?)", ((message.value or b"").decode(),))

@@ -1,4 +1,8 @@
-"""SIGKILL mid-handler, restart: every effect applied exactly once (redelivered done records are skipped)."""
+"""SIGKILL mid-handler, restart: every effect applied exactly once.
+
+The app writes its effects with `message.context.transaction()` (the ledger table lives in the idempotency store's
+database, committed with the done mark), the documented exactly-once path; redelivered done records are skipped.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -20,7 +25,7 @@ N = 300
 def _effects(ledger: Path) -> list[str]:
     if not ledger.exists():
         return []
-    with sqlite3.connect(ledger, timeout=30) as db:
+    with closing(sqlite3.connect(ledger, timeout=30)) as db:
         try:
             return [row[0] for row in db.execute("SELECT value FROM effects")]
         except sqlite3.OperationalError:
@@ -45,15 +50,17 @@ def test_crash_mid_handler_then_restart_applies_every_effect_exactly_once(
     produce(
         kafka_bootstrap, topic, [(f"key{i % 30}".encode(), v.encode(), None) for i, v in enumerate(values)]
     )
-    ledger, marker = tmp_path / "ledger.sqlite3", tmp_path / "crashed"
+    ledger, marker = (
+        tmp_path / "idem.sqlite3",
+        tmp_path / "crashed",
+    )  # the ledger table is in the store's file
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "CRASH_TOPIC": topic,
         "CRASH_GROUP": group,
-        "CRASH_LEDGER": str(ledger),
         "CRASH_MARKER": str(marker),
-        "CRASH_STORE": str(tmp_path / "idem.sqlite3"),
+        "CRASH_STORE": str(ledger),
         "CRASH_VALUE": "v200",
     }
     cmd = [sys.executable, "-m", "scheduler.cli", "consume", "tests.integration.consumer_crash_app:app"]
