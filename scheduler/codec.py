@@ -151,6 +151,17 @@ _NULL, _SECOND = b"\x00", b"\x02"
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL[n]
+    if 1 << 35 <= n < 1 << 42:  # epoch milliseconds, zigzagged: six bytes, unrolled
+        return bytes(
+            (
+                (n & 0x7F) | 0x80,
+                ((n >> 7) & 0x7F) | 0x80,
+                ((n >> 14) & 0x7F) | 0x80,
+                ((n >> 21) & 0x7F) | 0x80,
+                ((n >> 28) & 0x7F) | 0x80,
+                n >> 35,
+            )
+        )
     out = [(n & 0x7F) | 0x80]
     n >>= 7
     while n >= 0x80:
@@ -165,7 +176,8 @@ def _long(n: int) -> bytes:
 
 
 def _bytes(b: bytes) -> bytes:
-    return _varint(len(b) << 1) + b
+    size = len(b)
+    return (_SMALL[size << 1] if size < 64 else _varint(size << 1)) + b
 
 
 def _opt_bytes(b: bytes | None) -> bytes:
@@ -263,50 +275,46 @@ def _rbranch(buf: bytes, pos: int) -> tuple[bool, int]:
     return index == 1, pos
 
 
-def _rfields_after_due(buf: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
-    """id, target_topic, target_key, target_partition, payload, headers (see `_fields_after_due`)."""
-    sid, pos = _rstr(buf, pos)
-    topic, pos = _rstr(buf, pos)
-    key: bytes | None = None
-    partition: int | None = None
-    payload: bytes | None = None
-    if buf[pos] == 0:  # union branches: 0 (null) and 2 (the value) inline, anything else via _rbranch
-        pos += 1
-    elif buf[pos] == 2:
-        key, pos = _rbytes(buf, pos + 1)
-    else:
-        present, pos = _rbranch(buf, pos)
-        if present:
-            key, pos = _rbytes(buf, pos)
+def _ropt_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
+    """A ["null", "bytes"] union; the branch bytes 0 and 2 inline, anything else via `_rbranch`."""
+    branch = buf[pos]
+    if branch == 0:
+        return None, pos + 1
+    if branch == 2:
+        return _rbytes(buf, pos + 1)
     present, pos = _rbranch(buf, pos)
-    if present:
-        partition, pos = _rlong(buf, pos)
-    if buf[pos] == 0:
-        pos += 1
-    elif buf[pos] == 2:
-        payload, pos = _rbytes(buf, pos + 1)
-    else:
-        present, pos = _rbranch(buf, pos)
-        if present:
-            payload, pos = _rbytes(buf, pos)
-    if buf[pos] == 0:  # no headers
-        return (sid, topic, key, partition, payload, ()), pos + 1
+    return _rbytes(buf, pos) if present else (None, pos)
+
+
+def _rheaders(buf: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    if buf[pos] == 0:  # the common case: none
+        return (), pos + 1
     headers: list[tuple[str, bytes | None]] = []
     while True:
         count, pos = _rlong(buf, pos)
         if count == 0:
-            break
+            return tuple(headers), pos
         if count < 0:  # a block with its size in bytes first
             count = -count
             _size, pos = _rlong(buf, pos)
         for _ in range(count):
             name, pos = _rstr(buf, pos)
-            hv: bytes | None = None
-            present, pos = _rbranch(buf, pos)
-            if present:
-                hv, pos = _rbytes(buf, pos)
-            headers.append((name, hv))
-    return (sid, topic, key, partition, payload, tuple(headers)), pos
+            value, pos = _ropt_bytes(buf, pos)
+            headers.append((name, value))
+
+
+def _rfields_after_due(buf: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+    """id, target_topic, target_key, target_partition, payload, headers (see `_fields_after_due`)."""
+    sid, pos = _rstr(buf, pos)
+    topic, pos = _rstr(buf, pos)
+    key, pos = _ropt_bytes(buf, pos)
+    partition: int | None = None
+    present, pos = _rbranch(buf, pos)
+    if present:
+        partition, pos = _rlong(buf, pos)
+    payload, pos = _ropt_bytes(buf, pos)
+    headers, pos = _rheaders(buf, pos)
+    return (sid, topic, key, partition, payload, headers), pos
 
 
 def _ropt_str(buf: bytes, pos: int) -> tuple[str | None, int]:
