@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2000, help="max_fires_per_transaction of both sides")
-    parser.add_argument("--repeat", type=int, default=2, help="alternating raw/scheduler pairs; median ratio")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating raw/scheduler pairs; median ratio")
     parser.add_argument("--profile", type=Path, help="run the scheduler under pyinstrument, HTML here")
     args = parser.parse_args(argv)
     console.print(
