@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 
 from scheduler.client import SchedulerClient
-from tests.integration.scheduler_helpers import Tail, read_all
 from tests.conftest import wait_until
+from tests.integration.scheduler_helpers import Tail, read_all
 from tests.scheduler_proc import SchedulerStack
 
 
