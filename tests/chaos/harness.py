@@ -12,6 +12,7 @@ Every fault is appended to `events.jsonl` as {"t": seconds since start, "fault":
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -62,7 +63,7 @@ class Events:
 def scrape_transactions(proc: SchedulerProcess) -> dict[str, float] | None:
     try:
         _status, text = proc.get("/metrics")
-    except OSError:
+    except (OSError, http.client.HTTPException, ValueError):  # dying, starting, or killed mid-response
         return None
     out = {}
     for line in str(text).splitlines():
@@ -138,21 +139,27 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
-            with self._lock:
-                for slot in self.slots:
-                    proc = slot.proc
-                    if proc is None or proc.proc is None:
-                        continue
-                    rc = proc.proc.poll()
-                    if rc is None:
-                        if int(time.monotonic() * 3) % 3 == 0:
-                            self.scrape(slot)
-                        continue
-                    if slot.want:
-                        self.events.add(event="exited", slot=slot.index, rc=rc, failpoints=slot.failpoints)
-                        if rc == -signal.SIGKILL and slot.failpoints and not slot.expect_death:
-                            self.events.add(fault="failpoint_kill", slot=slot.index, spec=slot.failpoints)
-                        self.start_slot(slot)
+            try:
+                self._watch_once()
+            except Exception as exc:  # the supervisor must outlive anything one probe throws
+                self.events.add(event="supervisor_error", error=repr(exc))
+
+    def _watch_once(self) -> None:
+        with self._lock:
+            for slot in self.slots:
+                proc = slot.proc
+                if proc is None or proc.proc is None:
+                    continue
+                rc = proc.proc.poll()
+                if rc is None:
+                    if int(time.monotonic() * 3) % 3 == 0:
+                        self.scrape(slot)
+                    continue
+                if slot.want:
+                    self.events.add(event="exited", slot=slot.index, rc=rc, failpoints=slot.failpoints)
+                    if rc == -signal.SIGKILL and slot.failpoints and not slot.expect_death:
+                        self.events.add(fault="failpoint_kill", slot=slot.index, spec=slot.failpoints)
+                    self.start_slot(slot)
 
     def live(self) -> list[Slot]:
         return [
