@@ -352,7 +352,12 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     faults = _faults(run_dir)
     rep.stats.update(faults)
     anomalies = {k: {"count": len(v), "examples": v[:10]} for k, v in rep.anomalies.items()}
-    hit = faults.get("transactions_aborted", 0) + faults.get("fenced", 0) + aborted_records
+    hit = (
+        faults.get("transactions_aborted", 0)
+        + faults.get("fenced", 0)
+        + faults.get("transactions_killed_in_flight", 0)
+        + aborted_records
+    )
     verdict = "fail" if anomalies else ("pass" if hit > 0 else "inconclusive")
     report = {"verdict": verdict, "anomalies": anomalies, "stats": rep.stats}
     (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
@@ -484,6 +489,16 @@ def _faults(run_dir: Path) -> dict[str, Any]:
     events = _load(run_dir / "events.jsonl")
     injected: Counter[str] = Counter(e["fault"] for e in events if "fault" in e)
     out["faults_injected"] = dict(injected)
+    in_txn = (
+        "after_begin",
+        "after_fire_produce",
+        "after_tombstone_produce",
+        "after_send_offsets",
+        "before_commit",
+    )
+    out["transactions_killed_in_flight"] = sum(
+        1 for e in events if e.get("fault") == "failpoint_kill" and str(e.get("spec", "")).startswith(in_txn)
+    )
     out["instance_exits"] = dict(Counter(str(e.get("rc")) for e in events if e.get("event") == "exited"))
     metrics = (
         json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}

@@ -25,6 +25,8 @@ def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, 
         kill_every_s=(6.0, 12.0),
         zombies=1,
         storms=1,
+        failpoint_probability=1.0,  # every incarnation dies at a failpoint within its first 20 hits
+        failpoint_max_hit=20,
         quiesce_timeout_s=90,
     )
     report = run_chaos(cfg)
