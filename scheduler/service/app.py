@@ -91,6 +91,7 @@ class SchedulerService:
             (settings.scheduled_topic, settings.state),
             self.metrics,
             settings.rebuild_stall_timeout_s,
+            admin_factory=lambda: build_admin(settings),
         )
         txn = TransactionRunner(producer, consumer)
         self.loop = SchedulerLoop(

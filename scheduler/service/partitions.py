@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from scheduler.errors import CorruptStateRecord, KafkaFatalError
@@ -63,8 +70,11 @@ class Partitions:
         metrics: SchedulerMetrics,
         stall_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        admin_factory: Callable[[], AdminClient] | None = None,
     ) -> None:
         self._consumer, self._reader, self._admin = consumer, state_reader, admin
+        self._admin_factory = admin_factory
+        self._offsets_logged = -1e9
         self._input, self._state = topics
         self._metrics = metrics
         self._stall = stall_timeout_s
@@ -136,7 +146,14 @@ class Partitions:
             )
             watermarks = {tp.partition: f.result(timeout=15).offset for tp, f in futures.items()}
         except KafkaException as exc:
-            log.info("committed offsets or state watermarks not available yet (retrying): %s", exc)
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.code() == KafkaError.FENCED_LEADER_EPOCH and self._admin_factory:
+                # After a broker restart librdkafka's admin client keeps sending the stale leader epoch and never
+                # refreshes it: without a fresh client the rebuild stalls until the watchdog kills the process.
+                self._admin = self._admin_factory()
+            if self._clock() - self._offsets_logged > 5.0:
+                self._offsets_logged = self._clock()
+                log.info("committed offsets or state watermarks not available yet (retrying): %s", exc)
             return
         for tp in committed:
             owned = self.owned.get(tp.partition)
