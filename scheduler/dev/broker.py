@@ -239,7 +239,16 @@ def start(
         str(libs / "*"),
     ]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    fmt = [java, "-Xmx256m", *jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+    fmt = [
+        java,
+        "-Xmx256m",
+        *jvm,
+        "kafka.tools.StorageTool",
+        "format",
+        f"--cluster-id={cluster_id}",
+        "-c",
+        str(props),
+    ]
     if sasl:
         fmt += ["--add-scram", "SCRAM-SHA-256=[name=scheduler,password=scheduler-secret]"]
     formatted = subprocess.run(fmt, capture_output=True, text=True, check=False)

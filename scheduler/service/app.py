@@ -71,6 +71,10 @@ class SchedulerService:
         try:
             warnings = require_valid(admin, settings)
         except KafkaException as exc:  # an unreachable cluster or bad credentials: fail with a clear message
+            for _ in range(25):  # error_cb runs only when the client is polled: collect what is pending
+                if auth_errors:
+                    break
+                admin.poll(0.2)
             if auth_errors:
                 raise KafkaFatalError(
                     f"authentication failed at {settings.bootstrap_servers}: {auth_errors[-1]}; check "
