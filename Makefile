@@ -58,8 +58,12 @@ broker-stop:
 bench: install
 	$(WITH_BROKER) bash -c '$(PY) -m bench.all'
 
+# The long tier: 30 seeds of 100k schedules (about 3 hours), then a private broker hard-restarted under load.
 chaos: install
-	$(WITH_BROKER) bash -c '$(PY) -m tests.chaos.run --seeds 30 --schedules 100000 --instances 3 --partitions 12'
+	$(WITH_BROKER) bash -c '$(PY) -m tests.chaos.run --seed 1 --seeds 30 --schedules 100000 --instances 3 \
+	  --partitions 12 --duration 300 --kill-every 10,30 --zombies 2 --storms 2 --twins 1 --run-dir chaos-runs'
+	$(PY) -m tests.chaos.run --seed 31 --schedules 10000 --instances 3 --partitions 6 --duration 90 \
+	  --broker-restarts 2 --twins 1 --run-dir chaos-runs/seed-31-broker
 
 clean: stop
 	rm -rf .run bench/results .pytest_cache .mypy_cache .ruff_cache
