@@ -18,6 +18,7 @@ __all__ = [
     "build_producer",
     "build_state_reader",
     "consumer_forced",
+    "producer_config",
     "producer_forced",
 ]
 
@@ -78,10 +79,20 @@ def build_state_reader(settings: ServiceSettings) -> Consumer:
     return Consumer(merge_config(defaults, user, forced))
 
 
-def build_producer(settings: ServiceSettings) -> Producer:
-    defaults = {**PRODUCER_DEFAULTS, "transaction.timeout.ms": settings.transaction_timeout_ms}
+def producer_config(settings: ServiceSettings) -> dict[str, Any]:
+    defaults = {
+        **PRODUCER_DEFAULTS,
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        # A record that cannot be delivered must fail (and the transaction abort cleanly) well before the
+        # coordinator times the transaction out and fences this producer.
+        "message.timeout.ms": settings.transaction_timeout_ms // 2,  # >= 500: the setting is >= 1000
+    }
     user = {**settings.base_kafka(), **settings.producer}
-    return Producer(merge_config(defaults, user, producer_forced(settings)))
+    return merge_config(defaults, user, producer_forced(settings))
+
+
+def build_producer(settings: ServiceSettings) -> Producer:
+    return Producer(producer_config(settings))
 
 
 def build_admin(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -116,7 +117,8 @@ class SchedulerService:
         finally:
             consumer.close()
             reader.close()
-            producer.flush(5)
+            with contextlib.suppress(KafkaException):  # a fenced producer must not mask the fatal error
+                producer.flush(5)
             if self.http is not None:
                 self.http.stop()
         log.info("scheduler stopped cleanly")

@@ -31,7 +31,7 @@ __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000
-FIRE_CHECK_TTL_S = 5.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
+FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
 
