@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
 from scheduler.errors import TopicConfigError
 from scheduler.service.settings import ServiceSettings
@@ -101,7 +101,7 @@ def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem
             )
         )
     problems += _state_config_problems(_describe(admin, settings.state), settings)
-    problems += _durability_warnings(admin, settings, metadata)
+    problems += _durability_warnings(settings, metadata)
     return problems
 
 
@@ -131,9 +131,9 @@ def _state_config_problems(config: dict[str, str], settings: ServiceSettings) ->
     return problems
 
 
-def _durability_warnings(admin: AdminClient, settings: ServiceSettings, metadata: object) -> list[Problem]:
-    topics = getattr(metadata, "topics", {})
-    brokers = len(getattr(metadata, "brokers", {}))
+def _durability_warnings(settings: ServiceSettings, metadata: ClusterMetadata) -> list[Problem]:
+    topics = metadata.topics
+    brokers = len(metadata.brokers)
     warnings = []
     for name in (settings.scheduled_topic, settings.state):
         partitions = topics[name].partitions

@@ -96,7 +96,7 @@ class SchedulerLoop:
             dead_letter=self._dead_letter_reason,
         )
         if plan or records:  # a batch of no-op commands (cancels of nothing) still commits its offsets
-            self._transact(plan, records, now)
+            self._transact(plan, now)
 
     def _wait_s(self) -> float:
         horizon = self._settings.max_wait_ms
@@ -138,7 +138,7 @@ class SchedulerLoop:
             return "unknown_target_topic"
         return None
 
-    def _transact(self, plan: TickPlan, records: list[InputRecord], now: int) -> None:
+    def _transact(self, plan: TickPlan, now: int) -> None:
         serving = self.partitions.serving()
         fires, others, by_topic = self._build(plan, now)
         offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
