@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 PREFIX = "kafka_scheduler_"
 COMMAND_RESULTS = ("scheduled", "cancelled", "rejected")
 FIRE_RESULTS = ("ok", "dead_lettered")
-TRANSACTION_RESULTS = ("committed", "aborted", "failed")
+TRANSACTION_RESULTS = ("committed", "aborted", "fenced", "failed", "indeterminate")
 # Window label -> seconds; the labels are the keys of PartitionSnapshot.due_within.
 DUE_WINDOWS: Mapping[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "6h": 21600, "24h": 86400}
 LATENESS_BUCKETS = (

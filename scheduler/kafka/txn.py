@@ -22,7 +22,7 @@ from scheduler.errors import KafkaFatalError
 from scheduler.service.failpoints import failpoint
 from scheduler.service.records import OutRecord
 
-__all__ = ["UNDELIVERABLE", "Outcome", "TransactionRunner"]
+__all__ = ["FENCING", "UNDELIVERABLE", "Outcome", "TransactionRunner"]
 
 log = logging.getLogger(__name__)
 # Delivery errors that say the target itself refuses the record (deleted, ACL revoked, too large): only these count
@@ -40,10 +40,23 @@ UNDELIVERABLE = {
     KafkaError.POLICY_VIOLATION,
 }
 
+# Errors that say a newer producer epoch or group generation exists: this instance is a zombie (KIP-447).
+FENCING = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.FENCED_INSTANCE_ID,
+}
+
 
 class Outcome(enum.Enum):
     COMMITTED = "committed"
     ABORTED = "aborted"
+    FENCED = (
+        "fenced"  # aborted because the group moved on (stale generation): the caller rewinds as for ABORTED
+    )
 
 
 class _Abort(Exception):
@@ -61,6 +74,8 @@ class TransactionRunner:
         self._timeout = timeout_s
         self._retries = retries
         self.failed_topics: dict[str, str] = {}  # target topic -> delivery error of the last attempt
+        self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
+        self._committing = False
 
     def init(self) -> None:
         """Fences any earlier producer with the same transactional.id and aborts its open transaction."""
@@ -70,6 +85,8 @@ class TransactionRunner:
         self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: list[TopicPartition]
     ) -> Outcome:
         self.failed_topics = {}
+        self.last_error = None
+        self._committing = False
         try:
             self._producer.begin_transaction()  # 1
             failpoint("after_begin")
@@ -83,17 +100,30 @@ class TransactionRunner:
             self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout)
             failpoint("after_send_offsets")
             failpoint("before_commit")
+            self._committing = True
             self._call("commit_transaction", lambda: self._producer.commit_transaction(self._timeout))  # 5
             return Outcome.COMMITTED
         except _Abort:
             pass
         except KafkaException as exc:
             self._classify(exc, "transaction")
+        self._committing = False  # the commit was refused: whatever happens next, nothing of it is visible
+        cause = self.last_error
         try:
             self._call("abort_transaction", lambda: self._producer.abort_transaction(self._timeout))
         except _Abort as exc:
             raise KafkaFatalError(f"abort_transaction failed: {exc.__cause__}") from exc
-        return Outcome.ABORTED
+        self.last_error = cause
+        return Outcome.FENCED if self._fenced() else Outcome.ABORTED
+
+    def failure(self) -> str:
+        """After `run` raised KafkaFatalError: `fenced`, `indeterminate` (the commit never resolved) or `failed`."""
+        if self._fenced():
+            return "fenced"
+        return "indeterminate" if self._committing else "failed"
+
+    def _fenced(self) -> bool:
+        return self.last_error is not None and self.last_error.code() in FENCING
 
     def _produce(self, record: OutRecord, *, track: bool) -> None:
         def on_delivery(err: KafkaError | None, _msg: object, topic: str = record.topic) -> None:
@@ -135,10 +165,10 @@ class TransactionRunner:
             f"{what} did not complete after {self._retries} attempts; exiting (fail closed)"
         )
 
-    @staticmethod
-    def _classify(exc: KafkaException, what: str) -> bool:
+    def _classify(self, exc: KafkaException, what: str) -> bool:
         """True: retry the same call. False: abort. Raises on fatal."""
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        self.last_error = err
         if err is None or err.fatal():
             raise KafkaFatalError(f"{what}: fatal Kafka error: {exc}") from exc
         if err.txn_requires_abort():

@@ -22,6 +22,7 @@ from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions, Phase
 from scheduler.service.settings import ServiceSettings
 from scheduler.service.targets import TargetCatalog
+from scheduler.service.txnlog import TransactionLog
 from scheduler.topics import require_valid
 
 __all__ = ["SchedulerService"]
@@ -99,11 +100,18 @@ class SchedulerService:
             admin_factory=lambda: build_admin(settings),
         )
         txn = TransactionRunner(producer, consumer)
+        txn_log = None
+        if settings.txn_log is not None:
+            txn_log = TransactionLog(
+                settings.txn_log, settings.instance_id, state_topic=settings.state, dlt_topic=settings.dlt
+            )
+            log.info("logging every transaction to %s", settings.txn_log)
         self.loop = SchedulerLoop(
             settings,
             (consumer, txn, partitions, TargetCatalog(admin, settings)),
             self.metrics,
             self.health.tick,
+            txn_log=txn_log,
         )
         self.health.set_ready_check("joined_group", lambda: partitions.joined)
         self.health.set_ready_check(
@@ -115,6 +123,8 @@ class SchedulerService:
         try:
             self.loop.run(self.stopping)
         finally:
+            if txn_log is not None:
+                txn_log.close()
             consumer.close()
             reader.close()
             with contextlib.suppress(KafkaException):  # a fenced producer must not mask the fatal error

@@ -26,6 +26,7 @@ from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
 from scheduler.service.records import OutRecord, dead_letter_record, fired_record, reject_headers
 from scheduler.service.settings import ServiceSettings
 from scheduler.service.targets import TargetCatalog
+from scheduler.service.txnlog import TransactionLog
 
 __all__ = ["SchedulerLoop"]
 
@@ -49,12 +50,14 @@ class SchedulerLoop:
         metrics: SchedulerMetrics,
         tick: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = wall_ms,
+        txn_log: TransactionLog | None = None,
     ) -> None:
         self._settings = settings
         self._consumer, self._txn, self.partitions, self._targets = clients
         self._metrics = metrics
         self._tick = tick
         self._clock = clock
+        self._txn_log = txn_log
         self._failures: dict[tuple[int, bytes], int] = {}
         self._snapshot: list[PartitionSnapshot] = []
         self._snapshot_at = -SNAPSHOT_EVERY_MS
@@ -142,10 +145,21 @@ class SchedulerLoop:
         serving = self.partitions.serving()
         fires, others, by_topic = self._build(plan, now)
         offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
+        attempt = None
+        if self._txn_log is not None:
+            attempt = self._txn_log.begin(fires, others, {p: o.position for p, o in serving.items()})
         started = time.monotonic()
-        outcome = self._txn.run(fires, others, offsets)
+        try:
+            outcome = self._txn.run(fires, others, offsets)
+        except KafkaFatalError as exc:
+            verdict = self._txn.failure()
+            self._metrics.transactions.labels(verdict).inc()
+            self._log_outcome(attempt, verdict, str(exc))
+            raise
         self._metrics.transaction_seconds.observe(time.monotonic() - started)
         self._metrics.transactions.labels(outcome.value).inc()
+        cause = self._txn.last_error
+        self._log_outcome(attempt, outcome.value, None if cause is None else cause.str())
         if outcome is Outcome.COMMITTED:
             failpoint("after_commit_before_index")
             self._apply(plan, serving, now)
@@ -156,6 +170,10 @@ class SchedulerLoop:
             for key in by_topic.get(topic, ()):
                 self._failures[key] = self._failures.get(key, 0) + 1
             log.warning("fire to %s failed: %s (attempts counted toward a dead letter)", topic, error)
+
+    def _log_outcome(self, attempt: str | None, outcome: str, error: str | None) -> None:
+        if attempt is not None and self._txn_log is not None:
+            self._txn_log.end(attempt, outcome, error)
 
     def _build(
         self, plan: TickPlan, now: int

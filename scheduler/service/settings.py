@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -50,6 +51,10 @@ class ServiceSettings(BaseSettings):
     min_delete_retention_ms: int = Field(default=3_600_000, ge=0)
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=9400, description="metrics and health; None disables")
+    txn_log: Path | None = Field(
+        default=None,
+        description="append one JSON line per transaction and its outcome (forensics, chaos checker)",
+    )
     log_json: bool = False
     log_level: str = "INFO"
     sasl_password: SecretStr | None = None

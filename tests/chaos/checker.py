@@ -34,6 +34,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from tests.chaos.attempts import check_attempts, load_attempts
+
 __all__ = ["check", "dump", "main"]
 
 ISOLATIONS = ("committed", "uncommitted")
@@ -351,13 +353,26 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
 
     faults = _faults(run_dir)
     rep.stats.update(faults)
+    attempts = load_attempts(run_dir)
+    if (
+        attempts is not None
+    ):  # the scheduler's own per-transaction log: what each attempt wrote and its outcome
+        found, attempt_stats = check_attempts(attempts, set(fire_counts))
+        for kind, details in found.items():
+            for detail in details:
+                rep.add(kind, detail)
+        rep.stats.update(attempt_stats)
+        outcomes = attempt_stats["attempt_outcomes"]
+        rep.stats["fenced"] = outcomes.get("fenced", 0)
+        hit = aborted_records + sum(n for outcome, n in outcomes.items() if outcome != "committed")
+    else:  # runs from before the transaction log: scraped metrics and log lines
+        hit = (
+            faults.get("transactions_aborted", 0)
+            + faults.get("fenced", 0)
+            + faults.get("transactions_killed_in_flight", 0)
+            + aborted_records
+        )
     anomalies = {k: {"count": len(v), "examples": v[:10]} for k, v in rep.anomalies.items()}
-    hit = (
-        faults.get("transactions_aborted", 0)
-        + faults.get("fenced", 0)
-        + faults.get("transactions_killed_in_flight", 0)
-        + aborted_records
-    )
     verdict = "fail" if anomalies else ("pass" if hit > 0 else "inconclusive")
     report = {"verdict": verdict, "anomalies": anomalies, "stats": rep.stats}
     (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))

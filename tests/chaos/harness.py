@@ -110,6 +110,7 @@ class Supervisor:
         slot.incarnation += 1
         env = self.stack.env(KAFKA_SCHEDULER_INSTANCE_ID=f"c{slot.index}")
         env["KAFKA_SCHEDULER_FAILPOINTS"] = slot.failpoints
+        env["KAFKA_SCHEDULER_TXN_LOG"] = str(self.run_dir / f"instance-{slot.index}.txn.jsonl")
         slot.proc = SchedulerProcess(env, self.run_dir / f"instance-{slot.index}.log").start()
         slot.paused = False
         slot.expect_death = False
@@ -357,6 +358,7 @@ class Nemesis:
             return
         sup = self.supervisor
         env = sup.stack.env(KAFKA_SCHEDULER_INSTANCE_ID=f"c{slot.index}")
+        env["KAFKA_SCHEDULER_TXN_LOG"] = str(sup.run_dir / f"instance-twin-{slot.index}.txn.jsonl")
         twin = SchedulerProcess(env, sup.run_dir / f"instance-twin-{slot.index}.log").start()
         self.events.add(fault="twin_transactional_id", slot=slot.index)
         stop.wait(self.rng.uniform(3.0, 8.0))

@@ -33,6 +33,7 @@ def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, 
     summary = json.dumps({k: report[k] for k in ("verdict", "anomalies", "stats")}, indent=1, default=str)
     assert report["verdict"] == "pass", summary
     assert report["stats"]["quiesced"], summary
+    assert report["stats"].get("attempts", 0) > 0, "no per-transaction log was read: " + summary
     assert (
         report["stats"]["faults_injected"].get("sigkill", 0)
         + report["stats"]["faults_injected"].get("failpoint_kill", 0)

@@ -181,3 +181,70 @@ def test_poison_rejected_once_passes_and_twice_fails(tmp_path: Path) -> None:
     run2.mkdir()
     write_run(run2, [cmd(0, "bad", poison="bad_due")], [], [], [reject, {**reject, "o": 1}])
     assert "poison_not_rejected_once" in anomalies(run2)
+
+
+# -- the scheduler's per-transaction log (instance-*.txn.jsonl)
+
+
+def txn_log(run: Path, *attempts: tuple[str, list[str], str | None], name: str = "instance-0") -> None:
+    """attempts: (attempt id, fire ids, outcome or None for killed in flight)."""
+    lines = []
+    for attempt, fids, outcome in attempts:
+        lines.append({"attempt": attempt, "fires": [["t", f] for f in fids], "dead_letters": [], "state": []})
+        if outcome is not None:
+            lines.append({"attempt": attempt, "outcome": outcome})
+    (run / f"{name}.txn.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def clean_run(tmp: Path, fires: list[dict[str, Any]] | None = None) -> Path:
+    scheduled = [cmd(0, "x"), cmd(1, "y")]
+    state = [put(0, "x", 0), put(1, "y", 1), tomb(2, "x"), tomb(3, "y")]
+    return write_run(
+        tmp, scheduled, state, fires if fires is not None else [fire(0, "x", 0), fire(1, "y", 1)]
+    )
+
+
+def test_attempts_explaining_every_fire_pass_and_count_as_faults_hit(tmp_path: Path) -> None:
+    run = clean_run(tmp_path)
+    (run / "metrics.json").write_text(json.dumps({"aborted": 0}))  # the scrape saw nothing; the log did
+    txn_log(run, ("c0.1.1", ["x@0", "y@1"], "aborted"), ("c0.1.2", ["x@0", "y@1"], "committed"))
+    report = check(run)
+    assert report["verdict"] == "pass", report["anomalies"]
+    assert report["stats"]["attempt_outcomes"] == {"aborted": 1, "committed": 1}
+
+
+def test_only_committed_attempts_and_no_fault_is_inconclusive(tmp_path: Path) -> None:
+    run = clean_run(tmp_path)
+    (run / "metrics.json").write_text(json.dumps({"aborted": 0}))
+    txn_log(run, ("c0.1.1", ["x@0", "y@1"], "committed"))
+    assert check(run)["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [
+        ([("a.1", ["x@0", "y@1"], "aborted")], "fire_visible_from_refused_attempt"),
+        ([("a.1", ["x@0", "y@1"], "fenced")], "fire_visible_from_refused_attempt"),
+        ([("a.1", ["x@0"], "committed")], "fire_without_logged_attempt"),
+        ([("a.1", ["x@0", "y@1", "z@9"], "committed")], "committed_attempt_fire_missing"),
+        ([("a.1", ["x@0", "y@1", "z@9"], None)], "torn_attempt"),
+        ([("a.1", ["x@0", "y@1", "z@9"], "indeterminate")], "torn_attempt"),
+    ],
+)
+def test_each_attempt_anomaly_is_caught(
+    tmp_path: Path, attempts: list[tuple[str, list[str], str | None]], expected: str
+) -> None:
+    run = clean_run(tmp_path)
+    txn_log(run, *attempts)
+    report = check(run)
+    assert expected in report["anomalies"] and report["verdict"] == "fail", report["anomalies"]
+
+
+def test_an_in_flight_attempt_redone_by_a_committed_one_is_not_torn(tmp_path: Path) -> None:
+    # killed after producing x and y; the new owner fired both again and committed: nothing of the first visible
+    run = clean_run(tmp_path)
+    txn_log(run, ("c0.1.7", ["x@0", "y@1"], None))
+    txn_log(run, ("c1.2.3", ["x@0", "y@1"], "committed"), name="instance-1")
+    report = check(run)
+    assert report["verdict"] == "pass", report["anomalies"]
+    assert report["stats"]["attempt_outcomes"] == {"committed": 1, "in_flight": 1}

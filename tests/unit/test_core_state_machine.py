@@ -17,8 +17,10 @@ A failing example prints a `@reproduce_failure(...)` decorator; paste it above `
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,6 +39,8 @@ from scheduler.service.failpoints import FailpointError
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions
 from scheduler.service.settings import ServiceSettings
+from scheduler.service.txnlog import TransactionLog
+from tests.chaos.attempts import check_attempts, load_attempts
 from tests.unit.fake_kafka import FakeAdmin, FakeCluster, FakeConsumer, FakeProducer, FakeTargets, Rec
 
 SCHEDULED, STATE, REJECTED, DLT, TARGET = (
@@ -67,7 +71,7 @@ def header(rec: Rec, name: str) -> bytes | None:
 class Instance:
     """One scheduler process: built like `service.app`, started like `SchedulerLoop.run`, ticked by the test."""
 
-    def __init__(self, cluster: FakeCluster, name: str) -> None:
+    def __init__(self, cluster: FakeCluster, name: str, log_dir: Path, incarnation: int = 0) -> None:
         self.name = name
         self.settings = ServiceSettings(
             scheduled_topic=SCHEDULED,
@@ -91,7 +95,17 @@ class Instance:
         )
         txn = TransactionRunner(self.producer, self.consumer)  # type: ignore[arg-type]
         clients = (self.consumer, txn, self.partitions, FakeTargets({TARGET}))
-        self.loop = SchedulerLoop(self.settings, clients, metrics, clock=lambda: cluster.now_ms)  # type: ignore[arg-type]
+        # the per-transaction log the chaos checker reads; one process per incarnation (pid is shared here)
+        self.txn_log = TransactionLog(
+            log_dir / f"instance-{name}.txn.jsonl", f"{name}~{incarnation}", state_topic=STATE, dlt_topic=DLT
+        )
+        self.loop = SchedulerLoop(
+            self.settings,
+            clients,  # type: ignore[arg-type]
+            metrics,
+            clock=lambda: cluster.now_ms,
+            txn_log=self.txn_log,
+        )
         stop = threading.Event()
         stop.set()
         self.loop.run(
@@ -112,9 +126,22 @@ class Sim:
         self.commands: list[tuple[int, int, str, str, int | None]] = []  # partition, offset, id, kind, due
         self.zombie_rejected = 0
         self.crashed = 0
+        self._log_dir = tempfile.TemporaryDirectory(prefix="core-sm-")
+        self.log_dir = Path(self._log_dir.name)
+        self.incarnations: Counter[str] = Counter()
         for name in NAMES:
-            self.instances[name] = Instance(self.cluster, name)
+            self.instances[name] = self._new(name)
         self.rebalance({p: NAMES[p % len(NAMES)] for p in range(PARTS)})
+
+    def _new(self, name: str) -> Instance:
+        self.incarnations[name] += 1
+        return Instance(self.cluster, name, self.log_dir, self.incarnations[name])
+
+    def close(self) -> None:
+        for instance in self.instances.values():
+            if instance is not None:
+                instance.txn_log.close()
+        self._log_dir.cleanup()
 
     def live(self) -> list[str]:
         return [n for n, i in self.instances.items() if i is not None]
@@ -161,7 +188,7 @@ class Sim:
         """Same transactional.id: init fences the old producer and aborts its transaction; the new member rejoins."""
         owners = self.owners()
         old_member_parts = [p for (_t, p), m in self.cluster.owner.items() if m not in self.cluster.members]
-        self.instances[name] = Instance(self.cluster, name)
+        self.instances[name] = self._new(name)
         for p in old_member_parts:
             owners[p] = name
         self.rebalance(owners)
@@ -215,6 +242,20 @@ class Sim:
                 f"{fid} never commanded"
             )
             self._check_newest_at_fire(rec, sid, partition, int(version))
+        self._check_attempts()
+
+    def _check_attempts(self) -> None:
+        """The transaction log agrees with the log: committed attempts visible, refused ones never, none torn."""
+        attempts = load_attempts(self.log_dir)
+        assert attempts is not None, "no transaction log written"
+        visible = {
+            (header(r, "scheduler-fire-id") or b"").decode()
+            for topic in (TARGET, DLT)
+            for r in self.cluster.visible(topic)
+        }
+        anomalies, stats = check_attempts(attempts, visible)
+        assert not anomalies, anomalies
+        self.attempt_outcomes = stats["attempt_outcomes"]
 
     def _check_newest_at_fire(self, rec: Rec, sid: str, partition: int, version: int) -> None:
         """G5 + rule 1: the fire's transaction carried its partition's offset O, and the fired version was the
@@ -298,6 +339,9 @@ class CoreMachine(RuleBasedStateMachine):
             STATS["zombie_rejected"] += self.sim.zombie_rejected
             STATS["crashes"] += self.sim.crashed
             STATS["runs"] += 1
+            for outcome, n in getattr(self.sim, "attempt_outcomes", {}).items():
+                STATS[f"attempt_{outcome}"] += n
+            self.sim.close()
 
     @rule(
         sid=st.sampled_from(IDS),
@@ -386,6 +430,10 @@ def test_machine_exercised_faults() -> None:
     if STATS["runs"] == 0:
         pytest.skip("TestCore did not run in this session")
     assert STATS["aborts"] > 0 and STATS["rejected_commits"] > 0 and STATS["zombie_rejected"] > 0, STATS
+    # the per-transaction log names what happened: zombies fenced, crashed attempts left in flight
+    assert (
+        STATS["attempt_committed"] > 0 and STATS["attempt_fenced"] > 0 and STATS["attempt_in_flight"] > 0
+    ), STATS
     # fencing of a resumed old producer and unstable committed offsets are rare in random runs: the
     # deterministic scenarios below assert both
 
