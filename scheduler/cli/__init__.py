@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from scheduler.cli import consume, dev, dlq, ops, service
+from scheduler.cli import config, consume, dev, dlq, ops, service
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app.command("stats")(ops.stats)
 app.command("cancel")(ops.cancel)
 app.command("import")(ops.import_file)
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(config.app, name="config")
 
 
 @app.command()

@@ -17,6 +17,7 @@ __all__ = [
     "build_consumer",
     "build_producer",
     "build_state_reader",
+    "consumer_config",
     "consumer_forced",
     "producer_config",
     "producer_forced",
@@ -60,10 +61,14 @@ def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-def build_consumer(settings: ServiceSettings) -> Consumer:
+def consumer_config(settings: ServiceSettings) -> dict[str, Any]:
     defaults = {**CONSUMER_DEFAULTS, "session.timeout.ms": settings.session_timeout_ms}
     user = {**settings.base_kafka(), **settings.consumer}
-    return Consumer(merge_config(defaults, user, consumer_forced(settings)))
+    return merge_config(defaults, user, consumer_forced(settings))
+
+
+def build_consumer(settings: ServiceSettings) -> Consumer:
+    return Consumer(consumer_config(settings))
 
 
 def build_state_reader(settings: ServiceSettings) -> Consumer:
