@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.dev.broker import BrokerHandle
 from tests.kafka_fixtures import kafka_broker
 from tests.scheduler_proc import SchedulerStack
 
@@ -93,3 +95,81 @@ def scheduler_topics(
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def secure_broker() -> Iterator[BrokerHandle]:
+    """A private broker with SASL_PLAINTEXT (SCRAM user `scheduler`) and SSL listeners, stopped after the module."""
+    from scheduler.dev import broker
+
+    try:
+        handle = broker.start(sasl=True, ssl=True)
+    except Exception as exc:  # no Java, jars or openssl on this machine
+        if IN_CI:
+            pytest.fail(f"no local secured broker (CI must not skip): {exc}", pytrace=False)
+        pytest.skip(f"no local secured broker: {exc}")
+    try:
+        yield handle
+    finally:
+        broker.stop(handle)
+        shutil.rmtree(handle.run_dir, ignore_errors=True)
+
+
+SecureStack = Callable[[str, dict[str, str]], tuple[SchedulerStack, str]]
+
+
+@pytest.fixture
+def secure_stack(unique: Callable[[str], str], tmp_path: Path) -> Iterator[SecureStack]:
+    """Factory: fresh scheduler topics and a target (2 partitions each) created through a secured listener."""
+    from confluent_kafka.admin import AdminClient
+
+    from scheduler.service.settings import ServiceSettings
+    from scheduler.topics import create_topics
+
+    stacks: list[SchedulerStack] = []
+
+    def make(bootstrap: str, conf: dict[str, str]) -> tuple[SchedulerStack, str]:
+        scheduled = unique("secure")
+        admin = AdminClient({"bootstrap.servers": bootstrap, **conf})
+        create_topics(admin, ServiceSettings(bootstrap_servers=bootstrap, scheduled_topic=scheduled), 2, 1)
+        stack = SchedulerStack(bootstrap, scheduled, tmp_path, partitions=2, _admin=admin)
+        stacks.append(stack)
+        return stack, stack.create_target(f"{scheduled}-target", 2)
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.close()
+
+
+ReadCommitted = Callable[[str, str, dict[str, str]], list[bytes | None]]
+
+
+@pytest.fixture
+def read_committed() -> ReadCommitted:
+    """(bootstrap, topic, client conf) -> the values of the first records visible read_committed, within 40 s."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def read(bootstrap: str, topic: str, conf: dict[str, str]) -> list[bytes | None]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:6]}",
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                **conf,
+            }
+        )
+        out: list[bytes | None] = []
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            deadline = time.monotonic() + 40
+            while not out and time.monotonic() < deadline:
+                out += [m.value() for m in consumer.consume(10, 0.5) if m.error() is None]
+            return out
+        finally:
+            consumer.close()
+
+    return read

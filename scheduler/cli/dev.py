@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Development helpers.")
 broker_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker (KRaft, single node).")
 app.add_typer(broker_app, name="broker")
 
-STATE_HELP = "File recording the running broker (pid, bootstrap, run dir)."
+STATE_HELP = "File recording the running broker (pid, bootstrap, run dir, SASL/SSL addresses, CA file)."
 
 
 def _state_file(path: Path | None) -> Path:
@@ -27,6 +27,10 @@ def _state_file(path: Path | None) -> Path:
 def start(
     port: Annotated[int | None, typer.Option(help="Listener port (default: a free one).")] = None,
     sasl: Annotated[bool, typer.Option(help="Also open a SASL_PLAINTEXT SCRAM-SHA-256 listener.")] = False,
+    ssl: Annotated[
+        bool,
+        typer.Option(help="Also open an SSL listener (throwaway CA; address and CA file in the state file)."),
+    ] = False,
     state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None,
 ) -> None:
     """Start the broker (idempotent: an already running one is reused) and print its bootstrap address."""
@@ -37,7 +41,7 @@ def start(
             typer.echo(handle.bootstrap)
             return
     try:
-        handle = broker.start(port, sasl=sasl)
+        handle = broker.start(port, sasl=sasl, ssl=ssl)
     except LocalBrokerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

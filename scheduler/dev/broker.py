@@ -20,10 +20,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from scheduler.errors import LocalBrokerError
 
-__all__ = ["KAFKA_VERSION", "BrokerHandle", "ensure_jars", "start", "status", "stop", "wait_ready"]
+__all__ = ["KAFKA_VERSION", "BrokerHandle", "ensure_jars", "make_ca", "start", "status", "stop", "wait_ready"]
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -58,7 +59,7 @@ listeners={listeners}
 advertised.listeners={advertised}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
 log.dirs={data}
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -88,6 +89,12 @@ listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
 org.apache.kafka.common.security.scram.ScramLoginModule required;
 """
 
+# Kafka reads an unencrypted PKCS#8 key and its certificate chain from one PEM file (no keystore password).
+_SSL_PROPERTIES = """listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location={keystore}
+listener.name.ssl.ssl.client.auth=none
+"""
+
 _LOG4J2 = """status = warn
 name = kafka-local
 property.logdir = ${sys:kafka.logs.dir:-.}
@@ -113,6 +120,8 @@ class BrokerHandle:
     bootstrap: str
     run_dir: str
     sasl_bootstrap: str | None = None
+    ssl_bootstrap: str | None = None
+    ssl_ca: str | None = None  # the PEM file a client passes as ssl.ca.location
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -194,14 +203,45 @@ def _port_taken(port: int) -> bool:
     return False
 
 
+class _ExtraListeners(NamedTuple):
+    """The optional SASL and SSL listeners: their URLs, their broker properties, what the handle records."""
+
+    urls: list[str]
+    properties: str
+    sasl_bootstrap: str | None
+    ssl_bootstrap: str | None
+    ssl_ca: str | None
+
+
+def _extra_listeners(run: Path, *, sasl: bool, ssl: bool) -> _ExtraListeners:
+    urls: list[str] = []
+    properties = ""
+    sasl_bootstrap = ssl_bootstrap = ssl_ca = None
+    if sasl:
+        sasl_bootstrap = f"127.0.0.1:{_free_port()}"
+        urls.append(f"SASL_PLAINTEXT://{sasl_bootstrap}")
+        properties += _SASL_PROPERTIES
+    if ssl:
+        ca = make_ca(run / "tls")
+        ssl_ca, ssl_bootstrap = str(ca), f"127.0.0.1:{_free_port()}"
+        urls.append(f"SSL://{ssl_bootstrap}")
+        properties += _SSL_PROPERTIES.format(keystore=_server_keystore(run / "tls", ca))
+    return _ExtraListeners(urls, properties, sasl_bootstrap, ssl_bootstrap, ssl_ca)
+
+
 def start(
     port: int | None = None,
     *,
     run_dir: Path | None = None,
     sasl: bool = False,
+    ssl: bool = False,
     deadline_s: float = 90.0,
 ) -> BrokerHandle:
-    """Format storage, start the JVM in its own process group, wait until it serves transactions."""
+    """Format storage, start the JVM in its own process group, wait until it serves transactions.
+
+    `sasl` adds a SASL_PLAINTEXT SCRAM-SHA-256 listener, `ssl` an SSL listener whose certificate a throwaway CA
+    in <run_dir>/tls signed; the handle records both addresses and the CA file.
+    """
     java = check_java()
     libs = ensure_jars()
     if port is not None and _port_taken(port):
@@ -213,22 +253,16 @@ def start(
         (run / sub).mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
     cport = _free_port()
-    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"
-    advertised = f"PLAINTEXT://127.0.0.1:{port}"
-    sasl_bootstrap = None
-    if sasl:
-        sport = _free_port()
-        listeners += f",SASL_PLAINTEXT://127.0.0.1:{sport}"
-        advertised += f",SASL_PLAINTEXT://127.0.0.1:{sport}"
-        sasl_bootstrap = f"127.0.0.1:{sport}"
+    extra = _extra_listeners(run, sasl=sasl, ssl=ssl)
+    plain = f"PLAINTEXT://127.0.0.1:{port}"
     props = run / "server.properties"
     props.write_text(
         _SERVER_PROPERTIES.format(
             cport=cport,
-            listeners=listeners,
-            advertised=advertised,
+            listeners=",".join([plain, f"CONTROLLER://127.0.0.1:{cport}", *extra.urls]),
+            advertised=",".join([plain, *extra.urls]),
             data=run / "data",
-            extra=_SASL_PROPERTIES if sasl else "",
+            extra=extra.properties,
         )
     )
     (run / "log4j2.properties").write_text(_LOG4J2)
@@ -238,22 +272,7 @@ def start(
         "-cp",
         str(libs / "*"),
     ]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    fmt = [
-        java,
-        "-Xmx256m",
-        *jvm,
-        "kafka.tools.StorageTool",
-        "format",
-        f"--cluster-id={cluster_id}",
-        "-c",
-        str(props),
-    ]
-    if sasl:
-        fmt += ["--add-scram", "SCRAM-SHA-256=[name=scheduler,password=scheduler-secret]"]
-    formatted = subprocess.run(fmt, capture_output=True, text=True, check=False)
-    if formatted.returncode != 0:
-        raise LocalBrokerError(f"formatting Kafka storage failed: {formatted.stdout}{formatted.stderr}")
+    _format_storage([java, "-Xmx256m", *jvm], props, sasl=sasl)
     heap = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError"]
     with open(run / "logs" / "stdout.log", "wb") as out:
         proc = subprocess.Popen(
@@ -263,7 +282,9 @@ def start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    handle = BrokerHandle(proc.pid, f"127.0.0.1:{port}", str(run), sasl_bootstrap)
+    handle = BrokerHandle(
+        proc.pid, f"127.0.0.1:{port}", str(run), extra.sasl_bootstrap, extra.ssl_bootstrap, extra.ssl_ca
+    )
     (run / "broker.json").write_text(handle.to_json())
     try:
         wait_ready(handle.bootstrap, proc, deadline_s)
@@ -271,6 +292,64 @@ def start(
         stop(handle)
         raise
     return handle
+
+
+def _format_storage(java: list[str], props: Path, *, sasl: bool) -> None:
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    fmt = [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
+    if sasl:
+        fmt += ["--add-scram", "SCRAM-SHA-256=[name=scheduler,password=scheduler-secret]"]
+    formatted = subprocess.run(fmt, capture_output=True, text=True, check=False)
+    if formatted.returncode != 0:
+        raise LocalBrokerError(f"formatting Kafka storage failed: {formatted.stdout}{formatted.stderr}")
+
+
+def _openssl(command: str, *args: str, cwd: Path) -> None:
+    """Run `openssl <command split on spaces> <args>` in cwd; args may contain spaces."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise LocalBrokerError(
+            "openssl not found: install it (apt-get install openssl) to give the broker a TLS listener"
+        )
+    done = subprocess.run(
+        [exe, *command.split(), *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise LocalBrokerError(f"openssl {command} failed: {done.stderr.strip()[-2000:]}")
+
+
+_NEW_EC_KEY = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"  # -nodes: the key file is not encrypted
+
+
+def make_ca(directory: Path, name: str = "ca") -> Path:
+    """A throwaway certificate authority (<name>.pem, <name>.key; 7 days) for dev brokers and tests only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_only = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+    subject = f"/CN=kafka-scheduler throwaway {name} {uuid.uuid4().hex[:8]}"
+    _openssl(
+        f"req -x509 {_NEW_EC_KEY} -keyout {name}.key -out {name}.pem -days 7 {ca_only} -subj",
+        subject,
+        cwd=directory,
+    )
+    return directory / f"{name}.pem"
+
+
+def _server_keystore(directory: Path, ca: Path) -> Path:
+    """Key and certificate for 127.0.0.1 and localhost, signed by `ca`, in one PEM file (ssl.keystore.type=PEM)."""
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+    )
+    _openssl(f"req -new {_NEW_EC_KEY} -keyout server.key -out server.csr -subj /CN=localhost", cwd=directory)
+    serial = int(uuid.uuid4().hex[:15], 16)
+    _openssl(
+        f"x509 -req -in server.csr -CA {ca.name} -CAkey {ca.stem}.key -set_serial {serial} -days 7"
+        " -extfile server.ext -out server.pem",
+        cwd=directory,
+    )
+    keystore = directory / "server-keystore.pem"
+    keystore.write_text("".join((directory / f).read_text() for f in ("server.key", "server.pem", ca.name)))
+    keystore.chmod(0o600)
+    return keystore
 
 
 def _server_log_tail(run_dir: str) -> str:

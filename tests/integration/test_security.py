@@ -6,21 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from scheduler.client import SchedulerClient
 from scheduler.config import ClientSettings
 from scheduler.dev import broker
 from scheduler.service.settings import ServiceSettings
-from scheduler.topics import create_topics
+from tests.conftest import ReadCommitted, SecureStack
 from tests.integration.scheduler_helpers import Tail, read_all
 from tests.scheduler_proc import SchedulerStack
 
@@ -52,34 +47,11 @@ def test_custom_target_allow_pattern(scheduler_topics: SchedulerStack) -> None:
     assert instance.metric("kafka_scheduler_rejected_total") == 1
 
 
-@pytest.fixture(scope="module")
-def sasl_broker() -> Iterator[broker.BrokerHandle]:
-    try:
-        handle = broker.start(sasl=True)
-    except Exception as exc:  # no Java or jars on this machine
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"no local SASL broker: {exc}")
-        pytest.skip(f"no local SASL broker: {exc}")
-    try:
-        yield handle
-    finally:
-        broker.stop(handle)
-
-
-def _sasl_stack(handle: broker.BrokerHandle, tmp_path: Path) -> tuple[SchedulerStack, str]:
-    assert handle.sasl_bootstrap is not None
-    scheduled = f"sasl-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": handle.sasl_bootstrap, **SASL, "sasl.password": PASSWORD})
-    settings = ServiceSettings(bootstrap_servers=handle.sasl_bootstrap, scheduled_topic=scheduled)
-    create_topics(admin, settings, 2, 1)
-    stack = SchedulerStack(handle.sasl_bootstrap, scheduled, tmp_path, partitions=2)
-    stack._admin = admin
-    target = stack.create_target(f"{scheduled}-target", 2)
-    return stack, target
-
-
-def test_schedule_fires_through_sasl_scram(sasl_broker: broker.BrokerHandle, tmp_path: Path) -> None:
-    stack, target = _sasl_stack(sasl_broker, tmp_path)
+def test_schedule_fires_through_sasl_scram(
+    secure_broker: broker.BrokerHandle, secure_stack: SecureStack, read_committed: ReadCommitted
+) -> None:
+    assert secure_broker.sasl_bootstrap is not None
+    stack, target = secure_stack(secure_broker.sasl_bootstrap, {**SASL, "sasl.password": PASSWORD})
     instance = stack.start_instance(
         KAFKA_SCHEDULER_KAFKA=json.dumps(SASL),
         KAFKA_SCHEDULER_SASL_PASSWORD=PASSWORD,
@@ -96,7 +68,7 @@ def test_schedule_fires_through_sasl_scram(sasl_broker: broker.BrokerHandle, tmp
         with SchedulerClient(settings=client_settings) as client:
             client.schedule("secure", topic=target, value="through SASL", delay=timedelta(milliseconds=300))
         consumer_conf = {**SASL, "sasl.password": PASSWORD}
-        fired = _read_sasl(stack.bootstrap, target, consumer_conf)
+        fired = read_committed(stack.bootstrap, target, consumer_conf)
         assert fired == [b"through SASL"]
     finally:
         assert instance.stop() == 0, instance.log_tail()
@@ -105,32 +77,11 @@ def test_schedule_fires_through_sasl_scram(sasl_broker: broker.BrokerHandle, tmp
     assert PASSWORD not in log, "the SASL password appeared in the scheduler's log"
 
 
-def _read_sasl(bootstrap: str, topic: str, conf: dict[str, str]) -> list[bytes | None]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"sasl-reader-{uuid.uuid4().hex[:6]}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            **conf,
-        }
-    )
-    out: list[bytes | None] = []
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(2)])
-        deadline = time.monotonic() + 40
-        while not out and time.monotonic() < deadline:
-            out += [m.value() for m in consumer.consume(10, 0.5) if m.error() is None]
-        return out
-    finally:
-        consumer.close()
-
-
-def test_bad_sasl_password_exits_with_a_clear_error(sasl_broker: broker.BrokerHandle, tmp_path: Path) -> None:
-    assert sasl_broker.sasl_bootstrap is not None
+def test_bad_sasl_password_exits_with_a_clear_error(secure_broker: broker.BrokerHandle) -> None:
+    assert secure_broker.sasl_bootstrap is not None
     env = {
         **os.environ,
-        "KAFKA_SCHEDULER_BOOTSTRAP_SERVERS": sasl_broker.sasl_bootstrap,
+        "KAFKA_SCHEDULER_BOOTSTRAP_SERVERS": secure_broker.sasl_bootstrap,
         "KAFKA_SCHEDULER_SCHEDULED_TOPIC": f"sasl-bad-{uuid.uuid4().hex[:6]}",
         "KAFKA_SCHEDULER_KAFKA": json.dumps(SASL),
         "KAFKA_SCHEDULER_SASL_PASSWORD": "not-the-password",
