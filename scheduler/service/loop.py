@@ -23,7 +23,13 @@ from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
 from scheduler.service.failpoints import failpoint
 from scheduler.service.partitions import Partitions
 from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
-from scheduler.service.records import OutRecord, dead_letter_record, fired_record, reject_headers
+from scheduler.service.records import (
+    OutRecord,
+    dead_letter_record,
+    fired_record,
+    fit_reject,
+    reject_headers,
+)
 from scheduler.service.settings import ServiceSettings
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
@@ -197,7 +203,9 @@ class SchedulerLoop:
                 source=(self._settings.scheduled_topic, rec.partition, rec.offset, rec.timestamp_ms),
                 rejected_at_ms=now,
             )
-            others.append(OutRecord(self._settings.rejected, rec.key, rec.value, headers))
+            limit = self._targets.limit(self._settings.rejected)
+            key, value, headers = fit_reject(rec.key, rec.value, headers, limit)
+            others.append(OutRecord(self._settings.rejected, key, value, headers))
         return fires, others, by_topic
 
     def _fire_record(self, fire: Fire, now: int) -> OutRecord:

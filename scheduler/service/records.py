@@ -14,7 +14,7 @@ from scheduler.model import (
     fire_id,
 )
 
-__all__ = ["OutRecord", "dead_letter_record", "fired_record", "reject_headers"]
+__all__ = ["OutRecord", "dead_letter_record", "fired_record", "fit_reject", "record_size", "reject_headers"]
 
 SCHEDULER_HEADERS = frozenset({HEADER_SCHEDULE_ID, HEADER_FIRE_ID, HEADER_DUE_AT, HEADER_FIRED_AT})
 REASON_PREFIX = "scheduler-dlt-"
@@ -103,3 +103,30 @@ def reject_headers(
         (REJECT_PREFIX + "rejected-at", str(rejected_at_ms).encode()),
     ]
     return _replace(list(original or ()), REJECT_PREFIX, ours)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+
+
+def fit_reject(
+    key: bytes | None, value: bytes | None, headers: Headers, limit: int
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """A reject that fits `limit` bytes: drop the command's value, then its own headers, then cut the key.
+
+    A reject that cannot be written aborts every transaction of its partition: the partition would stop for
+    good. What is dropped is said in `scheduler-reject-dropped` (`value=<bytes>,headers=<n>,key=<bytes>`); the
+    command itself is still in `scheduled` at the partition and offset the reject names.
+    """
+    if record_size(key, value, headers) <= limit:
+        return key, value, headers
+    dropped = [f"value={len(value or b'')}"]
+    value = b""
+    ours = [(k, v) for k, v in headers if k.startswith(REJECT_PREFIX)]
+    if record_size(key, value, headers) > limit:
+        dropped.append(f"headers={len(headers) - len(ours)}")
+        headers = ours
+    if record_size(key, value, headers) > limit and key is not None:
+        dropped.append(f"key={len(key)}")
+        key = key[:MAX_MESSAGE]
+    return key, value, [*headers, (REJECT_PREFIX + "dropped", ",".join(dropped).encode())]

@@ -24,6 +24,7 @@ __all__ = ["TargetCatalog", "TopicInfo"]
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 512  # batch and record framing, so a record that "fits" is not refused by the broker
 DEFAULT_MAX_MESSAGE = 1_048_588
+PRODUCER_MAX_MESSAGE = 1_000_000  # librdkafka's message.max.bytes default: it refuses bigger records locally
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class TargetCatalog:
         self._admin = admin
         self._own = settings.own_topics
         self._state_topic = settings.state
+        self._dlt_topic = settings.dlt
+        producer = {**settings.base_kafka(), **settings.producer}
+        self.producer_limit = int(producer.get("message.max.bytes", PRODUCER_MAX_MESSAGE))
         self._allow = re.compile(settings.target_allow)
         self._deny = re.compile(settings.target_deny)
         self._ttl = ttl_s
@@ -71,6 +75,10 @@ class TargetCatalog:
         info = self._lookup(topic)
         self._cache[topic] = (now, info)
         return info
+
+    def limit(self, topic: str) -> int:
+        """The largest record (key, value, headers) the scheduler can write to `topic`, framing included."""
+        return min(self.info(topic).max_message_bytes, self.producer_limit) - RECORD_OVERHEAD
 
     def _lookup(self, topic: str) -> TopicInfo:
         metadata = self._admin.list_topics(topic=topic, timeout=10)
@@ -99,16 +107,22 @@ class TargetCatalog:
         if schedule.target_partition is not None and schedule.target_partition >= info.partitions:
             message = f"target partition {schedule.target_partition} but {topic} has {info.partitions}"
             return Rejected(RejectReason.INVALID_TARGET_TOPIC, message, schedule.id)
+        # The fired record must fit the target, and (should the target refuse it later) the dead-letter topic;
+        # the state record the state topic; all of them the producer's own message.max.bytes.
         size = fired_size(schedule)
-        if size + RECORD_OVERHEAD > info.max_message_bytes:
-            message = (
-                f"fired record of {size} bytes exceeds {topic}'s max.message.bytes={info.max_message_bytes}"
-            )
-            return Rejected(RejectReason.PAYLOAD_TOO_LARGE, message, schedule.id)
-        state_limit = self.info(self._state_topic).max_message_bytes
-        if state_size + RECORD_OVERHEAD > state_limit:
-            message = f"state record of {state_size} bytes exceeds the state topic's max.message.bytes={state_limit}"
-            return Rejected(RejectReason.PAYLOAD_TOO_LARGE, message, schedule.id)
+        for what, record, where in (
+            ("fired record", size, topic),
+            ("dead letter", size + 1024, self._dlt_topic),
+            ("state record", state_size, self._state_topic),
+        ):
+            if record > self.limit(where):
+                limit = min(self.info(where).max_message_bytes, self.producer_limit)
+                message = (
+                    f"{what} of {record} bytes does not fit {where} (max.message.bytes "
+                    f"{self.info(where).max_message_bytes}, producer message.max.bytes {self.producer_limit}: "
+                    f"{limit} with {RECORD_OVERHEAD} bytes of framing)"
+                )
+                return Rejected(RejectReason.PAYLOAD_TOO_LARGE, message, schedule.id)
         return None
 
 

@@ -399,3 +399,6 @@ class FakeTargets:
 
     def info(self, topic: str, max_age_s: float | None = None) -> _Info:
         return _Info(topic in self.known)
+
+    def limit(self, topic: str) -> int:
+        return 1_000_000 - 512
