@@ -11,6 +11,7 @@ import threading
 from types import FrameType
 
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from scheduler.errors import KafkaFatalError
@@ -23,7 +24,7 @@ from scheduler.service.partitions import Partitions, Phase
 from scheduler.service.settings import ServiceSettings
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
-from scheduler.topics import require_valid
+from scheduler.topics import Problem, require_valid
 
 __all__ = ["SchedulerService"]
 
@@ -63,28 +64,7 @@ class SchedulerService:
 
     def run(self) -> None:
         settings = self.settings
-        auth_errors: list[str] = []
-
-        def on_error(err: KafkaError) -> None:
-            if err.code() == KafkaError._AUTHENTICATION:
-                auth_errors.append(err.str())
-
-        admin = build_admin(settings, error_cb=on_error)
-        try:
-            warnings = require_valid(admin, settings)
-        except KafkaException as exc:  # an unreachable cluster or bad credentials: fail with a clear message
-            for _ in range(25):  # error_cb runs only when the client is polled: collect what is pending
-                if auth_errors:
-                    break
-                admin.poll(0.2)
-            if auth_errors:
-                raise KafkaFatalError(
-                    f"authentication failed at {settings.bootstrap_servers}: {auth_errors[-1]}; check "
-                    "sasl.mechanisms and sasl.username (KAFKA_SCHEDULER_KAFKA) and KAFKA_SCHEDULER_SASL_PASSWORD"
-                ) from exc
-            raise KafkaFatalError(
-                f"cannot check the scheduler's topics at {settings.bootstrap_servers}: {exc}"
-            ) from exc
+        admin, warnings = self._check_topics()
         for warning in warnings:
             log.warning("topic check: %s", warning)
         consumer = build_consumer(settings)
@@ -139,6 +119,38 @@ class SchedulerService:
         self.http = HttpServer(self.registry, self.health, self.settings.http_host, self.settings.http_port)
         self.http.start()
         log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
+
+    def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
+        """The admin client and the topic warnings; an unreachable cluster, bad credentials or a failed TLS
+        handshake end here with a message that names what to check."""
+        settings = self.settings
+        errors: dict[int, list[str]] = {KafkaError._AUTHENTICATION: [], KafkaError._SSL: []}
+
+        def on_error(err: KafkaError) -> None:
+            if err.code() in errors:
+                errors[err.code()].append(err.str())
+
+        admin = build_admin(settings, error_cb=on_error)
+        try:
+            return admin, require_valid(admin, settings)
+        except KafkaException as exc:
+            for _ in range(25):  # error_cb runs only when the client is polled: collect what is pending
+                if any(errors.values()):
+                    break
+                admin.poll(0.2)
+            at = settings.bootstrap_servers
+            if errors[KafkaError._SSL]:
+                raise KafkaFatalError(
+                    f"TLS handshake failed at {at}: {errors[KafkaError._SSL][-1]}; check security.protocol, "
+                    "ssl.ca.location (the CA that signed the brokers' certificates) and "
+                    "ssl.endpoint.identification.algorithm (KAFKA_SCHEDULER_KAFKA)"
+                ) from exc
+            if errors[KafkaError._AUTHENTICATION]:
+                raise KafkaFatalError(
+                    f"authentication failed at {at}: {errors[KafkaError._AUTHENTICATION][-1]}; check "
+                    "sasl.mechanisms and sasl.username (KAFKA_SCHEDULER_KAFKA) and KAFKA_SCHEDULER_SASL_PASSWORD"
+                ) from exc
+            raise KafkaFatalError(f"cannot check the scheduler's topics at {at}: {exc}") from exc
 
 
 def _overdue_exit() -> None:
