@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from tests.chaos.attempts import check_attempts, load_attempts
 
-__all__ = ["check", "dump", "main"]
+__all__ = ["check", "dump", "main", "record_dict"]
 
 ISOLATIONS = ("committed", "uncommitted")
 
@@ -78,18 +78,21 @@ def _read_topic(bootstrap: str, topic: str, committed: bool, timeout_s: float) -
             for msg in consumer.consume(5000, 0.2):
                 if msg.error() is not None:
                     continue
-                out.append(
-                    {
-                        "p": msg.partition(),
-                        "o": msg.offset(),
-                        "ts": msg.timestamp()[1],
-                        "k": _text(msg.key()),
-                        "v": _text(msg.value()),
-                        "h": [[name, _text(value)] for name, value in (msg.headers() or [])],
-                    }
-                )
+                out.append(record_dict(msg))
     finally:
         consumer.close()
+
+
+def record_dict(msg: Any) -> dict[str, Any]:
+    """One consumed record as the dump stores it (bytes as latin-1 text)."""
+    return {
+        "p": msg.partition(),
+        "o": msg.offset(),
+        "ts": msg.timestamp()[1],
+        "k": _text(msg.key()),
+        "v": _text(msg.value()),
+        "h": [[name, _text(value)] for name, value in (msg.headers() or [])],
+    }
 
 
 def _end_offsets(admin: AdminClient, topic: str, partitions: int) -> dict[str, dict[int, int]]:
@@ -184,7 +187,14 @@ def _commands(
         due = h.get("scheduler-deliver-at")
         kind = "cancel" if rec["v"] is None else "schedule"
         by_id[rec["k"]].append(
-            {"p": rec["p"], "o": rec["o"], "ts": rec["ts"], "kind": kind, "due": int(due) if due else None}
+            {
+                "p": rec["p"],
+                "o": rec["o"],
+                "ts": rec["ts"],
+                "kind": kind,
+                "due": int(due) if due else None,
+                "doomed": "chaos-doomed" in h,
+            }
         )
     return by_id, poison
 
@@ -202,6 +212,16 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
         rep.add("acknowledged_command_missing", missing[:20])
     rep.stats["ids"] = len(by_id)
     rep.stats["poison_commands"] = len(poison)
+    attempts = load_attempts(run_dir)
+    rejected = [r for recs in _records(run_dir, "rejected", "committed").values() for r in recs]
+    # F18: a command to the doomed target consumed after its deletion is rightly refused as an unknown target
+    doomed_at = {(c["p"], c["o"]): sid for sid, cs in by_id.items() for c in cs if c["doomed"]}
+    doomed_rejected: dict[tuple[int, int], str] = {}
+    for rec in rejected:
+        h = _headers(rec)
+        pos = (int(h.get("scheduler-reject-partition") or -1), int(h.get("scheduler-reject-offset") or -1))
+        if pos in doomed_at and h.get("scheduler-reject-reason") == "unknown_target_topic":
+            doomed_rejected[pos] = doomed_at[pos]
     rep.stats["cancels"] = sum(c["kind"] == "cancel" for cs in by_id.values() for c in cs)
     rep.stats["replaces"] = sum(max(0, sum(c["kind"] == "schedule" for c in cs) - 1) for cs in by_id.values())
 
@@ -229,6 +249,22 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
                     fire_counts[fid] += 1
                     sid, _, version = fid.rpartition("@")
                     fires[sid].append({**rec, "topic": name, "version": int(version), "hdr": h, "kind": kind})
+    attested = _attested_doomed_fires(by_id, fires, attempts)
+    for fid in attested:
+        sid, _, version = fid.rpartition("@")
+        fires[sid].append({"version": int(version), "kind": "attested", "ts": 0, "hdr": {}})
+    doomed_ids = {sid for sid, cs in by_id.items() if cs[0]["doomed"]}
+    if doomed_ids:
+        doomed_fires = [f for sid in doomed_ids for f in fires.get(sid, [])]
+        rep.stats["doomed"] = {
+            "commands": len(doomed_ids),
+            "fired_seen": sum(f["kind"] == "target" for f in doomed_fires),
+            "fired_attested_by_txn_log": len(attested),
+            "dead_lettered": sum(f["kind"] == "dlt" for f in doomed_fires),
+            "rejected_unknown_target": len(doomed_rejected),
+        }
+    dues = Counter(c["due"] for cs in by_id.values() for c in cs if c["kind"] == "schedule")
+    rep.stats["max_schedules_due_in_one_ms"] = max(dues.values(), default=0)
     rep.stats["aborted_records_visible_only_uncommitted"] = aborted_records
     rep.stats["fires"] = sum(fire_counts.values())
     rep.stats["dead_letters"] = sum(f["kind"] == "dlt" for fs in fires.values() for f in fs)
@@ -244,7 +280,7 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
             if cmd is None:
                 rep.add("fire_of_unknown_version", {"fire_id": f"{sid}@{f['version']}"})
                 continue
-            if f["kind"] == "dlt":
+            if f["kind"] in ("dlt", "attested"):
                 continue
             fired_at = int(f["hdr"].get("scheduler-fired-at") or 0)
             if fired_at < cmd["due"] or f["ts"] < cmd["due"]:
@@ -298,7 +334,7 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     for sid, cmds in by_id.items():
         fired_versions = sorted({f["version"] for f in fires.get(sid, [])})
         schedule_offsets = [c["o"] for c in cmds if c["kind"] == "schedule"]
-        if cmds[-1]["kind"] == "schedule":
+        if cmds[-1]["kind"] == "schedule" and (cmds[-1]["p"], cmds[-1]["o"]) not in doomed_rejected:
             must_fire += 1
             if cmds[-1]["o"] not in fired_versions:
                 rep.add("lost_fire", {"fire_id": f"{sid}@{cmds[-1]['o']}", "due": cmds[-1]["due"]})
@@ -306,7 +342,6 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     rep.stats["must_fire"] = must_fire
 
     # Poison: each rejected exactly once; nothing valid rejected.
-    rejected = [r for recs in _records(run_dir, "rejected", "committed").values() for r in recs]
     rejected_at: Counter[tuple[int, int]] = Counter()
     for rec in rejected:
         h = _headers(rec)
@@ -320,6 +355,8 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
         if n != 1:
             rep.add("poison_not_rejected_once", {"p": rec["p"], "o": rec["o"], "times": n})
     for pos, n in rejected_at.items():
+        if pos in doomed_rejected and n == 1:
+            continue
         rep.add("valid_command_rejected", {"p": pos[0], "o": pos[1], "times": n})
     rep.stats["rejects"] = len(rejected)
 
@@ -327,7 +364,9 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     expected = {
         sid: cmds[-1]["o"]
         for sid, cmds in by_id.items()
-        if cmds[-1]["kind"] == "schedule" and cmds[-1]["o"] not in {f["version"] for f in fires.get(sid, [])}
+        if cmds[-1]["kind"] == "schedule"
+        and cmds[-1]["o"] not in {f["version"] for f in fires.get(sid, [])}
+        and (cmds[-1]["p"], cmds[-1]["o"]) not in doomed_rejected
     }
     actual = {k: version_of(r) for k, r in last.items() if r["v"] is not None}
     if expected != actual:
@@ -353,11 +392,8 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
 
     faults = _faults(run_dir)
     rep.stats.update(faults)
-    attempts = load_attempts(run_dir)
-    if (
-        attempts is not None
-    ):  # the scheduler's own per-transaction log: what each attempt wrote and its outcome
-        found, attempt_stats = check_attempts(attempts, set(fire_counts))
+    if attempts is not None:  # the scheduler's own per-transaction log: what each attempt wrote, its outcome
+        found, attempt_stats = check_attempts(attempts, set(fire_counts) | attested)
         for kind, details in found.items():
             for detail in details:
                 rep.add(kind, detail)
@@ -377,6 +413,27 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     report = {"verdict": verdict, "anomalies": anomalies, "stats": rep.stats}
     (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
+
+
+def _attested_doomed_fires(
+    by_id: dict[str, list[dict[str, Any]]],
+    fires: dict[str, list[dict[str, Any]]],
+    attempts: dict[str, dict[str, Any]] | None,
+) -> set[str]:
+    """F18: fires to the doomed target committed just before its deletion, which the tail could not read before
+    the topic went away. The only witness is the scheduler's own log of a committed attempt; they are counted
+    apart so a run shows how many fires rest on it."""
+    if attempts is None:
+        return set()
+    committed = {fid for att in attempts.values() if att["outcome"] == "committed" for fid in att["fids"]}
+    out = set()
+    for sid, cmds in by_id.items():
+        if not cmds[0]["doomed"] or fires.get(sid):
+            continue
+        fid = f"{sid}@{cmds[-1]['o']}"
+        if fid in committed:
+            out.add(fid)
+    return out
 
 
 def _check_state_log(  # noqa: C901, PLR0912 - the greedy replay names each anomaly

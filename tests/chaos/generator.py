@@ -4,6 +4,12 @@ Commands use the header protocol (key = schedule id, value = payload, target and
 value is a cancel). Poison commands carry a `chaos-poison: <kind>` header so the checker can find them in
 `scheduled`; each must be rejected exactly once. Every delivered command is logged to `commands.jsonl` with its
 partition and offset (the offset is the version a schedule fires with).
+
+Optional edge loads: a burst of schedules due in the same millisecond (F23); oversized payloads to a target with
+a 64 KiB max.message.bytes (F17: one that fits, one over the target's limit, one over the state and rejected
+topics' limits, poison both); schedules to a target the harness deletes mid-run (F18), marked `chaos-doomed`,
+never replaced or cancelled, each of which fires before the deletion, is dead-lettered after it, or (consumed
+after it) is rejected as an unknown target.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import random
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,7 @@ from confluent_kafka import Producer
 from scheduler.codec import encode_schedule
 from scheduler.model import Schedule
 
-__all__ = ["POISON_KINDS", "Generator"]
+__all__ = ["OVERSIZE", "POISON_KINDS", "EdgeLoad", "Generator"]
 
 POISON_KINDS = (
     "no_key",
@@ -34,8 +41,27 @@ POISON_KINDS = (
 )
 
 
+# F17 payload sizes against a target with max.message.bytes 64 KiB and state/rejected topics at the 1 MiB default.
+OVERSIZE = {"fits": 40_000, "oversize_target": 80_000, "oversize_state": 1_536_000}
+BIG_TARGET_MAX = 65_536
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass
+class EdgeLoad:
+    """Where the edge cases go; times are wall-clock ms."""
+
+    burst: int = 0  # schedules due at burst_ms exactly (F23)
+    burst_ms: int = 0
+    big_target: str | None = None  # F17
+    oversize_rate: float = 0.003
+    doomed_target: str | None = None  # F18
+    doomed_rate: float = 0.03
+    doomed_until_ms: int = 0  # no doomed creates after this
+    delete_ms: int = 0  # when the harness deletes the doomed target
 
 
 class Generator:
@@ -52,6 +78,7 @@ class Generator:
         schedules: int,
         produce_s: float,
         max_due_s: float,
+        edge: EdgeLoad | None = None,
     ) -> None:
         self._topic = topic
         self._targets = targets
@@ -67,8 +94,12 @@ class Generator:
                 "linger.ms": 5,
                 "partitioner": "murmur2_random",
                 "log_level": 3,
+                "message.max.bytes": 4_000_000,  # the F17 "over the state topic" case
             }
         )
+        self._edge = edge or EdgeLoad()
+        self._burst_left = self._edge.burst
+        self._burst_p = min(1.0, 2.5 * self._edge.burst / max(1, schedules))
         self._log = (run_dir / "commands.jsonl").open("w")
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
@@ -152,6 +183,45 @@ class Generator:
             headers = [("scheduler-target-topic", target), ("scheduler-deliver-at", b"soon"), *mark]
         self._send("poison", key, value, headers, poison=kind)
 
+    def _edge_create(self, sid: str, now: int, deadline_ms: int) -> bool:
+        """An edge-case create instead of an ordinary one; False if none is due now."""
+        rng, edge = self._rng, self._edge
+        if self._burst_left and now < edge.burst_ms - 1000 and rng.random() < self._burst_p:
+            self._burst_left -= 1
+            self._schedule(sid, edge.burst_ms, "burst")
+            return True
+        if edge.doomed_target and now < edge.doomed_until_ms and rng.random() < edge.doomed_rate:
+            # due well before the deletion (fires) or well after it (dead letter); never touched again
+            early = (now + 200, edge.delete_ms - 10_000)
+            late = (edge.delete_ms + 5_000, max(edge.delete_ms + 5_001, deadline_ms))
+            low, high = early if early[0] < early[1] and rng.random() < 0.5 else late
+            headers = [
+                ("scheduler-target-topic", edge.doomed_target.encode()),
+                ("scheduler-deliver-at", str(rng.randint(low, high)).encode()),
+                ("chaos-doomed", b"1"),
+            ]
+            self._send("doomed", sid.encode(), f"{sid} doomed".encode(), headers, id=sid)
+            self.last_due_ms = max(self.last_due_ms, high)
+            return True
+        if edge.big_target and rng.random() < edge.oversize_rate:
+            case = list(OVERSIZE)[self.counts.get("oversize", 0) % len(OVERSIZE)]  # each case in turn
+            self._count("oversize")
+            headers = [
+                ("scheduler-target-topic", edge.big_target.encode()),
+                ("scheduler-deliver-at", str(now + rng.randint(200, max(300, deadline_ms - now))).encode()),
+            ]
+            value = sid.encode() + b"." * OVERSIZE[case]
+            if case == "fits":
+                due = int(headers[1][1])
+                self._send("oversize_fits", sid.encode(), value, headers, id=sid, due=due)
+                self._pending[sid] = due
+                self.last_due_ms = max(self.last_due_ms, due)
+            else:
+                headers.append(("chaos-poison", case.encode()))
+                self._send("poison", sid.encode(), value, headers, poison=case)
+            return True
+        return False
+
     def _step(self, deadline_ms: int) -> None:
         """One command chosen by the seeded RNG."""
         rng = self._rng
@@ -162,6 +232,9 @@ class Generator:
         if roll < 0.6 or not live:
             sid = f"s{self._n}"
             self._ids.append(sid)
+            if self._edge_create(sid, now, deadline_ms):
+                self._count("create")
+                return
             # Many due soon (so fires happen while faults are injected), some near the end, a few past due.
             span = max(300, deadline_ms - now)
             due = now - 5000 if rng.random() < 0.02 else now + rng.randint(200, span)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, OffsetSpec
 
-from tests.chaos.checker import check, dump
-from tests.chaos.generator import Generator
+from tests.chaos.checker import check, dump, record_dict
+from tests.chaos.generator import BIG_TARGET_MAX, EdgeLoad, Generator
 from tests.chaos.harness import BrokerControl, Events, Nemesis, Supervisor
 from tests.scheduler_proc import SchedulerStack
 
@@ -50,6 +50,12 @@ class ChaosConfig:
     failpoint_probability: float = 0.7
     failpoint_max_hit: int = 40
     quiesce_timeout_s: float = 240.0
+    burst: int = 0  # F23: schedules due in one millisecond
+    burst_at: float = (
+        0.5  # ... at this fraction of the produce window (>= 1: every create before it is eligible)
+    )
+    oversize: bool = False  # F17: three payload sizes against a 64 KiB target
+    doomed: bool = False  # F18: a target deleted half-way through
 
 
 def _pending_total(supervisor: Supervisor) -> float | None:
@@ -99,6 +105,70 @@ def _quiesce(
     return False
 
 
+class DoomedTarget:
+    """F18: a target topic tailed read_committed from the start and deleted at `delete_ms`; what the tail saw is
+    written as that topic's dump (the topic is gone when the checker dumps the others)."""
+
+    def __init__(self, stack: SchedulerStack, events: Events, delete_ms: int) -> None:
+        self.topic = stack.create_target(f"{stack.scheduled_topic}-doomed", 3)
+        self._stack = stack
+        self._events = events
+        self._delete_ms = delete_ms
+        self._records: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._tail, name="doomed-tail", daemon=True),
+            threading.Thread(target=self._delete, name="doomed-delete", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _tail(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._stack.bootstrap,
+                "group.id": f"chaos-doomed-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "topic.metadata.refresh.interval.ms": 1000,
+                "log_level": 0,
+            }
+        )
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(3)])
+        try:
+            while not self._stop.is_set():
+                for msg in consumer.consume(500, 0.2):
+                    if msg.error() is None:
+                        self._records.append(record_dict(msg))
+        finally:
+            consumer.close()
+
+    def _delete(self) -> None:
+        self._stop.wait(max(0.0, (self._delete_ms - time.time() * 1000) / 1000))
+        if self._stop.is_set():
+            return
+        self._stack.admin().delete_topics([self.topic])[self.topic].result(timeout=60)
+        self._events.add(fault="target_deleted", topic=self.topic)
+        time.sleep(5.0)  # the tail drains what was fetched before the deletion
+        self._stop.set()
+
+    def write(self, run_dir: Path) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+        for iso in ("committed", "uncommitted"):
+            with (run_dir / f"topic.target.{self.topic}.{iso}.jsonl").open("w") as fh:
+                for rec in self._records:
+                    fh.write(json.dumps(rec) + "\n")
+
+
+def _raise_max_message(stack: SchedulerStack, topic: str, size: int) -> None:
+    entry = ConfigEntry("max.message.bytes", str(size), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    for future in stack.admin().incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
 def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
     run_dir = cfg.run_dir or Path(f"chaos-runs/seed-{cfg.seed}-{uuid.uuid4().hex[:6]}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +189,22 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
     try:
         stack.create()
         targets = [stack.create_target(f"{stack.scheduled_topic}-t{i}", 3) for i in range(2)]
+        now_ms = int(time.time() * 1000)
+        produce_ms = cfg.duration_s * 0.6 * 1000
+        edge = EdgeLoad(burst=cfg.burst, burst_ms=int(now_ms + produce_ms * cfg.burst_at) + 2000)
+        if cfg.oversize:
+            edge.big_target = stack.create_target(
+                f"{stack.scheduled_topic}-big", 3, {"max.message.bytes": str(BIG_TARGET_MAX)}
+            )
+            _raise_max_message(
+                stack, stack.scheduled_topic, 4 * 1024 * 1024
+            )  # room for the "over state" case
+        doomed = None
+        if cfg.doomed:
+            edge.delete_ms = int(now_ms + cfg.duration_s * 0.5 * 1000)
+            edge.doomed_until_ms = int(now_ms + produce_ms * 0.3)
+            doomed = DoomedTarget(stack, events, edge.delete_ms)
+            edge.doomed_target = doomed.topic
         rng = random.Random(cfg.seed)
         supervisor = Supervisor(
             stack,
@@ -138,6 +224,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             schedules=cfg.schedules,
             produce_s=cfg.duration_s * 0.6,
             max_due_s=cfg.duration_s * 0.85,
+            edge=edge,
         )
         nemesis = Nemesis(
             supervisor,
@@ -170,9 +257,11 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
         supervisor.close()
         (run_dir / "metrics.json").write_text(json.dumps(totals))
         events.add(event="generator", counts=gen.counts, delivered=gen.delivered, failed=gen.failed)
+        if doomed is not None:
+            doomed.write(run_dir)
         topics = {
             "scheduled": [stack.scheduled_topic],
-            "target": targets,
+            "target": targets + ([edge.big_target] if edge.big_target else []),
             "state": [stack.settings.state],
             "rejected": [stack.settings.rejected],
             "dlt": [stack.settings.dlt],
@@ -215,6 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storms", type=int, default=1)
     parser.add_argument("--twins", type=int, default=0, help="second processes with a live transactional.id")
     parser.add_argument("--broker-restarts", type=int, default=0, help=">0 runs on a private broker")
+    parser.add_argument(
+        "--burst", type=int, default=0, help="F23: this many schedules due in one millisecond"
+    )
+    parser.add_argument(
+        "--burst-at",
+        type=float,
+        default=0.5,
+        help="when the burst is due, as a fraction of the produce window",
+    )
+    parser.add_argument(
+        "--oversize", action="store_true", help="F17: three payload sizes against a 64 KiB target"
+    )
+    parser.add_argument("--doomed", action="store_true", help="F18: a target topic deleted half-way through")
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.kill_every.split(","))
     verdicts = {}
@@ -242,6 +344,10 @@ def _one(args: argparse.Namespace, seed: int, run_dir: Path | None, kill_every: 
         storms=args.storms,
         broker_restarts=args.broker_restarts,
         twins=args.twins,
+        burst=args.burst,
+        burst_at=args.burst_at,
+        oversize=args.oversize,
+        doomed=args.doomed,
     )
     report = run_chaos(cfg)
     summary = {

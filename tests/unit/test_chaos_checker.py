@@ -248,3 +248,44 @@ def test_an_in_flight_attempt_redone_by_a_committed_one_is_not_torn(tmp_path: Pa
     report = check(run)
     assert report["verdict"] == "pass", report["anomalies"]
     assert report["stats"]["attempt_outcomes"] == {"committed": 1, "in_flight": 1}
+
+
+# -- F18: schedules to a target deleted mid-run (marked chaos-doomed)
+
+
+def doomed_cmd(o: int, key: str) -> dict[str, Any]:
+    rec = cmd(o, key)
+    rec["h"].append(["chaos-doomed", "1"])
+    return rec
+
+
+def reject_of(o: int, reason: str) -> dict[str, Any]:
+    headers = [
+        ["scheduler-reject-reason", reason],
+        ["scheduler-reject-partition", "0"],
+        ["scheduler-reject-offset", str(o)],
+    ]
+    return {"p": 0, "o": 0, "ts": DUE, "k": "d", "v": "payload", "h": headers}
+
+
+def test_a_doomed_command_consumed_after_the_deletion_may_be_rejected_as_unknown(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [doomed_cmd(0, "d")], [], [], [reject_of(0, "unknown_target_topic")])
+    report = check(run)
+    assert report["anomalies"] == {}, report["anomalies"]
+    assert report["stats"]["doomed"]["rejected_unknown_target"] == 1
+
+
+def test_a_doomed_command_rejected_for_another_reason_is_an_anomaly(tmp_path: Path) -> None:
+    run = write_run(tmp_path, [doomed_cmd(0, "d")], [], [], [reject_of(0, "invalid_due")])
+    assert {"valid_command_rejected", "lost_fire"} <= anomalies(run)
+
+
+def test_a_doomed_fire_gone_with_its_topic_counts_only_if_a_committed_attempt_wrote_it(
+    tmp_path: Path,
+) -> None:
+    run = write_run(tmp_path, [doomed_cmd(0, "d")], [put(0, "d", 0), tomb(1, "d")], [])
+    assert "lost_fire" in anomalies(run)
+    txn_log(run, ("c0.1.1", ["d@0"], "aborted"), ("c0.1.2", ["d@0"], "committed"))
+    report = check(run)
+    assert report["anomalies"] == {}, report["anomalies"]
+    assert report["stats"]["doomed"]["fired_attested_by_txn_log"] == 1
