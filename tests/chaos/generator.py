@@ -186,10 +186,6 @@ class Generator:
     def _edge_create(self, sid: str, now: int, deadline_ms: int) -> bool:
         """An edge-case create instead of an ordinary one; False if none is due now."""
         rng, edge = self._rng, self._edge
-        if self._burst_left and now < edge.burst_ms - 1000 and rng.random() < self._burst_p:
-            self._burst_left -= 1
-            self._schedule(sid, edge.burst_ms, "burst")
-            return True
         if edge.doomed_target and now < edge.doomed_until_ms and rng.random() < edge.doomed_rate:
             # due well before the deletion (fires) or well after it (dead letter); never touched again
             early = (now + 200, edge.delete_ms - 10_000)
@@ -219,6 +215,10 @@ class Generator:
             else:
                 headers.append(("chaos-poison", case.encode()))
                 self._send("poison", sid.encode(), value, headers, poison=case)
+            return True
+        if self._burst_left and now < edge.burst_ms - 1000 and rng.random() < self._burst_p:
+            self._burst_left -= 1
+            self._schedule(sid, edge.burst_ms, "burst")
             return True
         return False
 
