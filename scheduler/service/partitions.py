@@ -91,12 +91,14 @@ class Partitions:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         """On assignment: take the partitions but pause them; they serve once rebuilt."""
-        self.joined = True
         self._consumer.incremental_assign(partitions)
         self._consumer.pause(partitions)
         now = self._clock()
         for tp in partitions:
             self.owned[tp.partition] = Owned(tp.partition, started=now, last_progress=now)
+        # only now: /readyz reads `joined` and `owned` from another thread, and "joined with nothing owned" reads
+        # as "every owned partition rebuilt" (found by the libfaketime test: ready, yet never served)
+        self.joined = True
         self._update_gauges()
         log.info("assigned partitions %s; rebuilding", sorted(tp.partition for tp in partitions))
 
