@@ -19,6 +19,7 @@ from typing import cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from scheduler.errors import KafkaFatalError
+from scheduler.model import HEADER_SCHEDULE_ID
 from scheduler.service.failpoints import failpoint
 from scheduler.service.records import OutRecord
 
@@ -74,8 +75,10 @@ class TransactionRunner:
         self._timeout = timeout_s
         self._retries = retries
         self.failed_topics: dict[str, str] = {}  # target topic -> delivery error of the last attempt
+        self.failed_ids: set[bytes] = set()  # schedule ids whose fire the target refused in the last attempt
         self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
         self._committing = False
+        self._commit_retried = False
 
     def init(self) -> None:
         """Fences any earlier producer with the same transactional.id and aborts its open transaction."""
@@ -85,8 +88,10 @@ class TransactionRunner:
         self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: list[TopicPartition]
     ) -> Outcome:
         self.failed_topics = {}
+        self.failed_ids = set()
         self.last_error = None
         self._committing = False
+        self._commit_retried = False
         try:
             self._producer.begin_transaction()  # 1
             failpoint("after_begin")
@@ -117,7 +122,11 @@ class TransactionRunner:
         return Outcome.FENCED if self._fenced() else Outcome.ABORTED
 
     def failure(self) -> str:
-        """After `run` raised KafkaFatalError: `fenced`, `indeterminate` (the commit never resolved) or `failed`."""
+        """After `run` raised KafkaFatalError: `fenced`, `indeterminate` (the commit may have happened) or
+        `failed`. A fence after a commit attempt timed out is indeterminate: the first EndTxn may have reached the
+        coordinator, which then completes it when the newer producer initializes."""
+        if self._committing and self._commit_retried:
+            return "indeterminate"
         if self._fenced():
             return "fenced"
         return "indeterminate" if self._committing else "failed"
@@ -125,10 +134,15 @@ class TransactionRunner:
     def _fenced(self) -> bool:
         return self.last_error is not None and self.last_error.code() in FENCING
 
+    def _refused(self, record: OutRecord, err: KafkaError) -> None:
+        """The target refuses this fire: it counts toward its schedule's dead letter, not its neighbours'."""
+        self.failed_topics.setdefault(record.topic, err.str())
+        self.failed_ids.update(v for k, v in record.headers if k == HEADER_SCHEDULE_ID and v is not None)
+
     def _produce(self, record: OutRecord, *, track: bool) -> None:
-        def on_delivery(err: KafkaError | None, _msg: object, topic: str = record.topic) -> None:
+        def on_delivery(err: KafkaError | None, _msg: object, record: OutRecord = record) -> None:
             if err is not None and err.code() in UNDELIVERABLE:
-                self.failed_topics.setdefault(topic, err.str())
+                self._refused(record, err)
 
         callback = on_delivery if track else None
         headers = cast("list[tuple[str, str | bytes | None]]", record.headers)
@@ -150,6 +164,12 @@ class TransactionRunner:
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as exc:  # refused locally (too large for message.max.bytes, unknown topic)
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if not track or err is None or err.code() not in UNDELIVERABLE:
+                    raise
+                self._refused(record, err)
+                raise _Abort from exc
 
     def _call(self, what: str, call: Callable[[], object]) -> None:
         """Retry a resumable call on retriable errors and timeouts; abortable -> _Abort; else fatal."""
@@ -160,6 +180,7 @@ class TransactionRunner:
             except KafkaException as exc:
                 if not self._classify(exc, what):
                     raise _Abort from exc
+                self._commit_retried = self._commit_retried or what == "commit_transaction"
                 log.warning("%s: retriable error (attempt %d): %s", what, attempt + 1, exc)
         raise KafkaFatalError(
             f"{what} did not complete after {self._retries} attempts; exiting (fail closed)"

@@ -172,9 +172,11 @@ class SchedulerLoop:
             return
         failpoint("after_abort_before_seek")
         self._rewind(serving)
+        refused = self._txn.failed_ids
         for topic, error in self._txn.failed_topics.items():
             for key in by_topic.get(topic, ()):
-                self._failures[key] = self._failures.get(key, 0) + 1
+                if key[1] in refused:  # only the fires the target refused, not the others retried with them
+                    self._failures[key] = self._failures.get(key, 0) + 1
             log.warning("fire to %s failed: %s (attempts counted toward a dead letter)", topic, error)
 
     def _log_outcome(self, attempt: str | None, outcome: str, error: str | None) -> None:

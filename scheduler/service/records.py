@@ -105,8 +105,17 @@ def reject_headers(
     return _replace(list(original or ()), REJECT_PREFIX, ours)
 
 
+# librdkafka counts a record's key, value and serialized headers against message.max.bytes; each header adds
+# varint lengths, each record a varint-framed header of its own. Generous upper bounds keep a "fitting" record
+# from being refused by the producer (synchronously: MSG_SIZE_TOO_LARGE) or the broker.
+HEADER_FRAMING = 10
+RECORD_FRAMING = 64
+
+
 def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
-    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+    """An upper bound of the bytes a record takes against message.max.bytes, framing included."""
+    body = len(key or b"") + len(value or b"")
+    return RECORD_FRAMING + body + sum(len(k) + len(v or b"") + HEADER_FRAMING for k, v in headers)
 
 
 def fit_reject(
@@ -121,12 +130,16 @@ def fit_reject(
     if record_size(key, value, headers) <= limit:
         return key, value, headers
     dropped = [f"value={len(value or b'')}"]
+    note = (
+        REJECT_PREFIX + "dropped",
+        b"value=0000000000,headers=0000000000,key=0000000000",
+    )  # its largest size
     value = b""
     ours = [(k, v) for k, v in headers if k.startswith(REJECT_PREFIX)]
-    if record_size(key, value, headers) > limit:
+    if record_size(key, value, [*headers, note]) > limit:
         dropped.append(f"headers={len(headers) - len(ours)}")
         headers = ours
-    if record_size(key, value, headers) > limit and key is not None:
+    if record_size(key, value, [*headers, note]) > limit and key is not None:
         dropped.append(f"key={len(key)}")
         key = key[:MAX_MESSAGE]
     return key, value, [*headers, (REJECT_PREFIX + "dropped", ",".join(dropped).encode())]

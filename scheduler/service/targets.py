@@ -17,6 +17,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from scheduler.model import Rejected, RejectReason, Schedule
+from scheduler.service.records import (
+    MAX_MESSAGE,
+    RECORD_FRAMING,
+    dead_letter_record,
+    fired_record,
+    record_size,
+)
 from scheduler.service.settings import ServiceSettings
 
 __all__ = ["TargetCatalog", "TopicInfo"]
@@ -109,11 +116,10 @@ class TargetCatalog:
             return Rejected(RejectReason.INVALID_TARGET_TOPIC, message, schedule.id)
         # The fired record must fit the target, and (should the target refuse it later) the dead-letter topic;
         # the state record the state topic; all of them the producer's own message.max.bytes.
-        size = fired_size(schedule)
         for what, record, where in (
-            ("fired record", size, topic),
-            ("dead letter", size + 1024, self._dlt_topic),
-            ("state record", state_size, self._state_topic),
+            ("fired record", fired_size(schedule), topic),
+            ("dead letter", dead_letter_size(schedule), self._dlt_topic),
+            ("state record", state_size + RECORD_FRAMING, self._state_topic),
         ):
             if record > self.limit(where):
                 limit = min(self.info(where).max_message_bytes, self.producer_limit)
@@ -127,5 +133,12 @@ class TargetCatalog:
 
 
 def fired_size(schedule: Schedule) -> int:
-    headers = sum(len(k) + len(v or b"") for k, v in schedule.headers)
-    return len(schedule.payload or b"") + len(schedule.target_key or b"") + headers + 200
+    """The fired record's size bound, with the scheduler's own headers at their longest."""
+    record = fired_record(schedule, 2**62, 2**62)
+    return record_size(record.key, record.value, record.headers)
+
+
+def dead_letter_size(schedule: Schedule) -> int:
+    """The dead letter's size bound: the longest reason word and message the scheduler writes."""
+    record = dead_letter_record("dlt", schedule, 2**62, "x" * 32, "m" * MAX_MESSAGE, 2**62)
+    return record_size(record.key, record.value, record.headers)

@@ -3,9 +3,9 @@
 Set `KAFKA_SCHEDULER_TXN_LOG=/path/file.jsonl` (appended to; one file per instance is simplest). For forensics and
 for the chaos checker, which matches every fire it reads back against the attempt that wrote it:
 
-    {"attempt": "c0.4711.17", "t": 1732370000123, "fires": [["orders", "r-42@1093"]], "dead_letters": [],
+    {"attempt": "c0.4711.9f3a1c.17", "t": 1732370000123, "fires": [["orders", "r-42@1093"]], "dead_letters": [],
      "state": [[3, "r-42", "del"]], "rejects": 0, "offsets": {"3": 1094}}
-    {"attempt": "c0.4711.17", "outcome": "committed"}
+    {"attempt": "c0.4711.9f3a1c.17", "outcome": "committed"}
 
 Outcomes: `committed`, `aborted` (rolled back; the instance rewinds and tries again), `fenced` (refused because a
 newer producer epoch or group generation exists: a zombie), `failed` (a fatal error before the commit; the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +36,12 @@ def _text(raw: bytes | None) -> str | None:
 
 
 class TransactionLog:
-    """Appends attempts of one process to a JSON-lines file; ids are `<instance>.<pid>.<n>`, unique per run."""
+    """Appends attempts of one process to a JSON-lines file; ids are `<instance>.<pid>.<random>.<n>`."""
 
     def __init__(self, path: Path, instance: str, *, state_topic: str, dlt_topic: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = path.open("a", encoding="utf-8")
-        self._prefix = f"{instance}.{os.getpid()}."
+        self._prefix = f"{instance}.{os.getpid()}.{secrets.token_hex(3)}."  # pids are reused across restarts
         self._state = state_topic
         self._dlt = dlt_topic
         self._n = 0

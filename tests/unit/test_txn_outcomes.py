@@ -116,3 +116,34 @@ def test_the_transaction_log_names_what_each_attempt_wrote_and_its_outcome(tmp_p
     assert lines[0]["rejects"] == 1 and lines[0]["offsets"] == {"3": 11, "1": 5}
     assert lines[1] == {"attempt": first, "outcome": "fenced", "error": "stale generation"}
     assert lines[2]["attempt"] == second and len(lines) == 3
+
+
+def test_a_fence_after_a_commit_timed_out_is_indeterminate_not_refused() -> None:
+    # the first EndTxn may have reached the coordinator: the newer producer's init completes it
+    class TimesOutThenFenced(Producer):
+        def commit_transaction(self, _timeout: float) -> None:
+            self.calls.append("commit")
+            if self.calls.count("commit") == 1:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer", retriable=True))
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    runner = TransactionRunner(TimesOutThenFenced(), Consumer(), timeout_s=0.01, retries=3)  # type: ignore[arg-type]
+    with pytest.raises(KafkaFatalError):
+        runner.run([], [], [])
+    assert runner.failure() == "indeterminate"
+
+
+def test_a_fire_the_producer_refuses_locally_aborts_and_is_charged_to_its_schedule_only() -> None:
+    # e.g. a fire above message.max.bytes: librdkafka raises at produce(), before anything is sent
+    class RefusesBig(Producer):
+        def produce(self, topic: str, value: bytes | None = None, *_args: Any, **_kw: Any) -> None:
+            if value is not None and len(value) > 100:
+                raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+
+    big = fired_record(Schedule("big", "orders", 1_000, b"x" * 500), 3, 1_001)
+    small = fired_record(Schedule("small", "orders", 1_000, b"ok"), 4, 1_001)
+    producer = RefusesBig()
+    runner = TransactionRunner(producer, Consumer(), timeout_s=0.01)  # type: ignore[arg-type]
+    assert runner.run([small, big], [], []) is Outcome.ABORTED
+    assert producer.calls[-1] == "abort"
+    assert runner.failed_topics.keys() == {"orders"} and runner.failed_ids == {b"big"}
