@@ -5,8 +5,8 @@ Every fire the checker reads back (target or dead letter, read_committed) is mat
   flight, or a commit that never resolved); one that only refused attempts (aborted, fenced, failed) wrote is an
   aborted attempt made visible;
 - every fire of an attempt logged `committed` must be visible read_committed;
-- an attempt with an unknown outcome is all-visible or all-invisible, counting only the fires no committed
-  attempt explains (a torn transaction otherwise);
+- an attempt with an unknown outcome is all-visible or all-invisible, counting only the fires no other attempt
+  that may have committed also wrote (a torn transaction otherwise);
 - a visible fire no attempt logged means the log (or the scheduler) is wrong.
 Pure over the files; `None` when the run has no transaction logs (older runs).
 """
@@ -56,9 +56,8 @@ def check_attempts(
     for name, att in attempts.items():
         for fid in att["fids"]:
             by_fid[fid].append(name)
-    committed_fids = {
-        fid for att in attempts.values() if att["outcome"] == "committed" for fid in att["fids"]
-    }
+    committed_fids = {fid for a in attempts.values() if a["outcome"] == "committed" for fid in a["fids"]}
+    live = {name for name, att in attempts.items() if att["outcome"] not in REFUSED}
 
     for name, att in attempts.items():
         if att["outcome"] == "committed":
@@ -67,10 +66,11 @@ def check_attempts(
                 anomalies["committed_attempt_fire_missing"].append(
                     {"attempt": name, "fire_ids": missing[:10]}
                 )
-        elif (
-            att["outcome"] not in REFUSED
-        ):  # unknown outcome: all or nothing of what no committed attempt explains
-            own = [fid for fid in att["fids"] if fid not in committed_fids]
+        elif att["outcome"] not in REFUSED:
+            # unknown outcome: all or nothing of the fires no other attempt that may have committed also wrote
+            own = [
+                fid for fid in att["fids"] if fid not in committed_fids and live & set(by_fid[fid]) == {name}
+            ]
             shown = [fid for fid in own if fid in visible]
             if shown and len(shown) != len(own):
                 hidden = [fid for fid in own if fid not in visible]

@@ -263,7 +263,9 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
             "dead_lettered": sum(f["kind"] == "dlt" for f in doomed_fires),
             "rejected_unknown_target": len(doomed_rejected),
         }
-    dues = Counter(c["due"] for cs in by_id.values() for c in cs if c["kind"] == "schedule")
+    dues = Counter(
+        due for due, _sid in {(c["due"], sid) for sid, cs in by_id.items() for c in cs if c["due"]}
+    )
     rep.stats["max_schedules_due_in_one_ms"] = max(dues.values(), default=0)
     rep.stats["aborted_records_visible_only_uncommitted"] = aborted_records
     rep.stats["fires"] = sum(fire_counts.values())

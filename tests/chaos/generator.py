@@ -41,9 +41,20 @@ POISON_KINDS = (
 )
 
 
-# F17 payload sizes against a target with max.message.bytes 64 KiB and state/rejected topics at the 1 MiB default.
-OVERSIZE = {"fits": 40_000, "oversize_target": 80_000, "oversize_state": 1_536_000}
+# F17 payload sizes (random bytes: lz4 cannot shrink them) against a 64 KiB target ("big"), a 4 MiB one
+# ("huge"), the state topic lowered to 256 KiB and the producer's 1,000,000-byte message.max.bytes.
+OVERSIZE = {
+    "fits": ("big", 40_000),  # must fire
+    "oversize_target": ("big", 80_000),  # refused: over the target
+    "oversize_state": ("huge", 300_000),  # refused: fits the target, not the state topic
+    "oversize_producer": (
+        "huge",
+        1_536_000,
+    ),  # refused: over message.max.bytes and the rejected topic (value dropped)
+}
 BIG_TARGET_MAX = 65_536
+HUGE_TARGET_MAX = 4 * 1024 * 1024
+STATE_MAX = 262_144
 
 
 def wall_ms() -> int:
@@ -57,6 +68,7 @@ class EdgeLoad:
     burst: int = 0  # schedules due at burst_ms exactly (F23)
     burst_ms: int = 0
     big_target: str | None = None  # F17
+    huge_target: str | None = None
     oversize_rate: float = 0.003
     doomed_target: str | None = None  # F18
     doomed_rate: float = 0.03
@@ -199,14 +211,19 @@ class Generator:
             self._send("doomed", sid.encode(), f"{sid} doomed".encode(), headers, id=sid)
             self.last_due_ms = max(self.last_due_ms, high)
             return True
-        if edge.big_target and rng.random() < edge.oversize_rate:
+        first_rounds = self.counts.get("oversize", 0) < len(OVERSIZE) and self._n % 50 == 0  # each case early
+        if edge.big_target and edge.huge_target and (first_rounds or rng.random() < edge.oversize_rate):
             case = list(OVERSIZE)[self.counts.get("oversize", 0) % len(OVERSIZE)]  # each case in turn
             self._count("oversize")
+            where, size = OVERSIZE[case]
             headers = [
-                ("scheduler-target-topic", edge.big_target.encode()),
+                (
+                    "scheduler-target-topic",
+                    (edge.big_target if where == "big" else edge.huge_target).encode(),
+                ),
                 ("scheduler-deliver-at", str(now + rng.randint(200, max(300, deadline_ms - now))).encode()),
             ]
-            value = sid.encode() + b"." * OVERSIZE[case]
+            value = sid.encode() + rng.randbytes(size)
             if case == "fits":
                 due = int(headers[1][1])
                 self._send("oversize_fits", sid.encode(), value, headers, id=sid, due=due)

@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartit
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, OffsetSpec
 
 from tests.chaos.checker import check, dump, record_dict
-from tests.chaos.generator import BIG_TARGET_MAX, EdgeLoad, Generator
+from tests.chaos.generator import BIG_TARGET_MAX, HUGE_TARGET_MAX, STATE_MAX, EdgeLoad, Generator
 from tests.chaos.harness import BrokerControl, Events, Nemesis, Supervisor
 from tests.scheduler_proc import SchedulerStack
 
@@ -54,7 +54,7 @@ class ChaosConfig:
     burst_at: float = (
         0.5  # ... at this fraction of the produce window (>= 1: every create before it is eligible)
     )
-    oversize: bool = False  # F17: three payload sizes against a 64 KiB target
+    oversize: bool = False  # F17: four payload sizes against target, state and producer limits
     doomed: bool = False  # F18: a target deleted half-way through
 
 
@@ -162,7 +162,7 @@ class DoomedTarget:
                     fh.write(json.dumps(rec) + "\n")
 
 
-def _raise_max_message(stack: SchedulerStack, topic: str, size: int) -> None:
+def _set_max_message(stack: SchedulerStack, topic: str, size: int) -> None:
     entry = ConfigEntry("max.message.bytes", str(size), incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
     for future in stack.admin().incremental_alter_configs([resource]).values():
@@ -196,9 +196,11 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             edge.big_target = stack.create_target(
                 f"{stack.scheduled_topic}-big", 3, {"max.message.bytes": str(BIG_TARGET_MAX)}
             )
-            _raise_max_message(
-                stack, stack.scheduled_topic, 4 * 1024 * 1024
-            )  # room for the "over state" case
+            edge.huge_target = stack.create_target(
+                f"{stack.scheduled_topic}-huge", 3, {"max.message.bytes": str(HUGE_TARGET_MAX)}
+            )
+            _set_max_message(stack, stack.scheduled_topic, 4 * 1024 * 1024)  # room for the largest case
+            _set_max_message(stack, stack.settings.state, STATE_MAX)
         doomed = None
         if cfg.doomed:
             edge.delete_ms = int(now_ms + cfg.duration_s * 0.5 * 1000)
@@ -261,7 +263,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             doomed.write(run_dir)
         topics = {
             "scheduled": [stack.scheduled_topic],
-            "target": targets + ([edge.big_target] if edge.big_target else []),
+            "target": targets + [t for t in (edge.big_target, edge.huge_target) if t],
             "state": [stack.settings.state],
             "rejected": [stack.settings.rejected],
             "dlt": [stack.settings.dlt],
@@ -314,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         help="when the burst is due, as a fraction of the produce window",
     )
     parser.add_argument(
-        "--oversize", action="store_true", help="F17: three payload sizes against a 64 KiB target"
+        "--oversize",
+        action="store_true",
+        help="F17: four payload sizes against target, state and producer limits",
     )
     parser.add_argument("--doomed", action="store_true", help="F18: a target topic deleted half-way through")
     args = parser.parse_args(argv)

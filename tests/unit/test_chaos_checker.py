@@ -289,3 +289,13 @@ def test_a_doomed_fire_gone_with_its_topic_counts_only_if_a_committed_attempt_wr
     report = check(run)
     assert report["anomalies"] == {}, report["anomalies"]
     assert report["stats"]["doomed"]["fired_attested_by_txn_log"] == 1
+
+
+def test_a_fire_another_unknown_attempt_also_wrote_does_not_make_a_torn_attempt(tmp_path: Path) -> None:
+    # A (killed in flight, really aborted) wrote x and z; B (also killed, really committed) wrote x again; z was
+    # cancelled afterwards: A looks half visible, but its x is explained by B
+    run = clean_run(tmp_path)
+    txn_log(run, ("c0.1.1", ["x@0", "z@9"], None), ("c0.1.2", ["y@1"], "committed"))
+    txn_log(run, ("c1.2.1", ["x@0"], None), name="instance-1")
+    report = check(run)
+    assert "torn_attempt" not in report["anomalies"], report["anomalies"]
