@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from scheduler.config import merge_config
@@ -19,6 +19,7 @@ __all__ = [
     "build_state_reader",
     "consumer_config",
     "consumer_forced",
+    "kafka_error",
     "producer_config",
     "producer_forced",
 ]
@@ -37,6 +38,11 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "socket.nagle.disable": True,
     **LIBRDKAFKA_LOG,
 }
+
+
+def kafka_error(exc: KafkaException) -> KafkaError | None:
+    """The KafkaError a KafkaException carries, if any."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
 
 
 def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:

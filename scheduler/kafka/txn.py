@@ -19,6 +19,7 @@ from typing import cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from scheduler.errors import KafkaFatalError
+from scheduler.kafka.clients import kafka_error
 from scheduler.model import HEADER_SCHEDULE_ID
 from scheduler.service.failpoints import failpoint
 from scheduler.service.records import OutRecord
@@ -55,9 +56,8 @@ FENCING = {
 class Outcome(enum.Enum):
     COMMITTED = "committed"
     ABORTED = "aborted"
-    FENCED = (
-        "fenced"  # aborted because the group moved on (stale generation): the caller rewinds as for ABORTED
-    )
+    # aborted because the group moved on (stale generation): the caller rewinds as for ABORTED
+    FENCED = "fenced"
 
 
 class _Abort(Exception):
@@ -165,7 +165,7 @@ class TransactionRunner:
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
             except KafkaException as exc:  # refused locally (too large for message.max.bytes, unknown topic)
-                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                err = kafka_error(exc)
                 if not track or err is None or err.code() not in UNDELIVERABLE:
                     raise
                 self._refused(record, err)
@@ -188,7 +188,7 @@ class TransactionRunner:
 
     def _classify(self, exc: KafkaException, what: str) -> bool:
         """True: retry the same call. False: abort. Raises on fatal."""
-        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        err = kafka_error(exc)
         self.last_error = err
         if err is None or err.fatal():
             raise KafkaFatalError(f"{what}: fatal Kafka error: {exc}") from exc

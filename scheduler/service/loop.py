@@ -153,7 +153,7 @@ class SchedulerLoop:
         offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
         attempt = None
         if self._txn_log is not None:
-            attempt = self._txn_log.begin(fires, others, {p: o.position for p, o in serving.items()})
+            attempt = self._txn_log.begin(fires, others, offsets)
         started = time.monotonic()
         try:
             outcome = self._txn.run(fires, others, offsets)

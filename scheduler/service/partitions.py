@@ -28,6 +28,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.kafka.clients import kafka_error
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.failpoints import failpoint
 from scheduler.service.index import DueIndex
@@ -148,7 +149,7 @@ class Partitions:
             )
             watermarks = {tp.partition: f.result(timeout=15).offset for tp, f in futures.items()}
         except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            err = kafka_error(exc)
             if err is not None and err.code() == KafkaError.FENCED_LEADER_EPOCH and self._admin_factory:
                 # After a broker restart librdkafka's admin client keeps sending the stale leader epoch and never
                 # refreshes it: without a fresh client the rebuild stalls until the watchdog kills the process.

@@ -110,6 +110,7 @@ def reject_headers(
 # from being refused by the producer (synchronously: MSG_SIZE_TOO_LARGE) or the broker.
 HEADER_FRAMING = 10
 RECORD_FRAMING = 64
+_DROPPED_NOTE_MAX = (REJECT_PREFIX + "dropped", b"value=0000000000,headers=0000000000,key=0000000000")
 
 
 def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
@@ -130,10 +131,7 @@ def fit_reject(
     if record_size(key, value, headers) <= limit:
         return key, value, headers
     dropped = [f"value={len(value or b'')}"]
-    note = (
-        REJECT_PREFIX + "dropped",
-        b"value=0000000000,headers=0000000000,key=0000000000",
-    )  # its largest size
+    note = _DROPPED_NOTE_MAX
     value = b""
     ours = [(k, v) for k, v in headers if k.startswith(REJECT_PREFIX)]
     if record_size(key, value, [*headers, note]) > limit:

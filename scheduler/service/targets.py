@@ -18,10 +18,11 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from scheduler.model import Rejected, RejectReason, Schedule
 from scheduler.service.records import (
+    HEADER_FRAMING,
     MAX_MESSAGE,
+    REASON_PREFIX,
     RECORD_FRAMING,
-    dead_letter_record,
-    fired_record,
+    SCHEDULER_HEADERS,
     record_size,
 )
 from scheduler.service.settings import ServiceSettings
@@ -31,6 +32,7 @@ __all__ = ["TargetCatalog", "TopicInfo"]
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 512  # batch and record framing, so a record that "fits" is not refused by the broker
 DEFAULT_MAX_MESSAGE = 1_048_588
+_DLT_HEADERS = ("reason", "message", "target-topic", "failed-at")
 PRODUCER_MAX_MESSAGE = 1_000_000  # librdkafka's message.max.bytes default: it refuses bigger records locally
 
 
@@ -132,13 +134,23 @@ class TargetCatalog:
         return None
 
 
+# What the scheduler adds to a fired record (schedule id and fire id carry the id; numbers are at most 20 digits),
+# and what a dead letter adds on top (reason word, message, failed-at; the target topic is counted per schedule).
+_FIRED_EXTRA = sum(len(h) + HEADER_FRAMING + 20 for h in SCHEDULER_HEADERS) + 1
+_DEAD_LETTER_EXTRA = (
+    sum(len(REASON_PREFIX + h) + HEADER_FRAMING for h in _DLT_HEADERS) + 32 + MAX_MESSAGE + 20
+)
+
+
 def fired_size(schedule: Schedule) -> int:
-    """The fired record's size bound, with the scheduler's own headers at their longest."""
-    record = fired_record(schedule, 2**62, 2**62)
-    return record_size(record.key, record.value, record.headers)
+    """An upper bound of the fired record's size: the schedule's own key, payload and headers plus ours."""
+    return (
+        record_size(schedule.target_key, schedule.payload, schedule.headers)
+        + _FIRED_EXTRA
+        + 2 * len(schedule.id.encode())
+    )
 
 
 def dead_letter_size(schedule: Schedule) -> int:
-    """The dead letter's size bound: the longest reason word and message the scheduler writes."""
-    record = dead_letter_record("dlt", schedule, 2**62, "x" * 32, "m" * MAX_MESSAGE, 2**62)
-    return record_size(record.key, record.value, record.headers)
+    """An upper bound of the dead letter's size: the fired record, the longest reason and message, the target."""
+    return fired_size(schedule) + _DEAD_LETTER_EXTRA + len(schedule.target_topic.encode())

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from confluent_kafka import TopicPartition
+
 from scheduler.model import HEADER_FIRE_ID
 from scheduler.service.records import OutRecord
 
@@ -46,7 +48,9 @@ class TransactionLog:
         self._dlt = dlt_topic
         self._n = 0
 
-    def begin(self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: dict[int, int]) -> str:
+    def begin(
+        self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: Sequence[TopicPartition]
+    ) -> str:
         self._n += 1
         attempt = f"{self._prefix}{self._n}"
         entry: dict[str, object] = {
@@ -60,7 +64,7 @@ class TransactionLog:
                 if r.topic == self._state
             ],
             "rejects": sum(r.topic not in (self._state, self._dlt) for r in others),
-            "offsets": {str(p): o for p, o in offsets.items()},
+            "offsets": {str(tp.partition): tp.offset for tp in offsets},
         }
         self._write(entry)
         return attempt

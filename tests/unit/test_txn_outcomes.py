@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from scheduler.errors import KafkaFatalError
 from scheduler.kafka.txn import Outcome, TransactionRunner
@@ -104,9 +104,9 @@ def test_the_transaction_log_names_what_each_attempt_wrote_and_its_outcome(tmp_p
         OutRecord("s.state", b"r-44", b"\x00", [], 1),
         OutRecord("s.rejected", b"bad", b"x", []),
     ]
-    first = log.begin(fires, others, {3: 11, 1: 5})
+    first = log.begin(fires, others, [TopicPartition("s", 3, 11), TopicPartition("s", 1, 5)])
     log.end(first, "fenced", "stale generation")
-    second = log.begin([], [], {})
+    second = log.begin([], [], [])
     log.close()  # killed in flight: no outcome line for the second attempt
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert first != second and first.startswith("c0.")
