@@ -37,7 +37,7 @@ from bench.common import (
     wait_ready,
 )
 from scheduler.kafka.clients import PRODUCER_DEFAULTS
-from scheduler.service.records import fired_record
+from scheduler.records import fired_record
 
 GOAL = 0.5
 

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
 from scheduler.errors import TopicConfigError
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["STATE_CONFIG", "Problem", "create_topics", "topic_specs", "verify_topics"]
 

@@ -123,7 +123,7 @@ def secure_stack(unique: Callable[[str], str], tmp_path: Path) -> Iterator[Secur
     """Factory: fresh scheduler topics and a target (2 partitions each) created through a secured listener."""
     from confluent_kafka.admin import AdminClient
 
-    from scheduler.service.settings import ServiceSettings
+    from scheduler.settings import ServiceSettings
     from scheduler.topics import create_topics
 
     stacks: list[SchedulerStack] = []

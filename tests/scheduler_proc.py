@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from scheduler.config import ClientSettings
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 from scheduler.topics import create_topics
 
 

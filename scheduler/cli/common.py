@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["Bootstrap", "KafkaProps", "ScheduledTopic", "load_settings"]
 

@@ -19,7 +19,7 @@ from scheduler.cli.show import (
     settings_for,
     short,
 )
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["app", "inspect", "replay"]
 

@@ -27,7 +27,7 @@ from scheduler.cli.show import (
     settings_for,
     short,
 )
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
 

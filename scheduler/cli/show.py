@@ -11,7 +11,7 @@ import typer
 
 from scheduler.cli.common import load_settings
 from scheduler.errors import SchedulerError
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = [
     "EXIT_FAILED",

@@ -65,7 +65,7 @@ def _create_topics(bootstrap: str) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from scheduler.service.settings import ServiceSettings
+    from scheduler.settings import ServiceSettings
     from scheduler.topics import create_topics
 
     admin = AdminClient({"bootstrap.servers": bootstrap})

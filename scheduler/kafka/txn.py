@@ -19,10 +19,10 @@ from typing import cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from scheduler.errors import KafkaFatalError
+from scheduler.failpoints import failpoint
 from scheduler.kafka.clients import kafka_error
 from scheduler.model import HEADER_SCHEDULE_ID
-from scheduler.service.failpoints import failpoint
-from scheduler.service.records import OutRecord
+from scheduler.records import OutRecord
 
 __all__ = ["FENCING", "UNDELIVERABLE", "Outcome", "TransactionRunner"]
 

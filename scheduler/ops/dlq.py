@@ -22,7 +22,7 @@ from scheduler.errors import DeliveryError
 from scheduler.ops.query import iso, text_or_b64
 from scheduler.ops.reader import Progress, TopicRecord, partition_count, read_topic
 from scheduler.partitioner import partition_for
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["DeadLetter", "Destination", "ReplayResult", "dead_letters", "decode", "replay"]
 

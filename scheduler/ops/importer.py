@@ -27,7 +27,7 @@ from scheduler.ops.query import parse_duration_ms, parse_instant_ms
 from scheduler.ops.reader import Progress
 from scheduler.ops.rows import Refusal, Row
 from scheduler.ops.state import read_state
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["ImportOptions", "ImportSummary", "Pacer", "client_settings", "digest", "run_import"]
 

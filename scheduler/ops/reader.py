@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from scheduler.errors import SchedulerError
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["Progress", "TopicRecord", "partition_count", "read_topic"]
 

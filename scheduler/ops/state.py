@@ -15,7 +15,7 @@ from scheduler.errors import CorruptStateRecord
 from scheduler.model import Schedule
 from scheduler.ops.reader import Progress, partition_count, read_topic
 from scheduler.partitioner import partition_for
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["Pending", "StateSnapshot", "find", "pending_dues", "pending_schedules", "read_state"]
 

@@ -21,9 +21,9 @@ from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions, Phase
-from scheduler.service.settings import ServiceSettings
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
+from scheduler.settings import ServiceSettings
 from scheduler.topics import Problem, require_valid
 
 __all__ = ["SchedulerService"]

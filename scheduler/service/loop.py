@@ -18,21 +18,21 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from scheduler.codec import decode_state, peek_due_ms
 from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.failpoints import failpoint
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
-from scheduler.service.failpoints import failpoint
-from scheduler.service.partitions import Partitions
-from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
-from scheduler.service.records import (
+from scheduler.records import (
     OutRecord,
     dead_letter_record,
     fired_record,
     fit_reject,
     reject_headers,
 )
-from scheduler.service.settings import ServiceSettings
+from scheduler.service.partitions import Partitions
+from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
+from scheduler.settings import ServiceSettings
 
 __all__ = ["SchedulerLoop"]
 

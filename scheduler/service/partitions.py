@@ -28,9 +28,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.failpoints import failpoint
 from scheduler.kafka.clients import kafka_error
 from scheduler.metrics import SchedulerMetrics
-from scheduler.service.failpoints import failpoint
 from scheduler.service.index import DueIndex
 
 __all__ = ["Owned", "Partitions", "Phase"]

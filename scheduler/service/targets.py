@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from scheduler.model import Rejected, RejectReason, Schedule
-from scheduler.service.records import (
+from scheduler.records import (
     HEADER_FRAMING,
     MAX_MESSAGE,
     REASON_PREFIX,
@@ -25,7 +25,7 @@ from scheduler.service.records import (
     SCHEDULER_HEADERS,
     record_size,
 )
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 __all__ = ["TargetCatalog", "TopicInfo"]
 

@@ -28,7 +28,7 @@ from typing import IO
 from confluent_kafka import TopicPartition
 
 from scheduler.model import HEADER_FIRE_ID
-from scheduler.service.records import OutRecord
+from scheduler.records import OutRecord
 
 __all__ = ["TransactionLog"]
 

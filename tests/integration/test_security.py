@@ -14,7 +14,7 @@ import pytest
 from scheduler.client import SchedulerClient
 from scheduler.config import ClientSettings
 from scheduler.dev import broker
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 from tests.conftest import ReadCommitted, SecureStack
 from tests.integration.scheduler_helpers import Tail, read_all
 from tests.scheduler_proc import SchedulerStack

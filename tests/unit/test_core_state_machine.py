@@ -28,18 +28,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from prometheus_client import CollectorRegistry
 
+from scheduler import failpoints
 from scheduler.codec import encode_cancel, encode_schedule
 from scheduler.errors import KafkaFatalError
+from scheduler.failpoints import FailpointError
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
 from scheduler.model import Schedule
 from scheduler.partitioner import partition_for
-from scheduler.service import failpoints
-from scheduler.service.failpoints import FailpointError
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions
-from scheduler.service.settings import ServiceSettings
 from scheduler.service.txnlog import TransactionLog
+from scheduler.settings import ServiceSettings
 from tests.chaos.attempts import check_attempts, load_attempts
 from tests.unit.fake_kafka import FakeAdmin, FakeCluster, FakeConsumer, FakeProducer, FakeTargets, Rec
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.service.records import fit_reject, record_size
+from scheduler.records import fit_reject, record_size
 
 OURS = [("scheduler-reject-reason", b"payload_too_large"), ("scheduler-reject-offset", b"7")]
 

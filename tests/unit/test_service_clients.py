@@ -6,7 +6,7 @@ import pytest
 
 from scheduler.errors import ConfigError
 from scheduler.kafka.clients import consumer_forced, producer_config
-from scheduler.service.settings import ServiceSettings
+from scheduler.settings import ServiceSettings
 
 
 def test_undeliverable_records_fail_before_the_transaction_times_out() -> None:

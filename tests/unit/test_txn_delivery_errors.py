@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from scheduler.kafka.txn import Outcome, TransactionRunner
-from scheduler.service.records import OutRecord
+from scheduler.records import OutRecord
 
 
 class StubProducer:

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from scheduler.errors import KafkaFatalError
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.model import Schedule
-from scheduler.service.records import OutRecord, dead_letter_record, fired_record
+from scheduler.records import OutRecord, dead_letter_record, fired_record
 from scheduler.service.txnlog import TransactionLog
 
 
