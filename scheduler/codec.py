@@ -23,6 +23,8 @@ from scheduler.model import (
     HEADER_DELAY_MS,
     HEADER_DELIVER_AT,
     HEADER_EPOCH,
+    HEADER_FORWARDED_FROM,
+    HEADER_RELOCATED_FROM,
     HEADER_TARGET_KEY,
     HEADER_TARGET_PARTITION,
     HEADER_TARGET_TOPIC,
@@ -30,6 +32,7 @@ from scheduler.model import (
     Command,
     Rejected,
     RejectReason,
+    Relocated,
     Schedule,
 )
 
@@ -53,7 +56,10 @@ MAX_ID_BYTES = 255
 MAX_MESSAGE_CHARS = 1024
 HORIZON_MS = 36525 * 86_400_000  # 100 years: anything later is a unit mix-up, not a plan
 DUE_HEADERS = (HEADER_DELIVER_AT, HEADER_DELAY_MS, HEADER_EPOCH)
-CONTROL_HEADERS = frozenset((HEADER_TARGET_TOPIC, HEADER_TARGET_KEY, HEADER_TARGET_PARTITION, *DUE_HEADERS))
+ROUTING_HEADERS = (HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM)  # the scheduler's own, on `scheduled`
+CONTROL_HEADERS = frozenset(
+    (HEADER_TARGET_TOPIC, HEADER_TARGET_KEY, HEADER_TARGET_PARTITION, *DUE_HEADERS, *ROUTING_HEADERS)
+)
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
 _RFC3339_RE = re.compile(
@@ -519,9 +525,21 @@ def _decode_command(
         return Rejected(RejectReason.INVALID_KEY, "the key is not UTF-8: the schedule id must be UTF-8 text")
     if value is None:
         return Cancel(sid)
-    if value[:2] == MAGIC and not any(name == HEADER_TARGET_TOPIC for name, _ in headers):
-        return _decode_envelope(sid, value, ts)  # a header-protocol payload may start with C3 01 too
-    return _decode_header_protocol(sid, value, headers, ts)
+    return _decode_value(sid, value, headers, ts)
+
+
+def _decode_value(
+    sid: str, value: bytes, headers: Sequence[tuple[str, bytes | None]], ts: int
+) -> Command | Rejected:
+    """The Avro envelope, a relocated state record, or the header protocol (whose payload may start C3 01)."""
+    if value[:2] != MAGIC:
+        return _decode_header_protocol(sid, value, headers, ts)
+    names = {name for name, _ in headers}
+    if HEADER_TARGET_TOPIC in names:
+        return _decode_header_protocol(sid, value, headers, ts)
+    if HEADER_RELOCATED_FROM in names and value[2:HEADER_LEN] in _STATE_WRITERS:
+        return _decode_relocated(sid, value)
+    return _decode_envelope(sid, value, ts)
 
 
 def _reject(reason: RejectReason, sid: str, message: str) -> Rejected:
@@ -539,6 +557,19 @@ def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
     if _FAST_COMMAND and fp == _WRITTEN_FOR_COMMAND:
         return _envelope(sid, value, ts, _read_command_fast)
     return _envelope(sid, value, ts, _read_command_fastavro)
+
+
+def _decode_relocated(sid: str, value: bytes) -> Relocated | Rejected:
+    """A state record the scheduler moved to its id's partition (`service.routing`): taken as it was."""
+    try:
+        schedule, _version = decode_state(value)
+    except CorruptStateRecord as exc:
+        return _reject(RejectReason.DESERIALIZATION_ERROR, sid, f"relocated state record: {exc}")
+    if schedule.id != sid:
+        return _reject(
+            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the record's id {schedule.id!r}"
+        )
+    return Relocated(schedule)
 
 
 def _read_command_fastavro(value: bytes) -> tuple[str, Any]:

@@ -32,7 +32,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFIX = "kafka_scheduler_"
-COMMAND_RESULTS = ("scheduled", "cancelled", "rejected")
+COMMAND_RESULTS = ("scheduled", "cancelled", "rejected", "forwarded", "relocated")
 FIRE_RESULTS = ("ok", "dead_lettered")
 TRANSACTION_RESULTS = ("committed", "aborted", "fenced", "failed", "indeterminate")
 # Window label -> seconds; the labels are the keys of PartitionSnapshot.due_within.

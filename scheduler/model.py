@@ -15,6 +15,8 @@ __all__ = [
     "HEADER_EPOCH",
     "HEADER_FIRED_AT",
     "HEADER_FIRE_ID",
+    "HEADER_FORWARDED_FROM",
+    "HEADER_RELOCATED_FROM",
     "HEADER_SCHEDULE_ID",
     "HEADER_TARGET_KEY",
     "HEADER_TARGET_PARTITION",
@@ -24,6 +26,7 @@ __all__ = [
     "Headers",
     "RejectReason",
     "Rejected",
+    "Relocated",
     "Schedule",
     "fire_id",
 ]
@@ -40,6 +43,11 @@ HEADER_SCHEDULE_ID = "scheduler-schedule-id"
 HEADER_FIRE_ID = "scheduler-fire-id"
 HEADER_DUE_AT = "scheduler-due-at"
 HEADER_FIRED_AT = "scheduler-fired-at"
+# Written by the scheduler on `scheduled` itself: a command consumed from a partition other than its id's, copied
+# to the id's partition ("<partition>/<offset>" of the original), and a state record moved to its id's partition
+# ("<partition>" it was found in), see `service.routing`.
+HEADER_FORWARDED_FROM = "scheduler-forwarded-from"
+HEADER_RELOCATED_FROM = "scheduler-relocated-from"
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -58,6 +66,7 @@ class RejectReason(StrEnum):
     INVALID_DUE = "invalid_due"
     DUE_OUT_OF_RANGE = "due_out_of_range"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    WRONG_PARTITION = "wrong_partition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +91,18 @@ class Cancel:
     id: str
 
 
-Command = Schedule | Cancel
+@dataclass(frozen=True, slots=True)
+class Relocated:
+    """A pending schedule moved home from the partition it was found in; its version becomes the move's offset."""
+
+    schedule: Schedule
+
+    @property
+    def id(self) -> str:
+        return self.schedule.id
+
+
+Command = Schedule | Cancel | Relocated
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class OutRecord:
     value: bytes | None
     headers: Headers
     partition: int | None = None
+    timestamp_ms: int | None = None  # None: the producer's clock (CreateTime now)
 
 
 def _replace(

@@ -7,7 +7,7 @@ import re
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,10 @@ class ServiceSettings(BaseSettings):
     )
     target_allow: str = Field(default=r".*", description="regex a target topic must match")
     target_deny: str = Field(default=DEFAULT_DENY, description="regex a target topic must not match")
+    misrouted: Literal["forward", "reject"] = Field(
+        default="forward",
+        description="a command consumed outside its id's murmur2 partition: forward it there, or reject it",
+    )
     max_fires_per_transaction: int = Field(default=2000, ge=1)
     max_transaction_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_wait_ms: int = Field(default=200, ge=1, description="longest sleep between ticks")

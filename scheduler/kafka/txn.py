@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -144,23 +144,17 @@ class TransactionRunner:
             if err is not None and err.code() in UNDELIVERABLE:
                 self._refused(record, err)
 
-        callback = on_delivery if track else None
-        headers = cast("list[tuple[str, str | bytes | None]]", record.headers)
+        options: dict[str, Any] = {
+            "headers": cast("list[tuple[str, str | bytes | None]]", record.headers),
+            "on_delivery": on_delivery if track else None,
+        }
+        if record.partition is not None:
+            options["partition"] = record.partition
+        if record.timestamp_ms is not None:
+            options["timestamp"] = record.timestamp_ms
         while True:
             try:
-                if record.partition is None:
-                    self._producer.produce(
-                        record.topic, record.value, record.key, headers=headers, on_delivery=callback
-                    )
-                else:
-                    self._producer.produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        partition=record.partition,
-                        headers=headers,
-                        on_delivery=callback,
-                    )
+                self._producer.produce(record.topic, record.value, record.key, **options)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain

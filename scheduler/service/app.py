@@ -21,6 +21,7 @@ from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions, Phase
+from scheduler.service.routing import Layout
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
 from scheduler.settings import ServiceSettings
@@ -74,7 +75,7 @@ class SchedulerService:
             consumer,
             reader,
             admin,
-            (settings.scheduled_topic, settings.state),
+            self._layout(admin),
             self.metrics,
             settings.rebuild_stall_timeout_s,
             admin_factory=lambda: build_admin(settings),
@@ -112,6 +113,13 @@ class SchedulerService:
             if self.http is not None:
                 self.http.stop()
         log.info("scheduler stopped cleanly")
+
+    def _layout(self, admin: AdminClient) -> Layout:
+        """Ids are routed by the partition count of `scheduled` (equal to the state topic's: checked at start)."""
+        topic = self.settings.scheduled_topic
+        count = len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+        log.info("schedule ids live in partition murmur2(id) %% %d of %s", count, topic)
+        return Layout(topic, self.settings.state, count)
 
     def _start_http(self) -> None:
         if self.settings.http_port is None:

@@ -21,15 +21,18 @@ from scheduler.errors import CorruptStateRecord, KafkaFatalError
 from scheduler.failpoints import failpoint
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
+from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, RejectReason
 from scheduler.records import (
     OutRecord,
     dead_letter_record,
     fired_record,
     fit_reject,
+    record_size,
     reject_headers,
 )
-from scheduler.service.partitions import Partitions
-from scheduler.service.plan import Fire, InputRecord, TickPlan, plan_tick
+from scheduler.service.partitions import Owned, Partitions, Phase
+from scheduler.service.plan import Fire, InputRecord, Relocation, Route, TickPlan, plan_tick
+from scheduler.service.routing import MisrouteNotice
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
 from scheduler.settings import ServiceSettings
@@ -67,6 +70,9 @@ class SchedulerLoop:
         self._failures: dict[tuple[int, bytes], int] = {}
         self._snapshot: list[PartitionSnapshot] = []
         self._snapshot_at = -SNAPSHOT_EVERY_MS
+        forward = settings.misrouted == "forward"
+        self._route = Route(self.partitions.layout.home, forward, self._forwardable)
+        self._misroutes = MisrouteNotice(settings.misrouted)
 
     def run(self, stop: threading.Event) -> None:
         self._txn.init()
@@ -94,6 +100,7 @@ class SchedulerLoop:
         records = self._inputs(messages, serving)
         if not records and not serving:
             return
+        stepped = self._step_positions(serving)
         now = self._clock()
         plan = plan_tick(
             records,
@@ -103,8 +110,11 @@ class SchedulerLoop:
             max_fires=self._settings.max_fires_per_transaction,
             max_bytes=self._settings.max_transaction_bytes,
             dead_letter=self._dead_letter_reason,
+            route=self._route,
+            relocate=self._relocations(serving),
         )
-        if plan or records:  # a batch of no-op commands (cancels of nothing) still commits its offsets
+        # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
+        if plan or records or stepped:
             self._transact(plan, now)
 
     def _wait_s(self) -> float:
@@ -127,7 +137,7 @@ class SchedulerLoop:
                     log.warning("consumer error: %s", err)
                 continue
             owned = serving.get(msg.partition())
-            if owned is None:
+            if owned is None or owned.phase is not Phase.SERVING:
                 continue  # fetched before the pause took effect; re-read from the committed offset later
             _ts_type, ts = msg.timestamp()
             records.append(
@@ -135,6 +145,38 @@ class SchedulerLoop:
             )
             owned.position = msg.offset() + 1
         return records
+
+    def _step_positions(self, serving: dict[int, Owned]) -> bool:
+        """Take the consumer's positions, which step over transaction markers (forwarded commands are written
+        transactionally; committing offset + 1 of the last record would leave the group one behind for good, as
+        Java's consumer.position() avoids too). True if one moved with no record to commit it with."""
+        taking = [p for p, o in serving.items() if o.phase is Phase.SERVING]
+        if not taking:
+            return False
+        topic, stepped = self._settings.scheduled_topic, False
+        for tp in self._consumer.position([TopicPartition(topic, p) for p in taking]):
+            owned = serving[tp.partition]
+            if tp.offset > owned.position:
+                stepped = stepped or owned.position == owned.committed
+                owned.position = tp.offset
+        return stepped
+
+    def _relocations(self, serving: dict[int, Owned]) -> list[Relocation]:
+        """The next misplaced state records to move home, within one transaction's fire budget."""
+        out: list[Relocation] = []
+        room = self._settings.max_fires_per_transaction
+        home = self.partitions.layout.home
+        for p, owned in serving.items():
+            if owned.phase is not Phase.RELOCATING:
+                continue
+            for sid, record in list(owned.misplaced.items())[: room - len(out)]:
+                out.append(Relocation(p, sid, record, home(sid)))
+        return out
+
+    def _forwardable(self, record: InputRecord) -> bool:
+        headers = [*(record.headers or ()), (HEADER_FORWARDED_FROM, b"%d/%d" % (1 << 31, 1 << 62))]
+        limit: int = self._targets.limit(self._settings.scheduled_topic)
+        return record_size(record.key, record.value, headers) <= limit
 
     def _dead_letter_reason(self, partition: int, sid: bytes, record: bytes) -> str | None:
         if self._failures.get((partition, sid), 0) >= self._settings.fire_attempts:
@@ -196,6 +238,7 @@ class SchedulerLoop:
             by_topic.setdefault(fires_or_dlt.topic, []).append((fire.partition, fire.schedule_id))
         for (partition, sid), value in plan.state_writes.items():
             others.append(OutRecord(state, sid, value, [], partition))
+        others.extend(self._routed(plan))
         for reject in plan.rejects:
             rec = reject.record
             headers = reject_headers(
@@ -209,6 +252,20 @@ class SchedulerLoop:
             key, value, headers = fit_reject(rec.key, rec.value, headers, limit)
             others.append(OutRecord(self._settings.rejected, key, value, headers))
         return fires, others, by_topic
+
+    def _routed(self, plan: TickPlan) -> list[OutRecord]:
+        """Relocated state records, then forwarded commands (as consumed, with their timestamps) to `scheduled`."""
+        topic = self._settings.scheduled_topic
+        out = [
+            OutRecord(topic, m.schedule_id, m.record, [(HEADER_RELOCATED_FROM, b"%d" % m.partition)], m.home)
+            for m in plan.relocations
+        ]
+        for forward in plan.forwards:
+            rec = forward.record
+            headers = [(k, v) for k, v in rec.headers or () if k != HEADER_FORWARDED_FROM]
+            headers.append((HEADER_FORWARDED_FROM, b"%d/%d" % (rec.partition, rec.offset)))
+            out.append(OutRecord(topic, rec.key, rec.value, headers, forward.partition, rec.timestamp_ms))
+        return out
 
     def _fire_record(self, fire: Fire, now: int) -> OutRecord:
         try:
@@ -236,6 +293,13 @@ class SchedulerLoop:
                 owned.index.put(sid, value)
         for owned in serving.values():
             owned.committed = owned.position
+        for move in plan.relocations:
+            owned = serving.get(move.partition)
+            if owned is not None:
+                self.partitions.relocated(owned, move.schedule_id)
+        self._count(plan, now)
+
+    def _count(self, plan: TickPlan, now: int) -> None:
         m = self._metrics
         ok = 0
         for fire in plan.fires:
@@ -251,6 +315,14 @@ class SchedulerLoop:
         m.commands.labels("scheduled").inc(plan.scheduled)
         m.commands.labels("cancelled").inc(plan.cancels)
         m.cancelled.inc(plan.cancelled)
+        m.commands.labels("forwarded").inc(len(plan.forwards))
+        m.commands.labels("relocated").inc(plan.relocated)
+        misrouted = [f.record for f in plan.forwards] + [
+            r.record for r in plan.rejects if r.reason is RejectReason.WRONG_PARTITION
+        ]
+        if misrouted:
+            first = misrouted[0]
+            self._misroutes.add(len(misrouted), f"key {first.key!r} in partition {first.partition}")
         for reject in plan.rejects:
             m.commands.labels("rejected").inc()
             m.rejected.labels(reject.reason.value).inc()

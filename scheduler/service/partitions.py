@@ -6,7 +6,9 @@ Rebuild of input partition p (guarantees.md rule 2), in this order:
 2. the state partition's high watermark, read_uncommitted (above any open transaction of a crashed owner);
 3. replay the state partition read_committed from the beginning until position() >= that watermark;
 4. only then seek p to its committed offset, resume it, and fire for it.
-Nothing fires for p before step 4: p's index is only handed to the planner once p is SERVING.
+Nothing fires for p before step 4: p's index is only handed to the planner once p is SERVING (or RELOCATING).
+State records of ids whose partition is another (`service.routing`) are kept apart while replaying; p stays
+paused, RELOCATING, until the loop has moved them home, so no command of p is forwarded ahead of them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -32,6 +35,7 @@ from scheduler.failpoints import failpoint
 from scheduler.kafka.clients import kafka_error
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.index import DueIndex
+from scheduler.service.routing import Layout
 
 __all__ = ["Owned", "Partitions", "Phase"]
 
@@ -43,6 +47,7 @@ PROGRESS_EVERY_S = 5.0
 class Phase(enum.Enum):
     OFFSETS = "offsets"
     REPLAY = "replay"
+    RELOCATING = "relocating"  # rebuilt, firing, paused until its misplaced state records have moved home
     SERVING = "serving"
 
 
@@ -57,6 +62,10 @@ class Owned:
     watermark: int = 0
     replayed: int = 0
     last_progress: float = 0.0
+    misplaced: dict[bytes, bytes] = field(default_factory=dict)  # id -> state record, of ids living elsewhere
+
+
+_REBUILT = (Phase.SERVING, Phase.RELOCATING)
 
 
 class Partitions:
@@ -67,7 +76,7 @@ class Partitions:
         consumer: Consumer,
         state_reader: Consumer,
         admin: AdminClient,
-        topics: tuple[str, str],
+        layout: Layout,
         metrics: SchedulerMetrics,
         stall_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -76,7 +85,8 @@ class Partitions:
         self._consumer, self._reader, self._admin = consumer, state_reader, admin
         self._admin_factory = admin_factory
         self._offsets_logged = -1e9
-        self._input, self._state = topics
+        self.layout = layout
+        self._input, self._state = layout.scheduled, layout.state
         self._metrics = metrics
         self._stall = stall_timeout_s
         self._clock = clock
@@ -85,7 +95,8 @@ class Partitions:
         self._progress_logged = clock()
 
     def serving(self) -> dict[int, Owned]:
-        return {p: o for p, o in self.owned.items() if o.phase is Phase.SERVING}
+        """Partitions whose index is complete: they fire, and their offsets go with every transaction."""
+        return {p: o for p, o in self.owned.items() if o.phase in _REBUILT}
 
     def rebuilding(self) -> bool:
         return any(o.phase is not Phase.SERVING for o in self.owned.values())
@@ -186,22 +197,7 @@ class Partitions:
             owned = self.owned.get(msg.partition() or 0)
             if owned is None or owned.phase is not Phase.REPLAY:
                 continue
-            key, value = msg.key(), msg.value()
-            if key is None:
-                continue
-            if value is None:
-                owned.index.remove(key)
-            else:
-                try:
-                    owned.index.put(key, value)
-                except CorruptStateRecord as exc:
-                    log.error(
-                        "skipping corrupt state record %r at %d/%d: %s",
-                        key,
-                        msg.partition(),
-                        msg.offset(),
-                        exc,
-                    )
+            self._replay_one(owned, msg)
             owned.replayed += 1
             owned.last_progress = now
         if messages:
@@ -219,7 +215,45 @@ class Partitions:
             owned = self.owned[int(tp.partition)]
             if tp.offset >= owned.watermark:
                 self._reader.incremental_unassign([TopicPartition(self._state, tp.partition)])
-                self._serve(owned)
+                self._replayed(owned)
+
+    def _replay_one(self, owned: Owned, msg: Message) -> None:
+        key, value = msg.key(), msg.value()
+        if key is None:
+            return
+        if self.layout.home(key) != owned.partition:
+            if value is None:
+                owned.misplaced.pop(key, None)
+            else:
+                owned.misplaced[key] = value
+        elif value is None:
+            owned.index.remove(key)
+        else:
+            try:
+                owned.index.put(key, value)
+            except CorruptStateRecord as exc:
+                log.error(
+                    "skipping corrupt state record %r at %d/%d: %s", key, msg.partition(), msg.offset(), exc
+                )
+
+    def _replayed(self, owned: Owned) -> None:
+        if not owned.misplaced:
+            self._serve(owned)
+            return
+        owned.phase, owned.position = Phase.RELOCATING, owned.committed
+        self._update_gauges()
+        log.warning(
+            "partition %d holds %d state records of ids that live in other partitions (written before commands "
+            "were routed by id): moving them home before it takes commands",
+            owned.partition,
+            len(owned.misplaced),
+        )
+
+    def relocated(self, owned: Owned, schedule_id: bytes) -> None:
+        """A misplaced record's move home committed; the last one lets the partition take commands."""
+        owned.misplaced.pop(schedule_id, None)
+        if not owned.misplaced and owned.phase is Phase.RELOCATING:
+            self._serve(owned)
 
     def _serve(self, owned: Owned) -> None:
         tp = TopicPartition(self._input, owned.partition, owned.committed)

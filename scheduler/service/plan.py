@@ -3,7 +3,9 @@
 Commands apply in offset order into an overlay (id -> new state record or tombstone) so a later command for the
 same id wins (G5), and a cancel or replace consumed in this tick suppresses an index entry due in this tick.
 Whatever is due at `now`, from the index or from the overlay, fires with its tombstone; nothing due after
-`now` fires (G3). The loop turns the plan into one transaction and applies it to the index after commit.
+`now` fires (G3). A command for an id whose partition is another is forwarded there (or rejected), and state
+records found in the wrong partition move home (`service.routing`). The loop turns the plan into one transaction
+and applies it to the index after commit.
 """
 
 from __future__ import annotations
@@ -11,11 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scheduler.codec import decode_command, encode_state, peek_due_ms
-from scheduler.model import Cancel, Rejected, RejectReason, Schedule
+from scheduler.codec import decode_command, decode_state, encode_state, peek_due_ms
+from scheduler.model import Cancel, Rejected, RejectReason, Relocated, Schedule
 from scheduler.service.index import DueIndex
 
-__all__ = ["Fire", "InputRecord", "Reject", "TickPlan", "Validator", "plan_tick"]
+__all__ = [
+    "Fire",
+    "Forward",
+    "InputRecord",
+    "Reject",
+    "Relocation",
+    "Route",
+    "TickPlan",
+    "Validator",
+    "plan_tick",
+]
 
 # (schedule, encoded state record size) -> None if acceptable, else why not.
 Validator = Callable[[Schedule, int], Rejected | None]
@@ -52,18 +64,48 @@ class Fire:
     dead_letter: str | None = None  # a reason word: deliver to the dead-letter topic instead of the target
 
 
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A command consumed outside its id's partition, to be copied to `partition` of `scheduled`."""
+
+    record: InputRecord
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Relocation:
+    """A state record found in `partition` that belongs in `home`: tombstoned here, sent home on `scheduled`."""
+
+    partition: int
+    schedule_id: bytes
+    record: bytes
+    home: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where ids live, and what to do with a command that arrived elsewhere."""
+
+    home: Callable[[bytes], int]
+    forward: bool = True  # False: reject it (wrong_partition)
+    fits: Callable[[InputRecord], bool] = lambda _record: True  # can its copy be written to `scheduled`?
+
+
 @dataclass(slots=True)
 class TickPlan:
     # (partition, id) -> state record to put, or None for a tombstone; only the last write per id counts.
     state_writes: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)
     fires: list[Fire] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
+    relocations: list[Relocation] = field(default_factory=list)
     scheduled: int = 0
     cancelled: int = 0  # cancels that removed a pending schedule
     cancels: int = 0
+    relocated: int = 0  # relocated schedules taken in (a newer one already here wins)
 
     def __bool__(self) -> bool:
-        return bool(self.state_writes or self.fires or self.rejects)
+        return bool(self.state_writes or self.fires or self.rejects or self.forwards or self.relocations)
 
 
 def plan_tick(
@@ -75,24 +117,42 @@ def plan_tick(
     max_fires: int,
     max_bytes: int = 1 << 62,
     dead_letter: DeadLetterCheck | None = None,
+    route: Route | None = None,
+    relocate: Sequence[Relocation] = (),
 ) -> TickPlan:
-    """Intake every record (the consumer's batch is already bounded), then fires within both budgets."""
+    """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
+    consumer's batch is already bounded), then fires within both budgets."""
     plan = TickPlan()
+    for move in relocate:
+        plan.relocations.append(move)
+        plan.state_writes[(move.partition, move.schedule_id)] = None
     for record in records:
-        _intake(plan, record, indexes, validate)
+        _intake(plan, record, indexes, validate, route)
     _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter)
     return plan
 
 
 def _intake(
-    plan: TickPlan, record: InputRecord, indexes: Mapping[int, DueIndex], validate: Validator
+    plan: TickPlan,
+    record: InputRecord,
+    indexes: Mapping[int, DueIndex],
+    validate: Validator,
+    route: Route | None,
 ) -> None:
     command = decode_command(record.key, record.value, record.headers, record.timestamp_ms)
     if isinstance(command, Rejected):
         plan.rejects.append(Reject(record, command.reason, command.message))
         return
     sid = command.id.encode()
+    if route is not None:
+        home = route.home(sid)
+        if home != record.partition:
+            _misrouted(plan, record, home, route)
+            return
     slot = (record.partition, sid)
+    if isinstance(command, Relocated):
+        _take_relocated(plan, record, command, indexes[record.partition])
+        return
     if isinstance(command, Cancel):
         plan.cancels += 1
         pending = plan.state_writes[slot] if slot in plan.state_writes else indexes[record.partition].get(sid)
@@ -107,6 +167,30 @@ def _intake(
         return
     plan.scheduled += 1
     plan.state_writes[slot] = state
+
+
+def _misrouted(plan: TickPlan, record: InputRecord, home: int, route: Route) -> None:
+    if route.forward and route.fits(record):
+        plan.forwards.append(Forward(record, home))
+        return
+    why = ", too large to be forwarded there" if route.forward else " (KAFKA_SCHEDULER_MISROUTED=reject)"
+    message = (
+        f"schedule id {record.key!r} lives in partition {home}, this command came in partition "
+        f"{record.partition}{why}: produce commands with partitioner=murmur2_random (the Java client's "
+        "default; kcat -X partitioner=murmur2_random), or use SchedulerClient"
+    )
+    plan.rejects.append(Reject(record, RejectReason.WRONG_PARTITION, message))
+
+
+def _take_relocated(plan: TickPlan, record: InputRecord, moved: Relocated, index: DueIndex) -> None:
+    """A schedule moved home from another partition, versioned by this offset (so fire ids stay unique here);
+    one created later that is already here wins."""
+    slot = (record.partition, moved.id.encode())
+    pending = plan.state_writes[slot] if slot in plan.state_writes else index.get(slot[1])
+    if pending is not None and decode_state(pending)[0].created_ms >= moved.schedule.created_ms:
+        return
+    plan.relocated += 1
+    plan.state_writes[slot] = encode_state(moved.schedule, record.offset)
 
 
 def _select_fires(

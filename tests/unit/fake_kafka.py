@@ -110,9 +110,9 @@ class FakeCluster:
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None, **kw: Any) -> Rec:
         log = self.logs[(topic, partition)]
-        rec = Rec(
-            topic, partition, len(log), key, value, list(kw.pop("headers", None) or []), self.now_ms, **kw
-        )
+        timestamp = kw.pop("timestamp", None)
+        headers = list(kw.pop("headers", None) or [])
+        rec = Rec(topic, partition, len(log), key, value, headers, timestamp or self.now_ms, **kw)
         log.append(rec)
         return rec
 
@@ -123,9 +123,14 @@ class FakeCluster:
         """Every read_committed-visible record of `topic`, partition by partition."""
         return [r for (t, _p), log in self.logs.items() if t == topic for r in log if r.status == "committed"]
 
-    def produce_plain(self, topic: str, key: bytes, value: bytes | None, headers: Any = None) -> Rec:
-        """A non-transactional client command, keyed like Java/murmur2 producers."""
-        return self.append(topic, partition_for(key, self.partitions[topic]), key, value, headers=headers)
+    def produce_plain(
+        self, topic: str, key: bytes, value: bytes | None, headers: Any = None, partition: int | None = None
+    ) -> Rec:
+        """A non-transactional client command, keyed like Java/murmur2 producers unless `partition` is given
+        (another partitioner, or an explicit partition)."""
+        if partition is None:
+            partition = partition_for(key, self.partitions[topic])
+        return self.append(topic, partition, key, value, headers=headers)
 
     # -- transactions
     def end_txn(self, txn: Txn, commit: bool) -> None:
@@ -334,13 +339,13 @@ class FakeProducer:
         self.txn = self.cluster.open_txns[self.transactional_id] = Txn(self)
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = -1,
-                headers: Any = None, on_delivery: Any = None) -> None:  # fmt: skip
+                headers: Any = None, on_delivery: Any = None, timestamp: int = 0) -> None:  # fmt: skip
         self._check()
         assert self.txn is not None, "produce outside a transaction"
         if partition < 0:
             partition = partition_for(key, self.cluster.partitions[topic]) if key else 0
         rec = self.cluster.append(
-            topic, partition, key, value, headers=headers, txn=self.txn, status="pending"
+            topic, partition, key, value, headers=headers, txn=self.txn, status="pending", timestamp=timestamp
         )
         self.txn.records.append(rec)
 

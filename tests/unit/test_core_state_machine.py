@@ -1,7 +1,9 @@
 """The core, proven at unit level: the REAL SchedulerLoop + Partitions + TransactionRunner against a fake Kafka.
 
 A Hypothesis state machine runs two instances over three partitions of `scheduled` and interleaves client commands
-(schedules due in [-2 s, +5 s], cancels; ids from a small alphabet so replaces and cancels collide), clock steps,
+(schedules due in [-2 s, +5 s], cancels; ids from a small alphabet so replaces and cancels collide; some sent to
+a partition other than their id's, as a producer with another partitioner does, and forwarded home; some ids'
+state left by an older scheduler in the wrong partition, moved home at rebuild), clock steps,
 ticks, rebalances, crashes at every failpoint (with and without an immediate restart, and with the crashed process
 still running after its replacement fenced it), and zombies (partitions moved away while the instance runs one
 more tick on stale ownership). After every step: no fire id twice, never early, every fire is a commanded version
@@ -25,19 +27,20 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from prometheus_client import CollectorRegistry
 
 from scheduler import failpoints
-from scheduler.codec import encode_cancel, encode_schedule
+from scheduler.codec import decode_state, encode_cancel, encode_schedule, encode_state
 from scheduler.errors import KafkaFatalError
 from scheduler.failpoints import FailpointError
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
-from scheduler.model import Schedule
+from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, Schedule
 from scheduler.partitioner import partition_for
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions
+from scheduler.service.routing import Layout
 from scheduler.service.txnlog import TransactionLog
 from scheduler.settings import ServiceSettings
 from tests.chaos.attempts import check_attempts, load_attempts
@@ -52,6 +55,9 @@ SCHEDULED, STATE, REJECTED, DLT, TARGET = (
 )
 PARTS = 3
 IDS = ["a", "b", "c", "d", "e"]
+# Ids an older scheduler (before commands were routed by id) kept in the partition after their own: their state is
+# there at start, and their producer keeps sending them there.
+LEGACY = ["L0", "L1", "L2", "L3", "L5"]  # L1, L2, L3, L5 share partition 1: moved in several transactions
 NAMES = ["x", "y"]
 CRASH_POINTS = [
     "after_begin",
@@ -71,7 +77,9 @@ def header(rec: Rec, name: str) -> bytes | None:
 class Instance:
     """One scheduler process: built like `service.app`, started like `SchedulerLoop.run`, ticked by the test."""
 
-    def __init__(self, cluster: FakeCluster, name: str, log_dir: Path, incarnation: int = 0) -> None:
+    def __init__(
+        self, cluster: FakeCluster, name: str, log_dir: Path, incarnation: int = 0, misrouted: str = "forward"
+    ) -> None:
         self.name = name
         self.settings = ServiceSettings(
             scheduled_topic=SCHEDULED,
@@ -79,6 +87,7 @@ class Instance:
             max_fires_per_transaction=2,
             http_port=None,
             max_wait_ms=200,
+            misrouted=misrouted,
         )
         self.consumer = FakeConsumer(cluster, name)
         self.reader = FakeConsumer(cluster)
@@ -88,7 +97,7 @@ class Instance:
             self.consumer,  # type: ignore[arg-type]
             self.reader,  # type: ignore[arg-type]
             FakeAdmin(cluster),  # type: ignore[arg-type]
-            (SCHEDULED, STATE),
+            Layout(SCHEDULED, STATE, PARTS),
             metrics,
             stall_timeout_s=1e9,
             clock=lambda: cluster.now_ms / 1000,
@@ -117,25 +126,40 @@ class Instance:
         return self.consumer.member
 
 
+def home(sid: str) -> int:
+    return partition_for(sid.encode(), PARTS)
+
+
+def legacy_partition(sid: str) -> int:
+    return (home(sid) + 1) % PARTS
+
+
+Effective = dict[tuple[int, int], tuple[str, str, int | None]]
+
+
 class Sim:
     """The world: a fake cluster, the instances by name, and every command sent (the reference model's input)."""
 
-    def __init__(self) -> None:
+    def __init__(self, legacy: tuple[tuple[str, int], ...] = (), misrouted: str = "forward") -> None:
+        self.misrouted = misrouted
         self.cluster = FakeCluster({SCHEDULED: PARTS, STATE: PARTS, REJECTED: 1, DLT: 1, TARGET: 2})
         self.instances: dict[str, Instance | None] = {}
         self.commands: list[tuple[int, int, str, str, int | None]] = []  # partition, offset, id, kind, due
+        self.legacy = {sid for sid, _ in legacy}
         self.zombie_rejected = 0
         self.crashed = 0
         self._log_dir = tempfile.TemporaryDirectory(prefix="core-sm-")
         self.log_dir = Path(self._log_dir.name)
         self.incarnations: Counter[str] = Counter()
+        for sid, delta in legacy:
+            self._legacy_schedule(sid, delta)
         for name in NAMES:
             self.instances[name] = self._new(name)
         self.rebalance({p: NAMES[p % len(NAMES)] for p in range(PARTS)})
 
     def _new(self, name: str) -> Instance:
         self.incarnations[name] += 1
-        return Instance(self.cluster, name, self.log_dir, self.incarnations[name])
+        return Instance(self.cluster, name, self.log_dir, self.incarnations[name], self.misrouted)
 
     def close(self) -> None:
         for instance in self.instances.values():
@@ -146,8 +170,18 @@ class Sim:
     def live(self) -> list[str]:
         return [n for n, i in self.instances.items() if i is not None]
 
-    def command(self, sid: str, kind: str, delta_ms: int = 0) -> None:
-        """kind: schedule | cancel | poison (a schedule to an unknown target: rejected at intake)."""
+    def _legacy_schedule(self, sid: str, delta_ms: int) -> None:
+        """What an older scheduler left: the command in the wrong partition, consumed, its state record there."""
+        p, due = legacy_partition(sid), self.cluster.now_ms + delta_ms
+        schedule = Schedule(sid, TARGET, due, payload=sid.encode(), target_key=sid.encode())
+        rec = self.cluster.produce_plain(SCHEDULED, sid.encode(), encode_schedule(schedule), partition=p)
+        self.commands.append((p, rec.offset, sid, "schedule", due))
+        self.cluster.append(STATE, p, sid.encode(), encode_state(schedule, rec.offset))
+        self.cluster.group_offsets[(SCHEDULED, p)] = self.cluster.end_offset(SCHEDULED, p)
+
+    def command(self, sid: str, kind: str, delta_ms: int = 0, partition: int | None = None) -> None:
+        """kind: schedule | cancel | poison (a schedule to an unknown target: rejected at intake). `partition`:
+        sent there instead of the id's partition (another partitioner); legacy ids always go to theirs."""
         now = self.cluster.now_ms
         if kind == "cancel":
             value, due = encode_cancel(sid), None
@@ -155,8 +189,30 @@ class Sim:
             due = now + delta_ms
             topic = TARGET if kind == "schedule" else "no-such-topic"
             value = encode_schedule(Schedule(sid, topic, due, payload=sid.encode(), target_key=sid.encode()))
-        rec = self.cluster.produce_plain(SCHEDULED, sid.encode(), value)
+        if sid in self.legacy:
+            partition = legacy_partition(sid)
+        rec = self.cluster.produce_plain(SCHEDULED, sid.encode(), value, partition=partition)
         self.commands.append((rec.partition, rec.offset, sid, kind, due))
+
+    def effective(self) -> Effective:
+        """(partition, offset) -> (id, kind, due) of every command where it takes effect: in its id's partition,
+        sent there directly or as the scheduler's committed copy (forwarded, or a relocated state record)."""
+        sent = {(p, o): (sid, kind, due) for p, o, sid, kind, due in self.commands}
+        out: Effective = {}
+        for p in range(PARTS):
+            for rec in self.cluster.log(SCHEDULED, p):
+                if rec.status != "committed":
+                    continue
+                origin = header(rec, HEADER_FORWARDED_FROM)
+                if origin is not None:
+                    source, offset = (int(x) for x in origin.split(b"/"))
+                    out[(p, rec.offset)] = sent[(source, offset)]
+                elif header(rec, HEADER_RELOCATED_FROM) is not None:
+                    moved, _version = decode_state(rec.value or b"")
+                    out[(p, rec.offset)] = (moved.id, "schedule", moved.due_ms)
+                elif (p, rec.offset) in sent and home(sent[(p, rec.offset)][0]) == p:
+                    out[(p, rec.offset)] = sent[(p, rec.offset)]
+        return out
 
     def rebalance(self, owners: dict[int, str], lost: tuple[str, ...] = ()) -> None:
         live = self.live()
@@ -229,7 +285,7 @@ class Sim:
         counts = Counter(header(r, "scheduler-fire-id") for r in fires)
         dupes = {k: n for k, n in counts.items() if n > 1}
         assert not dupes, f"duplicate fires: {dupes}"
-        by_offset = {(p, o): (sid, kind, due) for p, o, sid, kind, due in self.commands}
+        by_offset = self.effective()
         for rec in fires:
             fid = (header(rec, "scheduler-fire-id") or b"").decode()
             due = int(header(rec, "scheduler-due-at") or b"0")
@@ -241,7 +297,7 @@ class Sim:
             assert by_offset.get((partition, int(version))) == (sid, "schedule", due), (
                 f"{fid} never commanded"
             )
-            self._check_newest_at_fire(rec, sid, partition, int(version))
+            self._check_newest_at_fire(rec, sid, partition, int(version), by_offset)
         self._check_attempts()
 
     def _check_attempts(self) -> None:
@@ -257,7 +313,9 @@ class Sim:
         assert not anomalies, anomalies
         self.attempt_outcomes = stats["attempt_outcomes"]
 
-    def _check_newest_at_fire(self, rec: Rec, sid: str, partition: int, version: int) -> None:
+    def _check_newest_at_fire(
+        self, rec: Rec, sid: str, partition: int, version: int, effective: Effective
+    ) -> None:
         """G5 + rule 1: the fire's transaction carried its partition's offset O, and the fired version was the
         id's newest accepted command below O (a cancel or replace consumed before the fire suppresses it)."""
         assert rec.txn is not None
@@ -267,12 +325,57 @@ class Sim:
         assert offsets, f"rule 1: the fire of {sid}@{version} committed without its input partition's offset"
         below = [
             o
-            for p, o, s, kind, _ in self.commands
+            for (p, o), (s, kind, _) in effective.items()
             if s == sid and p == partition and o < offsets[0] and kind != "poison"
         ]
         assert below and max(below) == version, (
             f"{sid}@{version} fired after being superseded at {max(below)}"
         )
+
+    def _check_routed(self) -> None:
+        """Every command sent outside its id's partition was copied home exactly once; every legacy state record
+        was moved home exactly once."""
+        copies: Counter[bytes] = Counter()
+        moved: Counter[bytes] = Counter()
+        for p in range(PARTS):
+            for rec in self.cluster.log(SCHEDULED, p):
+                if rec.status == "committed" and (origin := header(rec, HEADER_FORWARDED_FROM)) is not None:
+                    copies[origin] += 1
+                if rec.status == "committed" and header(rec, HEADER_RELOCATED_FROM) is not None:
+                    assert rec.key is not None
+                    moved[rec.key] += 1
+        self._check_source_order()
+        legacy_first = {sid: min(o for p, o, s, *_ in self.commands if s == sid) for sid in self.legacy}
+        expected = Counter(
+            b"%d/%d" % (p, o)
+            for p, o, sid, _kind, _due in self.commands
+            if p != home(sid) and legacy_first.get(sid) != o
+        )
+        assert copies == expected, f"forwarded copies {copies} != misrouted commands {expected}"
+        assert moved == Counter(sid.encode() for sid in self.legacy), f"relocations {moved}"
+        self.routed = {"forwarded": sum(copies.values()), "relocated": sum(moved.values())}
+
+    def _check_source_order(self) -> None:
+        """Commands one producer sent to one partition take effect in the order it sent them, wherever they were
+        forwarded: a legacy id's state moved home ahead of every command sent after it."""
+        legacy_first = {sid: min(o for p, o, s, *_ in self.commands if s == sid) for sid in self.legacy}
+        seen: dict[tuple[str, int], int] = {}
+        for p in range(PARTS):
+            for rec in self.cluster.log(SCHEDULED, p):
+                if rec.status != "committed" or rec.key is None:
+                    continue
+                sid = rec.key.decode()
+                if (origin := header(rec, HEADER_FORWARDED_FROM)) is not None:
+                    source, offset = (int(x) for x in origin.split(b"/"))
+                elif header(rec, HEADER_RELOCATED_FROM) is not None:
+                    source, offset = legacy_partition(sid), legacy_first[sid]
+                elif home(sid) == p:
+                    source, offset = p, rec.offset
+                else:
+                    continue
+                last = seen.get((sid, source), -1)
+                assert offset > last, f"{sid}: command {source}/{offset} took effect after {source}/{last}"
+                seen[(sid, source)] = offset
 
     def drain(self) -> None:
         for name in NAMES:
@@ -291,8 +394,9 @@ class Sim:
         fired = Counter(
             (header(r, "scheduler-fire-id") or b"").decode() for r in self.cluster.visible(TARGET)
         )
+        effective = self.effective()
         newest: dict[str, tuple[int, str]] = {}
-        for _p, offset, sid, kind, _due in self.commands:
+        for (_p, offset), (sid, kind, _due) in sorted(effective.items()):
             if kind != "poison":
                 newest[sid] = (offset, kind)
         for sid, (offset, kind) in newest.items():
@@ -300,7 +404,10 @@ class Sim:
                 assert fired[f"{sid}@{offset}"] == 1, f"lost: {sid}@{offset} (newest schedule) never fired"
         state: dict[tuple[int, bytes | None], bytes | None] = {}
         for rec in self.cluster.visible(STATE):
-            assert rec.key is not None and rec.partition == partition_for(rec.key, PARTS), "rule 7"
+            assert rec.key is not None
+            at_home = rec.partition == partition_for(rec.key, PARTS)
+            moved_away = rec.value is None and rec.key.decode() in self.legacy
+            assert rec.txn is None or at_home or moved_away, f"rule 7: {rec.key!r} put in {rec.partition}"
             state[(rec.partition, rec.key)] = rec.value
         pending = {k for k, v in state.items() if v is not None}
         assert not pending, f"state topic still holds {pending} after the drain"
@@ -311,10 +418,11 @@ class Sim:
             )
             for r in self.cluster.visible(REJECTED)
         )
-        poison = {(p, o) for p, o, _s, kind, _d in self.commands if kind == "poison"}
+        poison = {pos for pos, (_s, kind, _d) in effective.items() if kind == "poison"}
         assert set(rejects) == poison and all(n == 1 for n in rejects.values()), (
             f"rejects {rejects} != {poison}"
         )
+        self._check_routed()
         assert not self.cluster.open_txns, "a transaction is still open"
         for p in range(PARTS):
             committed = self.cluster.group_offsets.get((SCHEDULED, p), 0)
@@ -328,7 +436,14 @@ class CoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         failpoints.configure(None)
-        self.sim = Sim()
+
+    @initialize(
+        legacy=st.lists(
+            st.tuples(st.sampled_from(LEGACY), st.integers(-2000, 5000)), max_size=5, unique_by=lambda t: t[0]
+        )
+    )
+    def start(self, legacy: list[tuple[str, int]]) -> None:
+        self.sim = Sim(tuple(legacy))
 
     def teardown(self) -> None:
         try:
@@ -339,30 +454,36 @@ class CoreMachine(RuleBasedStateMachine):
             STATS["zombie_rejected"] += self.sim.zombie_rejected
             STATS["crashes"] += self.sim.crashed
             STATS["runs"] += 1
+            STATS.update(getattr(self.sim, "routed", {}))
             for outcome, n in getattr(self.sim, "attempt_outcomes", {}).items():
                 STATS[f"attempt_{outcome}"] += n
             self.sim.close()
 
     @rule(
-        sid=st.sampled_from(IDS),
+        sid=st.sampled_from(IDS + LEGACY),
         delta=st.integers(-2000, 5000),
         kind=st.sampled_from(["schedule"] * 4 + ["poison"]),
+        partition=st.one_of(st.none(), st.integers(0, PARTS - 1)),
     )
-    def schedule(self, sid: str, delta: int, kind: str) -> None:
-        self.sim.command(sid, kind, delta)
+    def schedule(self, sid: str, delta: int, kind: str, partition: int | None) -> None:
+        self.sim.command(sid, kind, delta, partition)
 
-    @rule(sid=st.sampled_from(IDS))
-    def cancel(self, sid: str) -> None:
-        self.sim.command(sid, "cancel")
+    @rule(sid=st.sampled_from(IDS + LEGACY), partition=st.one_of(st.none(), st.integers(0, PARTS - 1)))
+    def cancel(self, sid: str, partition: int | None) -> None:
+        self.sim.command(sid, "cancel", partition=partition)
 
     @rule(
-        cmds=st.lists(st.tuples(st.sampled_from(IDS), st.integers(-2000, 5000), st.booleans()), max_size=4),
+        cmds=st.lists(
+            st.tuples(st.sampled_from(IDS + LEGACY), st.integers(-2000, 5000), st.booleans(), st.booleans()),
+            max_size=4,
+        ),
         ms=st.integers(0, 3000),
     )
-    def burst(self, cmds: list[tuple[str, int, bool]], ms: int) -> None:
+    def burst(self, cmds: list[tuple[str, int, bool, bool]], ms: int) -> None:
         """Several commands, a clock step, then every live instance ticks: the traffic that makes fires."""
-        for sid, delta, cancel in cmds:
-            self.sim.command(sid, "cancel" if cancel and delta % 3 == 0 else "schedule", delta)
+        for sid, delta, cancel, elsewhere in cmds:
+            kind = "cancel" if cancel and delta % 3 == 0 else "schedule"
+            self.sim.command(sid, kind, delta, (home(sid) + 1 + delta % 2) % PARTS if elsewhere else None)
         self.sim.cluster.now_ms += ms
         for name in self.sim.live():
             self.sim.tick(name)
@@ -430,6 +551,7 @@ def test_machine_exercised_faults() -> None:
     if STATS["runs"] == 0:
         pytest.skip("TestCore did not run in this session")
     assert STATS["aborts"] > 0 and STATS["rejected_commits"] > 0 and STATS["zombie_rejected"] > 0, STATS
+    assert STATS["forwarded"] > 0 and STATS["relocated"] > 0, STATS  # commands and state records routed home
     # the per-transaction log names what happened: zombies fenced, crashed attempts left in flight
     assert (
         STATS["attempt_committed"] > 0 and STATS["attempt_fenced"] > 0 and STATS["attempt_in_flight"] > 0

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.partitions import Partitions, Phase
+from scheduler.service.routing import Layout
 from tests.unit.fake_kafka import FakeAdmin, FakeCluster, FakeConsumer
 
 
@@ -42,7 +43,7 @@ def test_an_instance_is_never_ready_while_it_takes_partitions_it_has_not_rebuilt
         consumer,  # type: ignore[arg-type]
         FakeConsumer(cluster),  # type: ignore[arg-type]
         FakeAdmin(cluster),  # type: ignore[arg-type]
-        ("scheduled", "scheduled.state"),
+        Layout("scheduled", "scheduled.state", 1),
         SchedulerMetrics(CollectorRegistry()),
         stall_timeout_s=1e9,
     )

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.partitions import Partitions, Phase
+from scheduler.service.routing import Layout
 from tests.unit.fake_kafka import FakeAdmin, FakeCluster, FakeConsumer
 
 
@@ -40,7 +41,7 @@ def test_rebuild_replaces_an_admin_client_stuck_on_a_stale_leader_epoch() -> Non
         consumer,  # type: ignore[arg-type]
         FakeConsumer(cluster),  # type: ignore[arg-type]
         StaleEpochAdmin(),  # type: ignore[arg-type]
-        ("scheduled", "scheduled.state"),
+        Layout("scheduled", "scheduled.state", 1),
         SchedulerMetrics(CollectorRegistry()),
         stall_timeout_s=1e9,
         admin_factory=factory,  # type: ignore[arg-type]

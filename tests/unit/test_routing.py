@@ -1,0 +1,93 @@
+"""Commands take effect in their id's partition whatever partition they arrive in (the real loop, a fake Kafka).
+
+The Hypothesis machine in test_core_state_machine.py mixes misrouted commands and legacy state into every fault;
+these are the cases a user reports, one by one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from scheduler.model import HEADER_FORWARDED_FROM
+from tests.unit.test_core_state_machine import (
+    PARTS,
+    REJECTED,
+    SCHEDULED,
+    STATE,
+    TARGET,
+    Sim,
+    header,
+    home,
+    legacy_partition,
+    serve_all,
+)
+
+
+def elsewhere(sid: str) -> int:
+    return (home(sid) + 1) % PARTS
+
+
+def fired(sim: Sim) -> Counter[str]:
+    return Counter((header(r, "scheduler-schedule-id") or b"").decode() for r in sim.cluster.visible(TARGET))
+
+
+def test_a_cancel_that_arrives_in_another_partition_cancels() -> None:
+    sim = Sim()
+    serve_all(sim, "x")
+    sim.command("a", "schedule", 1000)
+    sim.command("a", "cancel", partition=elsewhere("a"))  # kcat, or any client on librdkafka's partitioner
+    serve_all(sim, "x")
+    sim.cluster.now_ms += 2000
+    sim.drain()
+    assert fired(sim) == Counter()
+    (cancel,) = [r for r in sim.cluster.log(SCHEDULED, elsewhere("a")) if r.key == b"a"]
+    copies = [r for r in sim.cluster.visible(SCHEDULED) if header(r, HEADER_FORWARDED_FROM) is not None]
+    assert [(r.partition, r.value) for r in copies] == [(home("a"), cancel.value)]
+    assert header(copies[0], HEADER_FORWARDED_FROM) == b"%d/%d" % (cancel.partition, cancel.offset)
+
+
+def test_a_replace_from_another_partition_replaces_and_keeps_the_command_time() -> None:
+    sim = Sim()
+    serve_all(sim, "x")
+    sim.command("a", "schedule", 5000)
+    sim.cluster.now_ms += 100
+    sim.command("a", "schedule", 1000, partition=elsewhere("a"))
+    (original,) = [r for r in sim.cluster.log(SCHEDULED, elsewhere("a")) if r.key == b"a"]
+    serve_all(sim, "x")
+    (copy,) = [r for r in sim.cluster.visible(SCHEDULED) if header(r, HEADER_FORWARDED_FROM) is not None]
+    assert copy.timestamp == original.timestamp  # a delay-ms command stays due when its producer said
+    sim.cluster.now_ms += 1500
+    serve_all(sim, "x")
+    (fire,) = sim.cluster.visible(TARGET)
+    assert header(fire, "scheduler-fire-id") == b"a@%d" % copy.offset
+    sim.drain()
+    assert fired(sim) == Counter({"a": 1})
+
+
+def test_reject_mode_refuses_a_misrouted_command_with_the_fix_in_the_message() -> None:
+    sim = Sim(misrouted="reject")
+    serve_all(sim, "x")
+    sim.command("a", "schedule", 1000)
+    sim.command("a", "cancel", partition=elsewhere("a"))
+    serve_all(sim, "x")
+    (reject,) = sim.cluster.visible(REJECTED)
+    assert header(reject, "scheduler-reject-reason") == b"wrong_partition"
+    assert b"partitioner=murmur2_random" in (header(reject, "scheduler-reject-message") or b"")
+    sim.cluster.now_ms += 2000
+    serve_all(sim, "x")
+    assert fired(sim) == Counter({"a": 1})  # the cancel never took effect: refused, not forwarded
+
+
+def test_legacy_state_moves_home_before_its_partition_takes_commands() -> None:
+    """An older scheduler kept five ids in partition 1 (not their own); their producer cancels the last there.
+    Moving them takes three transactions (two fires per transaction here): the cancel must still come after."""
+    legacy = tuple((sid, 1000) for sid in ("L1", "L2", "L3", "L5", "L6"))
+    assert {legacy_partition(sid) for sid, _ in legacy} == {1}
+    sim = Sim(legacy)
+    sim.command("L6", "cancel")  # sent before the new scheduler rebuilt partition 1
+    serve_all(sim, "x", ticks=8)
+    sim.cluster.now_ms += 2000
+    sim.drain()
+    assert fired(sim) == Counter({"L1": 1, "L2": 1, "L3": 1, "L5": 1})
+    last = {(r.partition, r.key): r.value for r in sim.cluster.visible(STATE)}
+    assert all(value is None for value in last.values()), "a misplaced state record was left behind"
