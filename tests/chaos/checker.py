@@ -5,10 +5,12 @@ twice (read_committed and read_uncommitted, each to position >= the end offset),
 plus `offsets.json` (per-partition end offsets for both isolation levels and the group's committed offsets), and
 `check(run_dir)` computes the report from those files and `commands.jsonl` / `events.jsonl` / `metrics.json`.
 
-Reference semantics (G5): for one schedule id X, commands apply in their offset order on X's partition and the
-newest consumed command wins. The checker cannot see when a command was consumed, so it judges fires against the
-state topic, which records every committed transition of X in commit order (a put carries the version, which is
-the offset of the command that created it; a tombstone is a fire, a dead letter or a cancel):
+Reference semantics (G5): for one schedule id X, commands apply in their offset order on X's partition (murmur2 of
+X, whatever partition a producer sent them to: the scheduler forwards a misrouted command home, and the copy's
+place there is its place in X's order) and the newest consumed command wins. The checker cannot see when a
+command was consumed, so it judges fires against the state topic, which records every committed transition of X
+in commit order (a put carries the version, which is the offset of the command that created it; a tombstone is a
+fire, a dead letter or a cancel):
 - must fire: the last command for X is a schedule v → exactly one fire (target or dead letter) of X@v.
 - may fire: a schedule v followed by a later command → at most one fire, and only if the fire is explained by
   the state log: a tombstone directly after put(v) (v was pending when the fire committed) or, if v was never put
@@ -173,6 +175,55 @@ class _Report:
         self.anomalies[kind].append(detail)
 
 
+def _partitions(run_dir: Path) -> int:
+    offsets = (
+        json.loads((run_dir / "offsets.json").read_text()) if (run_dir / "offsets.json").exists() else {}
+    )
+    for info in offsets.get("topics", {}).values():
+        if info["kind"] == "scheduled":
+            return len(info["uncommitted"])
+    return 0
+
+
+def _route(
+    rep: _Report, scheduled: list[dict[str, Any]], partitions: int, rejected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The commands where they take effect (each id's murmur2 partition: sent there, or the scheduler's copy);
+    a command sent elsewhere is copied there exactly once, or (poison only) rejected where it arrived."""
+    from scheduler.partitioner import partition_for
+
+    rep.stats["forwarded"] = sum(1 for r in scheduled if "scheduler-forwarded-from" in _headers(r))
+    if not partitions:
+        return scheduled
+    copies: Counter[str] = Counter()
+    effective, misrouted = [], []
+    for rec in scheduled:
+        origin = _headers(rec).get("scheduler-forwarded-from")
+        if origin is not None:
+            copies[origin] += 1
+        if rec["k"] is None or partition_for(_bytes(rec["k"]) or b"", partitions) == rec["p"]:
+            effective.append(rec)
+        else:
+            misrouted.append(rec)
+    rejected_at = Counter(
+        f"{_headers(r).get('scheduler-reject-partition')}/{_headers(r).get('scheduler-reject-offset')}"
+        for r in rejected
+    )
+    for rec in misrouted:
+        where, poison = f"{rec['p']}/{rec['o']}", "chaos-poison" in _headers(rec)
+        n, rejects = copies.pop(where, 0), rejected_at.get(where, 0)
+        if (n, rejects) == (0, 1) and poison:
+            effective.append(
+                rec
+            )  # refused where it arrived (undecodable, or too large to copy): still poison
+        elif (n, rejects) != (1, 0):
+            rep.add("misrouted_command_not_forwarded_once", {"at": where, "copies": n, "rejects": rejects})
+    for where, n in copies.items():
+        rep.add("forwarded_copy_of_nothing", {"from": where, "copies": n})
+    rep.stats["forwarded"] = sum(1 for r in scheduled if "scheduler-forwarded-from" in _headers(r))
+    return effective
+
+
 def _commands(
     scheduled: list[dict[str, Any]],
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -203,8 +254,9 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     """Pure: the report of a run from the files `dump` wrote (and the harness's logs)."""
     rep = _Report()
     scheduled = next(iter(_records(run_dir, "scheduled", "committed").values()), [])
-    by_id, poison = _commands(scheduled)
-    rep.stats["commands"] = len(scheduled)
+    rejected = [r for recs in _records(run_dir, "rejected", "committed").values() for r in recs]
+    by_id, poison = _commands(_route(rep, scheduled, _partitions(run_dir), rejected))
+    rep.stats["commands"] = len(scheduled) - rep.stats["forwarded"]
     present = _positions(scheduled)
     logged = [c for c in _load(run_dir / "commands.jsonl") if "o" in c]
     missing = [(c["p"], c["o"]) for c in logged if (c["p"], c["o"]) not in present]
@@ -213,7 +265,6 @@ def check(run_dir: Path) -> dict[str, Any]:  # noqa: C901, PLR0912 - one block p
     rep.stats["ids"] = len(by_id)
     rep.stats["poison_commands"] = len(poison)
     attempts = load_attempts(run_dir)
-    rejected = [r for recs in _records(run_dir, "rejected", "committed").values() for r in recs]
     # F18: a command to the doomed target consumed after its deletion is rightly refused as an unknown target
     doomed_at = {(c["p"], c["o"]): sid for sid, cs in by_id.items() for c in cs if c["doomed"]}
     doomed_rejected: dict[tuple[int, int], str] = {}

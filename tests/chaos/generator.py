@@ -5,6 +5,10 @@ value is a cancel). Poison commands carry a `chaos-poison: <kind>` header so the
 `scheduled`; each must be rejected exactly once. Every delivered command is logged to `commands.jsonl` with its
 partition and offset (the offset is the version a schedule fires with).
 
+A share of the commands (`misrouted`) goes through a second producer on librdkafka's default partitioner
+(consistent_random, as kcat and most non-Java clients have), so many land outside their id's partition and the
+scheduler must forward them home for cancels and replaces to take effect.
+
 Optional edge loads: a burst of schedules due in the same millisecond (F23); oversized payloads to a target with
 a 64 KiB max.message.bytes (F17: one that fits, one over the target's limit, one over the state and rejected
 topics' limits, poison both); schedules to a target the harness deletes mid-run (F18), marked `chaos-doomed`,
@@ -91,6 +95,7 @@ class Generator:
         produce_s: float,
         max_due_s: float,
         edge: EdgeLoad | None = None,
+        misrouted: float = 0.0,
     ) -> None:
         self._topic = topic
         self._targets = targets
@@ -98,17 +103,17 @@ class Generator:
         self._schedules = schedules
         self._produce_s = produce_s
         self._max_due_s = max_due_s
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "partitioner": "murmur2_random",
-                "log_level": 3,
-                "message.max.bytes": 4_000_000,  # the F17 "over the state topic" case
-            }
-        )
+        conf = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "log_level": 3,
+            "message.max.bytes": 4_000_000,  # the F17 "over the state topic" case
+        }
+        self._producer = Producer({**conf, "partitioner": "murmur2_random"})
+        self._other = Producer(conf)  # librdkafka's default partitioner
+        self._misrouted = misrouted
         self._edge = edge or EdgeLoad()
         self._burst_left = self._edge.burst
         self._burst_p = min(1.0, 2.5 * self._edge.burst / max(1, schedules))
@@ -140,13 +145,14 @@ class Generator:
                     entry = {"kind": kind, "p": msg.partition(), "o": msg.offset(), **info}
                 self._log.write(json.dumps(entry) + "\n")
 
+        producer = self._other if self._rng.random() < self._misrouted else self._producer
         while True:
             try:
-                self._producer.produce(self._topic, value, key, headers=headers, on_delivery=delivered)
+                producer.produce(self._topic, value, key, headers=headers, on_delivery=delivered)
                 break
             except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+                producer.poll(0.05)
+        producer.poll(0)
         self._count(kind)
 
     def _schedule(self, sid: str, due: int, kind: str) -> None:
@@ -296,7 +302,7 @@ class Generator:
         self.close()
 
     def close(self) -> None:
-        remaining = self._producer.flush(60)
+        remaining = self._producer.flush(60) + self._other.flush(60)
         if remaining:
             self.failed += remaining
         with self._lock:

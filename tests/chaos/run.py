@@ -56,6 +56,7 @@ class ChaosConfig:
     )
     oversize: bool = False  # F17: four payload sizes against target, state and producer limits
     doomed: bool = False  # F18: a target deleted half-way through
+    misrouted: float = 0.25  # share of commands sent with librdkafka's default partitioner (forwarded home)
 
 
 def _pending_total(supervisor: Supervisor) -> float | None:
@@ -227,6 +228,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             produce_s=cfg.duration_s * 0.6,
             max_due_s=cfg.duration_s * 0.85,
             edge=edge,
+            misrouted=cfg.misrouted,
         )
         nemesis = Nemesis(
             supervisor,
@@ -321,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         help="F17: four payload sizes against target, state and producer limits",
     )
     parser.add_argument("--doomed", action="store_true", help="F18: a target topic deleted half-way through")
+    parser.add_argument(
+        "--misrouted",
+        type=float,
+        default=0.25,
+        help="share of commands sent with librdkafka's default partitioner (the scheduler forwards them home)",
+    )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.kill_every.split(","))
     verdicts = {}
@@ -352,6 +360,7 @@ def _one(args: argparse.Namespace, seed: int, run_dir: Path | None, kill_every: 
         burst_at=args.burst_at,
         oversize=args.oversize,
         doomed=args.doomed,
+        misrouted=args.misrouted,
     )
     report = run_chaos(cfg)
     summary = {

@@ -1,6 +1,7 @@
 """The short chaos tier: two seeds of ~2k schedules, 3 supervised instances, 6 partitions, failpoint SIGKILLs,
 random SIGKILLs, one zombie and one rebalance storm each, plus the edge loads: 500 schedules due in one
-millisecond (F23), oversized payloads in four sizes (F17) and a target deleted half-way (F18). The checker must
+millisecond (F23), oversized payloads in four sizes (F17), a target deleted half-way (F18), and a quarter of the
+commands sent with librdkafka's default partitioner (forwarded to their id's partition). The checker must
 find no anomaly and faults must have hit transactions (an inconclusive run fails too). The long tier is
 `make chaos` (see docs/reliability.md)."""
 
@@ -43,6 +44,7 @@ def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, 
     assert report["stats"]["max_schedules_due_in_one_ms"] >= 500, summary
     assert report["stats"]["generated"].get("oversize", 0) >= 4, summary
     assert report["stats"]["doomed"]["commands"] > 0, summary
+    assert report["stats"]["forwarded"] > 100, summary  # a quarter went through another partitioner
     assert report["stats"]["faults_injected"].get("target_deleted") == 1, summary
     assert (
         report["stats"]["faults_injected"].get("sigkill", 0)

@@ -99,5 +99,14 @@ class Tail:
                     self.records.append(_record(msg))
         return self.records
 
+    def poll_for(self, seconds: float) -> list[Record]:
+        """Keep reading for `seconds` (to see a stray record that must not come), then return everything."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self._consumer.consume(500, 0.05):
+                if msg.error() is None:
+                    self.records.append(_record(msg))
+        return self.records
+
     def close(self) -> None:
         self._consumer.close()

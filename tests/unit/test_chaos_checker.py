@@ -299,3 +299,59 @@ def test_a_fire_another_unknown_attempt_also_wrote_does_not_make_a_torn_attempt(
     txn_log(run, ("c1.2.1", ["x@0"], None), name="instance-1")
     report = check(run)
     assert "torn_attempt" not in report["anomalies"], report["anomalies"]
+
+
+def two_partitions(run: Path) -> Path:
+    """`scheduled` has two partitions: id "x" lives in 0 (murmur2), so a command for it in 1 was misrouted."""
+    offsets = json.loads((run / "offsets.json").read_text())
+    for info in offsets["topics"].values():
+        if info["kind"] == "scheduled":
+            info["committed"]["1"] = info["uncommitted"]["1"] = 1
+    offsets["group"]["1"] = 1
+    (run / "offsets.json").write_text(json.dumps(offsets))
+    return run
+
+
+def misrouted(o: int, key: str, **kw: Any) -> dict[str, Any]:
+    return {**cmd(o, key, **kw), "p": 1}
+
+
+def forwarded(o: int, key: str, origin: str, **kw: Any) -> dict[str, Any]:
+    rec = cmd(o, key, **kw)
+    rec["h"] = [*rec["h"], ["scheduler-forwarded-from", origin]]
+    return rec
+
+
+def test_a_forwarded_command_counts_where_it_was_copied(tmp_path: Path) -> None:
+    scheduled = [misrouted(0, "x"), forwarded(0, "x", "1/0")]
+    run = two_partitions(write_run(tmp_path, scheduled, [put(0, "x", 0), tomb(1, "x")], [fire(0, "x", 0)]))
+    report = check(run)
+    assert report["anomalies"] == {} and report["stats"]["forwarded"] == 1
+
+
+def test_a_misrouted_command_never_forwarded_is_caught(tmp_path: Path) -> None:
+    run = two_partitions(write_run(tmp_path, [misrouted(0, "x")], [], []))
+    assert "misrouted_command_not_forwarded_once" in anomalies(run)
+
+
+def test_a_misrouted_command_forwarded_twice_is_caught(tmp_path: Path) -> None:
+    scheduled = [misrouted(0, "x"), forwarded(0, "x", "1/0"), forwarded(1, "x", "1/0")]
+    run = two_partitions(write_run(tmp_path, scheduled, [put(0, "x", 1), tomb(1, "x")], [fire(0, "x", 1)]))
+    assert "misrouted_command_not_forwarded_once" in anomalies(run)
+
+
+def test_a_misrouted_poison_may_be_rejected_where_it_arrived(tmp_path: Path) -> None:
+    reject = {
+        "p": 0,
+        "o": 0,
+        "ts": DUE,
+        "k": "x",
+        "v": None,
+        "h": [
+            ["scheduler-reject-reason", "deserialization_error"],
+            ["scheduler-reject-partition", "1"],
+            ["scheduler-reject-offset", "0"],
+        ],
+    }
+    run = two_partitions(write_run(tmp_path, [misrouted(0, "x", poison="bad")], [], [], [reject]))
+    assert anomalies(run) == set()
