@@ -30,6 +30,10 @@ def localized(command: str, stack: SchedulerStack, target: str) -> str:
     return re.sub(r"-t scheduled\b", f"-t {stack.scheduled_topic}", command)
 
 
+def sh(command: str) -> None:
+    subprocess.run(command, shell=True, executable="/bin/bash", check=True, timeout=30, capture_output=True)
+
+
 def state_of(stack: SchedulerStack, sid: bytes) -> list[bytes | None]:
     return [r.value for r in read_all(stack.bootstrap, stack.settings.state) if r.key == sid]
 
@@ -38,8 +42,7 @@ def test_the_readmes_kcat_lines_schedule_and_cancel(scheduler_stack: SchedulerSt
     (block,) = [b for b in code_blocks("sh") if "kcat -P" in b]
     schedule, cancel = shell_commands(block)
     target = scheduler_stack.create_target(f"{scheduler_stack.scheduled_topic}-expire")
-    run = {"shell": True, "executable": "/bin/bash", "check": True, "timeout": 30, "capture_output": True}
-    subprocess.run(localized(schedule, scheduler_stack, target), **run)  # type: ignore[call-overload]
+    sh(localized(schedule, scheduler_stack, target))
     wait_until(lambda: state_of(scheduler_stack, b"reservation-42"), 30, "the schedule in the state topic")
     (record,) = state_of(scheduler_stack, b"reservation-42")
     assert record is not None
@@ -48,7 +51,7 @@ def test_the_readmes_kcat_lines_schedule_and_cancel(scheduler_stack: SchedulerSt
     assert due is not None
     assert pending.due_ms == int(datetime.fromisoformat(due.group(1)).astimezone(UTC).timestamp() * 1000)
     assert (pending.target_topic, pending.target_key, pending.payload) == (target, b"42", b'{"id": 42}')
-    subprocess.run(localized(cancel, scheduler_stack, target), **run)  # type: ignore[call-overload]
+    sh(localized(cancel, scheduler_stack, target))
     wait_until(
         lambda: state_of(scheduler_stack, b"reservation-42")[-1:] == [None], 30, "the cancel's tombstone"
     )
