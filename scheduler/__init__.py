@@ -17,6 +17,7 @@ from scheduler.errors import (
     PayloadTooLarge,
     SchedulerError,
     TopicConfigError,
+    UnknownTargetTopic,
     ValidationError,
 )
 from scheduler.model import Cancel, Schedule
@@ -40,5 +41,6 @@ __all__ = [
     "SchedulerClient",
     "SchedulerError",
     "TopicConfigError",
+    "UnknownTargetTopic",
     "ValidationError",
 ]

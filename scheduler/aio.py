@@ -11,9 +11,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.aio import AIOProducer
 
 from scheduler import codec
-from scheduler.client import ClientCore, HeadersIn, When, check_id
+from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, HeadersIn, When, check_id
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
+from scheduler.known_topics import TopicState
 from scheduler.model import Schedule
 
 __all__ = ["AsyncSchedulerClient"]
@@ -56,8 +57,24 @@ class AsyncSchedulerClient:
             delay=delay,
             partition=partition,
         )
+        await self._check_target(schedule.target_topic)
         await self._produce(record_key, record_value)
         return schedule
+
+    async def _check_target(self, topic: str) -> None:
+        targets = self._core.targets
+        if targets is None or not targets.needs_lookup(topic):
+            return
+        try:
+            metadata = await self._started().list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
+        except KafkaException as exc:
+            targets.failed(topic, exc)
+        targets.learn(topic, TopicState.of(metadata, topic))
+
+    def _started(self) -> Any:
+        if self._producer is None:
+            self._producer = AIOProducer(self._core.producer_config)  # needs the running loop
+        return self._producer
 
     async def cancel(self, schedule_id: str) -> None:
         """Forget `schedule_id` if it has not fired yet."""
@@ -99,10 +116,8 @@ class AsyncSchedulerClient:
             self._core.latch.record(key, future.exception())
 
     async def _produce(self, key: bytes, value: bytes) -> None:
-        if self._producer is None:
-            self._producer = AIOProducer(self._core.producer_config)
         try:
-            future = await self._producer.produce(self._core.topic, value, key)
+            future = await self._started().produce(self._core.topic, value, key)
         except KafkaException as exc:
             raise DeliveryError(f"producing to {self._core.topic} failed: {exc}") from exc
         future.add_done_callback(lambda f: self._on_done(key, f))

@@ -22,6 +22,7 @@ from scheduler.errors import (
     SchedulerError,
     ValidationError,
 )
+from scheduler.known_topics import KnownTopics, TopicState
 from scheduler.model import Headers, Schedule
 
 __all__ = ["DeliveryLatch", "HeadersIn", "SchedulerClient", "When"]
@@ -35,6 +36,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,
 }
 QUEUE_FULL_WAIT_S = 30.0
+TARGET_CHECK_TIMEOUT_S = 10.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -158,6 +160,8 @@ class ClientCore:
         self.topic = _check_topic(self.settings.scheduled_topic)
         self.latch = DeliveryLatch()
         self.closed = False
+        bootstrap = str(self.producer_config.get("bootstrap.servers", ""))
+        self.targets = KnownTopics(bootstrap) if self.settings.check_targets else None
 
     def build(
         self,
@@ -241,8 +245,19 @@ class SchedulerClient:
             delay=delay,
             partition=partition,
         )
+        self._check_target(schedule.target_topic)
         self._produce(record_key, record_value)
         return schedule
+
+    def _check_target(self, topic: str) -> None:
+        targets = self._core.targets
+        if targets is None or not targets.needs_lookup(topic):
+            return
+        try:
+            metadata = self._producer.list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
+        except KafkaException as exc:
+            targets.failed(topic, exc)
+        targets.learn(topic, TopicState.of(metadata, topic))
 
     def cancel(self, schedule_id: str) -> None:
         """Forget `schedule_id` if it has not fired yet."""

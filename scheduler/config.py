@@ -62,6 +62,7 @@ class ClientSettings(BaseSettings):
     horizon: timedelta = timedelta(days=36525)
     max_payload_bytes: int = 1024 * 1024
     producer_name: str | None = None
+    check_targets: bool = True  # schedule() checks the target topic exists (one metadata request per topic)
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     kafka: dict[str, str] = {}

@@ -5,6 +5,7 @@ SchedulerError
 ├── ValidationError             the client refused a command before sending it
 │   ├── InvalidScheduleId
 │   ├── InvalidTopic
+│   │   └── UnknownTargetTopic  the target topic does not exist on the cluster (checked at schedule())
 │   ├── InvalidDeliverAt        naive datetime, both/neither of at and delay, beyond the horizon
 │   ├── PayloadTooLarge
 │   └── InvalidHeaders
@@ -32,6 +33,7 @@ __all__ = [
     "PayloadTooLarge",
     "SchedulerError",
     "TopicConfigError",
+    "UnknownTargetTopic",
     "ValidationError",
 ]
 
@@ -54,6 +56,10 @@ class InvalidScheduleId(ValidationError):
 
 class InvalidTopic(ValidationError):
     """The target topic name is not a legal Kafka topic name, or is forbidden."""
+
+
+class UnknownTargetTopic(InvalidTopic):
+    """The target topic does not exist on the cluster (or may not be described): the scheduler would reject it."""
 
 
 class InvalidDeliverAt(ValidationError):

@@ -55,11 +55,21 @@ def topic_specs(settings: ServiceSettings, partitions: int, replication: int) ->
 
 
 def create_topics(
-    admin: AdminClient, settings: ServiceSettings, partitions: int, replication: int
+    admin: AdminClient,
+    settings: ServiceSettings,
+    partitions: int,
+    replication: int,
+    targets: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Create what is missing; returns topic -> "created" | "exists"."""
+    """Create what is missing (plus `targets`, plain topics to fire into); returns topic -> "created" | "exists"."""
+    specs = topic_specs(settings, partitions, replication)
+    specs += [NewTopic(name, partitions, replication) for name in targets]
+    return _create(admin, specs)
+
+
+def _create(admin: AdminClient, specs: list[NewTopic]) -> dict[str, str]:
     result: dict[str, str] = {}
-    futures = admin.create_topics(topic_specs(settings, partitions, replication), operation_timeout=30)
+    futures = admin.create_topics(specs, operation_timeout=30)
     for name, future in futures.items():
         try:
             future.result(timeout=60)

@@ -52,13 +52,23 @@ def create(
     topic: ScheduledTopic = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of every scheduler topic.")] = 12,
     replication: Annotated[int, typer.Option(min=1, help="Replication factor (3 in production).")] = 1,
+    target: Annotated[
+        list[str] | None, typer.Option(help="Also create this target topic to fire into (repeatable).")
+    ] = None,
 ) -> None:
     """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone)."""
     from scheduler.kafka.clients import build_admin
     from scheduler.topics import create_topics
 
+    from scheduler.codec import is_legal_topic
+
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
-    for name, result in create_topics(build_admin(settings), settings, partitions, replication).items():
+    targets = tuple(target or ())
+    for name in targets:
+        if not is_legal_topic(name):
+            raise typer.BadParameter(f"{name!r} is not a legal topic name (1-249 of a-z A-Z 0-9 . _ -)")
+    created = create_topics(build_admin(settings), settings, partitions, replication, targets)
+    for name, result in created.items():
         typer.echo(f"{result:8} {name}")
 
 

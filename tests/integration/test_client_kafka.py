@@ -14,14 +14,25 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from scheduler import AsyncSchedulerClient, ClientSettings, DeliveryError, Schedule, SchedulerClient
+from scheduler import (
+    AsyncSchedulerClient,
+    ClientSettings,
+    DeliveryError,
+    Schedule,
+    SchedulerClient,
+    UnknownTargetTopic,
+)
 from scheduler.codec import decode_command
+from scheduler.known_topics import MISSING_TTL_S
 from scheduler.partitioner import partition_for as kafka_partition
 from tests.conftest import wait_until
 
 
-def settings_for(topic: str) -> ClientSettings:
-    return ClientSettings(scheduled_topic=topic, producer_name="it", _env_file=None)  # type: ignore[call-arg]
+def settings_for(topic: str, check_targets: bool = False) -> ClientSettings:
+    """These tests read the commands themselves (no scheduler), so their targets need not exist."""
+    return ClientSettings(  # type: ignore[call-arg]
+        scheduled_topic=topic, producer_name="it", check_targets=check_targets, _env_file=None
+    )
 
 
 def read_all(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 30.0) -> list[Any]:
@@ -153,3 +164,50 @@ def test_async_delivery_error_is_latched(unique: Callable[[str], str]) -> None:
         await client.close(timeout=5)
 
     asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_a_schedule_to_a_missing_target_raises_in_the_caller(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    """The scheduler would reject it where nobody looks: schedule() says so, naming the topic and the fix."""
+    topic = create_topic(unique("scheduled"))
+    missing = unique("reservations.expire")
+    with SchedulerClient(kafka_bootstrap, settings=settings_for(topic, check_targets=True)) as client:
+        with pytest.raises(
+            UnknownTargetTopic, match=f"{missing}.*does not exist.*--create --topic {missing}"
+        ):
+            client.schedule("r-1", topic=missing, value="x", delay=timedelta(minutes=1))
+        create_topic(missing)
+        with pytest.raises(UnknownTargetTopic):  # a moment after a refusal, the answer is remembered
+            client.schedule("r-1", topic=missing, value="x", delay=timedelta(minutes=1))
+
+        def accepted() -> bool:  # after MISSING_TTL_S the topic is looked up again, and found
+            try:
+                client.schedule("r-1", topic=missing, value="x", delay=timedelta(minutes=1))
+            except UnknownTargetTopic:
+                return False
+            return True
+
+        wait_until(accepted, MISSING_TTL_S + 10, "the created topic accepted")
+        client.schedule("r-2", topic=missing, value="y", delay=timedelta(minutes=1))
+    assert [m.key() for m in read_all(kafka_bootstrap, topic, 1, 2)] == [b"r-1", b"r-2"]  # nothing else sent
+    with SchedulerClient(kafka_bootstrap, settings=settings_for(topic, check_targets=False)) as unchecked:
+        unchecked.schedule("r-3", topic=unique("never-created"), value="z", delay=timedelta(minutes=1))
+
+
+def test_the_async_client_checks_targets_too(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
+) -> None:
+    topic = create_topic(unique("scheduled"))
+    target = create_topic(unique("target"))
+
+    async def main() -> None:
+        async with AsyncSchedulerClient(
+            kafka_bootstrap, settings=settings_for(topic, check_targets=True)
+        ) as client:
+            with pytest.raises(UnknownTargetTopic, match="does not exist"):
+                await client.schedule("a-1", topic=unique("missing"), value="x", delay=timedelta(minutes=1))
+            await client.schedule("a-2", topic=target, value="y", delay=timedelta(minutes=1))
+
+    asyncio.run(main())
+    assert [m.key() for m in read_all(kafka_bootstrap, topic, 1, 1)] == [b"a-2"]
