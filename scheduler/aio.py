@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from confluent_kafka import KafkaException
 from confluent_kafka.aio import AIOProducer
 
 from scheduler import codec
-from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, HeadersIn, When, check_id
+from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, ScheduleOptions, check_id
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
-from scheduler.known_topics import TopicState
 from scheduler.model import Schedule
 
 __all__ = ["AsyncSchedulerClient"]
@@ -33,43 +31,20 @@ class AsyncSchedulerClient:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer: Any = None  # AIOProducer needs a running loop: created on first use
 
-    async def schedule(
-        self,
-        schedule_id: str,
-        *,
-        topic: str,
-        value: bytes | str | None,
-        key: bytes | str | None = None,
-        headers: HeadersIn = None,
-        at: When = None,
-        delay: timedelta | None = None,
-        partition: int | None = None,
-    ) -> Schedule:
-        """Queue one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush()."""
-        self._core.check_open()
-        schedule, record_key, record_value = self._core.build(
-            schedule_id,
-            topic=topic,
-            value=value,
-            key=key,
-            headers=headers,
-            at=at,
-            delay=delay,
-            partition=partition,
-        )
-        await self._check_target(schedule.target_topic)
-        await self._produce(record_key, record_value)
-        return schedule
+    async def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
+        """Queue one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
+        The options are SchedulerClient.schedule()'s."""
+        prepared = self._core.prepare(schedule_id, options)
+        if prepared.lookup is not None:
+            self._core.learn_target(prepared.lookup, await self._metadata(prepared.lookup))
+        await self._produce(prepared.key, prepared.value)
+        return prepared.schedule
 
-    async def _check_target(self, topic: str) -> None:
-        targets = self._core.targets
-        if targets is None or not targets.needs_lookup(topic):
-            return
+    async def _metadata(self, topic: str) -> object:
         try:
-            metadata = await self._started().list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
+            return await self._started().list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
         except KafkaException as exc:
-            targets.failed(topic, exc)
-        targets.learn(topic, TopicState.of(metadata, topic))
+            return exc
 
     def _started(self) -> Any:
         if self._producer is None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Required, Self, TypedDict, Unpack
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -25,7 +25,15 @@ from scheduler.errors import (
 from scheduler.known_topics import KnownTopics, TopicState
 from scheduler.model import Headers, Schedule
 
-__all__ = ["DeliveryLatch", "HeadersIn", "SchedulerClient", "When"]
+__all__ = [
+    "ClientCore",
+    "DeliveryLatch",
+    "HeadersIn",
+    "Prepared",
+    "ScheduleOptions",
+    "SchedulerClient",
+    "When",
+]
 
 HeadersIn = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str | None]] | None
 When = datetime | int | None
@@ -207,6 +215,40 @@ class ClientCore:
             raise SchedulerError("the client is closed: create a new one")
         self.latch.raise_if_failed()
 
+    def prepare(self, schedule_id: str, options: ScheduleOptions) -> Prepared:
+        """Everything before the I/O, for both faces: open, valid, encoded, and the target to look up if any."""
+        self.check_open()
+        schedule, record_key, record_value = self.build(schedule_id, **options)
+        topic = schedule.target_topic
+        lookup = self.targets is not None and self.targets.needs_lookup(topic)
+        return Prepared(schedule, record_key, record_value, topic if lookup else None)
+
+    def learn_target(self, topic: str, answer: object) -> None:
+        """The metadata a face fetched for `topic` (or the KafkaException it got): raises unless it exists."""
+        assert self.targets is not None
+        if isinstance(answer, KafkaException):
+            self.targets.failed(topic, answer)
+        self.targets.learn(topic, TopicState.of(answer, topic))
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The keyword arguments of `schedule()`, the same for the sync and the async client."""
+
+    topic: Required[str]
+    value: Required[bytes | str | None]
+    key: bytes | str | None
+    headers: HeadersIn
+    at: When
+    delay: timedelta | None
+    partition: int | None
+
+
+class Prepared(NamedTuple):
+    schedule: Schedule
+    key: bytes
+    value: bytes
+    lookup: str | None  # a target topic whose existence the face must look up first
+
 
 class SchedulerClient:
     """Schedule and cancel messages to the future; thread-compatible, one producer per client."""
@@ -221,43 +263,23 @@ class SchedulerClient:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer = Producer(self._core.producer_config)
 
-    def schedule(
-        self,
-        schedule_id: str,
-        *,
-        topic: str,
-        value: bytes | str | None,
-        key: bytes | str | None = None,
-        headers: HeadersIn = None,
-        at: When = None,
-        delay: timedelta | None = None,
-        partition: int | None = None,
-    ) -> Schedule:
-        """Send one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush()."""
-        self._core.check_open()
-        schedule, record_key, record_value = self._core.build(
-            schedule_id,
-            topic=topic,
-            value=value,
-            key=key,
-            headers=headers,
-            at=at,
-            delay=delay,
-            partition=partition,
-        )
-        self._check_target(schedule.target_topic)
-        self._produce(record_key, record_value)
-        return schedule
+    def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
+        """Send one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
 
-    def _check_target(self, topic: str) -> None:
-        targets = self._core.targets
-        if targets is None or not targets.needs_lookup(topic):
-            return
+        Options: topic (required), value (required; bytes, str or None), key, headers (a mapping or pairs), at (an
+        aware datetime or epoch ms) or delay (a timedelta), partition (of the target topic).
+        """
+        prepared = self._core.prepare(schedule_id, options)
+        if prepared.lookup is not None:
+            self._core.learn_target(prepared.lookup, self._metadata(prepared.lookup))
+        self._produce(prepared.key, prepared.value)
+        return prepared.schedule
+
+    def _metadata(self, topic: str) -> object:
         try:
-            metadata = self._producer.list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
+            return self._producer.list_topics(topic, timeout=TARGET_CHECK_TIMEOUT_S)
         except KafkaException as exc:
-            targets.failed(topic, exc)
-        targets.learn(topic, TopicState.of(metadata, topic))
+            return exc
 
     def cancel(self, schedule_id: str) -> None:
         """Forget `schedule_id` if it has not fired yet."""

@@ -57,10 +57,9 @@ def create(
     ] = None,
 ) -> None:
     """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone)."""
+    from scheduler.codec import is_legal_topic
     from scheduler.kafka.clients import build_admin
     from scheduler.topics import create_topics
-
-    from scheduler.codec import is_legal_topic
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
     targets = tuple(target or ())

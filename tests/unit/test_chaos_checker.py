@@ -162,19 +162,18 @@ def test_hanging_transaction_and_aborted_fire_visible(tmp_path: Path) -> None:
     assert "fire_visible_from_aborted_attempt" in anomalies(run2)
 
 
+def rejected(key: str, reason: str, at: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """The reject record of the command at (partition, offset)."""
+    headers = [
+        ["scheduler-reject-reason", reason],
+        ["scheduler-reject-partition", str(at[0])],
+        ["scheduler-reject-offset", str(at[1])],
+    ]
+    return {"p": 0, "o": 0, "ts": DUE, "k": key, "v": "payload", "h": headers}
+
+
 def test_poison_rejected_once_passes_and_twice_fails(tmp_path: Path) -> None:
-    reject = {
-        "p": 0,
-        "o": 0,
-        "ts": DUE,
-        "k": "bad",
-        "v": "payload",
-        "h": [
-            ["scheduler-reject-reason", "invalid_due"],
-            ["scheduler-reject-partition", "0"],
-            ["scheduler-reject-offset", "0"],
-        ],
-    }
+    reject = rejected("bad", "invalid_due")
     run = write_run(tmp_path, [cmd(0, "bad", poison="bad_due")], [], [], [reject])
     assert anomalies(run) == set()
     run2 = tmp_path / "twice"
@@ -341,17 +340,6 @@ def test_a_misrouted_command_forwarded_twice_is_caught(tmp_path: Path) -> None:
 
 
 def test_a_misrouted_poison_may_be_rejected_where_it_arrived(tmp_path: Path) -> None:
-    reject = {
-        "p": 0,
-        "o": 0,
-        "ts": DUE,
-        "k": "x",
-        "v": None,
-        "h": [
-            ["scheduler-reject-reason", "deserialization_error"],
-            ["scheduler-reject-partition", "1"],
-            ["scheduler-reject-offset", "0"],
-        ],
-    }
+    reject = rejected("x", "deserialization_error", at=(1, 0))
     run = two_partitions(write_run(tmp_path, [misrouted(0, "x", poison="bad")], [], [], [reject]))
     assert anomalies(run) == set()
