@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scheduler.codec import decode_command, decode_state, encode_state, peek_due_ms
-from scheduler.model import Cancel, Rejected, RejectReason, Relocated, Schedule
+from scheduler.model import Cancel, Command, Rejected, RejectReason, Relocated, Schedule
 from scheduler.service.index import DueIndex
 
 __all__ = [
@@ -147,7 +147,7 @@ def _intake(
     if route is not None:
         home = route.home(sid)
         if home != record.partition:
-            _misrouted(plan, record, home, route)
+            _misrouted(plan, record, home, route, _refusal(command, record, validate))
             return
     slot = (record.partition, sid)
     if isinstance(command, Relocated):
@@ -169,9 +169,32 @@ def _intake(
     plan.state_writes[slot] = state
 
 
-def _misrouted(plan: TickPlan, record: InputRecord, home: int, route: Route) -> None:
+def _refusal(command: Command, record: InputRecord, validate: Validator) -> Callable[[], Rejected | None]:
+    """Why a schedule would be refused at home, asked only if it cannot go there."""
+
+    def refusal() -> Rejected | None:
+        if not isinstance(command, Schedule):
+            return None
+        return validate(command, len(encode_state(command, record.offset)) + len(record.key or b""))
+
+    return refusal
+
+
+def _misrouted(
+    plan: TickPlan,
+    record: InputRecord,
+    home: int,
+    route: Route,
+    refusal: Callable[[], Rejected | None],
+) -> None:
+    """Forward it home; if it cannot go (too large to copy, or reject mode), refuse it for its own fault first
+    (too large to store, unknown target...), else as being in the wrong partition."""
     if route.forward and route.fits(record):
         plan.forwards.append(Forward(record, home))
+        return
+    refused = refusal()
+    if refused is not None:
+        plan.rejects.append(Reject(record, refused.reason, refused.message))
         return
     why = ", too large to be forwarded there" if route.forward else " (KAFKA_SCHEDULER_MISROUTED=reject)"
     message = (

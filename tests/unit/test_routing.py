@@ -91,3 +91,12 @@ def test_legacy_state_moves_home_before_its_partition_takes_commands() -> None:
     assert fired(sim) == Counter({"L1": 1, "L2": 1, "L3": 1, "L5": 1})
     last = {(r.partition, r.key): r.value for r in sim.cluster.visible(STATE)}
     assert all(value is None for value in last.values()), "a misplaced state record was left behind"
+
+
+def test_a_misrouted_command_that_cannot_go_home_is_refused_for_its_own_fault_first() -> None:
+    sim = Sim(misrouted="reject")
+    serve_all(sim, "x")
+    sim.command("a", "poison", 1000, partition=elsewhere("a"))  # a target the cluster does not have
+    serve_all(sim, "x")
+    (reject,) = sim.cluster.visible(REJECTED)
+    assert header(reject, "scheduler-reject-reason") == b"unknown_target_topic"
