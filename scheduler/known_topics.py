@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from confluent_kafka import KafkaError, KafkaException
 
-from scheduler.errors import UnknownTargetTopic
+from scheduler.errors import DeliveryError, UnknownTargetTopic
 
 __all__ = ["KnownTopics", "TopicState"]
 
@@ -66,9 +66,10 @@ class KnownTopics:
         self._refuse(topic, state)
 
     def failed(self, topic: str, exc: KafkaException) -> NoReturn:
-        raise UnknownTargetTopic(
-            f"could not check that target topic {topic!r} exists ({exc}): is the cluster at {self._bootstrap} "
-            "reachable? (check_targets=False skips the check)"
+        """The lookup itself failed: the cluster did not answer (down, wrong address, TLS or SASL refused)."""
+        raise DeliveryError(
+            f"not delivered: could not check that target topic {topic!r} exists ({exc}); is the cluster at "
+            f"{self._bootstrap} reachable with these security settings? This call sent nothing."
         ) from exc
 
     def _refuse(self, topic: str, state: str) -> NoReturn:
