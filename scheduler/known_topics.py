@@ -3,7 +3,8 @@
 The scheduler rejects a schedule to a missing topic (`unknown_target_topic`), but only in `scheduled.rejected`,
 where the caller never looks. The clients ask the cluster once per topic they have not seen (a metadata request
 for that one topic), remember the ones that exist for good and the missing ones for a moment (so a loop over a
-missing topic does not become a request per call), and raise `UnknownTargetTopic` naming the fix.
+missing topic does not become a request per call), and raise `UnknownTargetTopic` naming the fix (or
+`DeliveryError` when the cluster does not answer the lookup: nothing is sent either way).
 `check_targets=False` (KAFKA_SCHEDULER_CHECK_TARGETS=false) turns it off for producers without describe rights.
 """
 
