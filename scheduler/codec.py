@@ -24,6 +24,7 @@ from scheduler.model import (
     HEADER_DELIVER_AT,
     HEADER_EPOCH,
     HEADER_FORWARDED_FROM,
+    HEADER_FORWARDED_TIMESTAMP,
     HEADER_RELOCATED_FROM,
     HEADER_TARGET_KEY,
     HEADER_TARGET_PARTITION,
@@ -40,6 +41,7 @@ __all__ = [
     "CONTROL_HEADERS",
     "MAX_ID_BYTES",
     "MAX_MESSAGE_CHARS",
+    "ROUTING_HEADERS",
     "decode_command",
     "decode_state",
     "encode_cancel",
@@ -56,7 +58,8 @@ MAX_ID_BYTES = 255
 MAX_MESSAGE_CHARS = 1024
 HORIZON_MS = 36525 * 86_400_000  # 100 years: anything later is a unit mix-up, not a plan
 DUE_HEADERS = (HEADER_DELIVER_AT, HEADER_DELAY_MS, HEADER_EPOCH)
-ROUTING_HEADERS = (HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM)  # the scheduler's own, on `scheduled`
+# the scheduler's own, on `scheduled`
+ROUTING_HEADERS = (HEADER_FORWARDED_FROM, HEADER_FORWARDED_TIMESTAMP, HEADER_RELOCATED_FROM)
 CONTROL_HEADERS = frozenset(
     (HEADER_TARGET_TOPIC, HEADER_TARGET_KEY, HEADER_TARGET_PARTITION, *DUE_HEADERS, *ROUTING_HEADERS)
 )
@@ -531,15 +534,23 @@ def _decode_command(
 def _decode_value(
     sid: str, value: bytes, headers: Sequence[tuple[str, bytes | None]], ts: int
 ) -> Command | Rejected:
-    """The Avro envelope, a relocated state record, or the header protocol (whose payload may start C3 01)."""
-    if value[:2] != MAGIC:
+    """The Avro envelope (a relocated schedule is one too), or the header protocol (whose payload may start
+    C3 01); a forwarded copy's delay counts from the original's timestamp."""
+    names = {name for name, _ in headers} if headers else set()
+    if HEADER_FORWARDED_TIMESTAMP in names:
+        ts = _forwarded_timestamp(headers, ts)
+    if value[:2] != MAGIC or HEADER_TARGET_TOPIC in names:
         return _decode_header_protocol(sid, value, headers, ts)
-    names = {name for name, _ in headers}
-    if HEADER_TARGET_TOPIC in names:
-        return _decode_header_protocol(sid, value, headers, ts)
-    if HEADER_RELOCATED_FROM in names and value[2:HEADER_LEN] in _STATE_WRITERS:
-        return _decode_relocated(sid, value)
-    return _decode_envelope(sid, value, ts)
+    command = _decode_envelope(sid, value, ts)
+    if HEADER_RELOCATED_FROM in names and isinstance(command, Schedule):
+        return Relocated(command)
+    return command
+
+
+def _forwarded_timestamp(headers: Sequence[tuple[str, bytes | None]], ts: int) -> int:
+    raw = next((v for k, v in headers if k == HEADER_FORWARDED_TIMESTAMP), None)
+    text = raw.decode("ascii", errors="replace") if raw is not None else ""
+    return int(text) if _INT_RE.fullmatch(text) else ts
 
 
 def _reject(reason: RejectReason, sid: str, message: str) -> Rejected:
@@ -557,19 +568,6 @@ def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
     if _FAST_COMMAND and fp == _WRITTEN_FOR_COMMAND:
         return _envelope(sid, value, ts, _read_command_fast)
     return _envelope(sid, value, ts, _read_command_fastavro)
-
-
-def _decode_relocated(sid: str, value: bytes) -> Relocated | Rejected:
-    """A state record the scheduler moved to its id's partition (`service.routing`): taken as it was."""
-    try:
-        schedule, _version = decode_state(value)
-    except CorruptStateRecord as exc:
-        return _reject(RejectReason.DESERIALIZATION_ERROR, sid, f"relocated state record: {exc}")
-    if schedule.id != sid:
-        return _reject(
-            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the record's id {schedule.id!r}"
-        )
-    return Relocated(schedule)
 
 
 def _read_command_fastavro(value: bytes) -> tuple[str, Any]:

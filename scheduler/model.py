@@ -16,6 +16,7 @@ __all__ = [
     "HEADER_FIRED_AT",
     "HEADER_FIRE_ID",
     "HEADER_FORWARDED_FROM",
+    "HEADER_FORWARDED_TIMESTAMP",
     "HEADER_RELOCATED_FROM",
     "HEADER_SCHEDULE_ID",
     "HEADER_TARGET_KEY",
@@ -44,9 +45,11 @@ HEADER_FIRE_ID = "scheduler-fire-id"
 HEADER_DUE_AT = "scheduler-due-at"
 HEADER_FIRED_AT = "scheduler-fired-at"
 # Written by the scheduler on `scheduled` itself: a command consumed from a partition other than its id's, copied
-# to the id's partition ("<partition>/<offset>" of the original), and a state record moved to its id's partition
-# ("<partition>" it was found in), see `service.routing`.
+# to the id's partition ("<partition>/<offset>" of the original, and the original's timestamp, the base of a
+# delay), and a pending schedule moved to its id's partition ("<partition>" it was found in), see
+# `service.routing`.
 HEADER_FORWARDED_FROM = "scheduler-forwarded-from"
+HEADER_FORWARDED_TIMESTAMP = "scheduler-forwarded-timestamp"
 HEADER_RELOCATED_FROM = "scheduler-relocated-from"
 
 Headers = tuple[tuple[str, bytes | None], ...]

@@ -31,7 +31,6 @@ class OutRecord:
     value: bytes | None
     headers: Headers
     partition: int | None = None
-    timestamp_ms: int | None = None  # None: the producer's clock (CreateTime now)
 
 
 def _replace(

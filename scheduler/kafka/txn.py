@@ -150,8 +150,6 @@ class TransactionRunner:
         }
         if record.partition is not None:
             options["partition"] = record.partition
-        if record.timestamp_ms is not None:
-            options["timestamp"] = record.timestamp_ms
         while True:
             try:
                 self._producer.produce(record.topic, record.value, record.key, **options)

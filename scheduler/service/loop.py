@@ -8,6 +8,7 @@ After an abort, every serving partition is rewound to its committed offset; the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -16,12 +17,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from scheduler.codec import decode_state, peek_due_ms
+from scheduler.codec import ROUTING_HEADERS, decode_state, encode_schedule, peek_due_ms
 from scheduler.errors import CorruptStateRecord, KafkaFatalError
 from scheduler.failpoints import failpoint
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.metrics import PartitionSnapshot, SchedulerMetrics
-from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, RejectReason
+from scheduler.model import (
+    HEADER_FORWARDED_FROM,
+    HEADER_FORWARDED_TIMESTAMP,
+    HEADER_RELOCATED_FROM,
+    RejectReason,
+)
 from scheduler.records import (
     OutRecord,
     dead_letter_record,
@@ -94,24 +100,26 @@ class SchedulerLoop:
         now = self._clock()  # the injected clock, so tests that drive time also drive the snapshots
         if abs(now - self._snapshot_at) > SNAPSHOT_EVERY_MS:
             self._snapshot, self._snapshot_at = self.snapshot(), now
+        taking = {p for p, o in self.partitions.owned.items() if o.phase is Phase.SERVING}  # before step()
         if self.partitions.rebuilding():
             self.partitions.step(min(wait, 0.05))
         serving = self.partitions.serving()
-        records = self._inputs(messages, serving)
+        records = self._inputs(messages, serving, taking)
         if not records and not serving:
             return
-        stepped = self._step_positions(serving)
+        stepped = self._step_positions(serving, taking)
         now = self._clock()
+        moves, moved_bytes = self._relocations(serving)
         plan = plan_tick(
             records,
             {p: o.index for p, o in serving.items()},
             now,
             validate=self._targets.validate,
-            max_fires=self._settings.max_fires_per_transaction,
-            max_bytes=self._settings.max_transaction_bytes,
+            max_fires=self._settings.max_fires_per_transaction - len(moves),
+            max_bytes=self._settings.max_transaction_bytes - moved_bytes,
             dead_letter=self._dead_letter_reason,
             route=self._route,
-            relocate=self._relocations(serving),
+            relocate=moves,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
         if plan or records or stepped:
@@ -126,7 +134,7 @@ class SchedulerLoop:
                 horizon = min(horizon, max(0, due - now))
         return horizon / 1000
 
-    def _inputs(self, messages: list[Any], serving: dict[int, Any]) -> list[InputRecord]:
+    def _inputs(self, messages: list[Any], serving: dict[int, Any], taking: set[int]) -> list[InputRecord]:
         records = []
         for msg in messages:
             err = msg.error()
@@ -137,8 +145,8 @@ class SchedulerLoop:
                     log.warning("consumer error: %s", err)
                 continue
             owned = serving.get(msg.partition())
-            if owned is None or owned.phase is not Phase.SERVING:
-                continue  # fetched before the pause took effect; re-read from the committed offset later
+            if owned is None or msg.partition() not in taking:
+                continue  # fetched before the pause or the seek took effect; re-read from the committed offset
             _ts_type, ts = msg.timestamp()
             records.append(
                 InputRecord(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
@@ -146,35 +154,52 @@ class SchedulerLoop:
             owned.position = msg.offset() + 1
         return records
 
-    def _step_positions(self, serving: dict[int, Owned]) -> bool:
+    def _step_positions(self, serving: dict[int, Owned], taking: set[int]) -> bool:
         """Take the consumer's positions, which step over transaction markers (forwarded commands are written
         transactionally; committing offset + 1 of the last record would leave the group one behind for good, as
         Java's consumer.position() avoids too). True if one moved with no record to commit it with."""
-        taking = [p for p, o in serving.items() if o.phase is Phase.SERVING]
-        if not taking:
+        parts = [p for p in serving if p in taking]
+        if not parts:
             return False
         topic, stepped = self._settings.scheduled_topic, False
-        for tp in self._consumer.position([TopicPartition(topic, p) for p in taking]):
+        for tp in self._consumer.position([TopicPartition(topic, p) for p in parts]):
             owned = serving[tp.partition]
             if tp.offset > owned.position:
                 stepped = stepped or owned.position == owned.committed
                 owned.position = tp.offset
         return stepped
 
-    def _relocations(self, serving: dict[int, Owned]) -> list[Relocation]:
-        """The next misplaced state records to move home, within one transaction's fire budget."""
+    def _relocations(self, serving: dict[int, Owned]) -> tuple[list[Relocation], int]:
+        """The next misplaced state records to move home, within one transaction's fire and byte budgets (they
+        take their share of both), and their bytes."""
         out: list[Relocation] = []
-        room = self._settings.max_fires_per_transaction
-        home = self.partitions.layout.home
+        room, budget = (
+            self._settings.max_fires_per_transaction // 2,
+            self._settings.max_transaction_bytes // 2,
+        )
+        home, size = self.partitions.layout.home, 0
         for p, owned in serving.items():
             if owned.phase is not Phase.RELOCATING:
                 continue
-            for sid, record in list(owned.misplaced.items())[: room - len(out)]:
-                out.append(Relocation(p, sid, record, home(sid)))
-        return out
+            for sid, record in list(itertools.islice(owned.misplaced.items(), max(0, room - len(out)))):
+                if size + len(record) > budget and out:
+                    return out, size
+                try:
+                    schedule, _version = decode_state(record)
+                except CorruptStateRecord as exc:
+                    log.error("dropping corrupt misplaced state record %r in partition %d: %s", sid, p, exc)
+                    self.partitions.relocated(owned, sid)  # as the replay skips a corrupt record at home
+                    continue
+                out.append(Relocation(p, sid, encode_schedule(schedule), home(sid)))
+                size += len(record)
+        return out, size
 
     def _forwardable(self, record: InputRecord) -> bool:
-        headers = [*(record.headers or ()), (HEADER_FORWARDED_FROM, b"%d/%d" % (1 << 31, 1 << 62))]
+        headers = [
+            *(record.headers or ()),
+            (HEADER_FORWARDED_FROM, b"%d/%d" % (1 << 31, 1 << 62)),
+            (HEADER_FORWARDED_TIMESTAMP, b"%d" % (1 << 62)),
+        ]
         limit: int = self._targets.limit(self._settings.scheduled_topic)
         return record_size(record.key, record.value, headers) <= limit
 
@@ -257,14 +282,17 @@ class SchedulerLoop:
         """Relocated state records, then forwarded commands (as consumed, with their timestamps) to `scheduled`."""
         topic = self._settings.scheduled_topic
         out = [
-            OutRecord(topic, m.schedule_id, m.record, [(HEADER_RELOCATED_FROM, b"%d" % m.partition)], m.home)
+            OutRecord(topic, m.schedule_id, m.command, [(HEADER_RELOCATED_FROM, b"%d" % m.partition)], m.home)
             for m in plan.relocations
         ]
         for forward in plan.forwards:
             rec = forward.record
-            headers = [(k, v) for k, v in rec.headers or () if k != HEADER_FORWARDED_FROM]
+            headers = [(k, v) for k, v in rec.headers or () if k not in ROUTING_HEADERS]
             headers.append((HEADER_FORWARDED_FROM, b"%d/%d" % (rec.partition, rec.offset)))
-            out.append(OutRecord(topic, rec.key, rec.value, headers, forward.partition, rec.timestamp_ms))
+            # the base of a delay travels in a header: a record timestamp could be refused or overwritten
+            # (message.timestamp.*.max.ms, LogAppendTime)
+            headers.append((HEADER_FORWARDED_TIMESTAMP, b"%d" % rec.timestamp_ms))
+            out.append(OutRecord(topic, rec.key, rec.value, headers, forward.partition))
         return out
 
     def _fire_record(self, fire: Fire, now: int) -> OutRecord:

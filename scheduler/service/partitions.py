@@ -252,6 +252,7 @@ class Partitions:
     def relocated(self, owned: Owned, schedule_id: bytes) -> None:
         """A misplaced record's move home committed; the last one lets the partition take commands."""
         owned.misplaced.pop(schedule_id, None)
+        owned.last_progress = self._clock()  # the rebuild watchdog: moving is progress
         if not owned.misplaced and owned.phase is Phase.RELOCATING:
             self._serve(owned)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scheduler.codec import decode_command, decode_state, encode_state, peek_due_ms
+from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, peek_due_ms
+from scheduler.errors import CorruptStateRecord
 from scheduler.model import Cancel, Command, Rejected, RejectReason, Relocated, Schedule
 from scheduler.service.index import DueIndex
 
@@ -74,11 +75,12 @@ class Forward:
 
 @dataclass(frozen=True, slots=True)
 class Relocation:
-    """A state record found in `partition` that belongs in `home`: tombstoned here, sent home on `scheduled`."""
+    """A state record found in `partition` that belongs in `home`: tombstoned here, sent home on `scheduled` as
+    the Avro command that recreates it (which a scheduler from before routing also takes, as a replace)."""
 
     partition: int
     schedule_id: bytes
-    record: bytes
+    command: bytes
     home: int
 
 
@@ -151,7 +153,7 @@ def _intake(
             return
     slot = (record.partition, sid)
     if isinstance(command, Relocated):
-        _take_relocated(plan, record, command, indexes[record.partition])
+        _take_relocated(plan, record, command, indexes[record.partition], validate)
         return
     if isinstance(command, Cancel):
         plan.cancels += 1
@@ -189,7 +191,8 @@ def _misrouted(
 ) -> None:
     """Forward it home; if it cannot go (too large to copy, or reject mode), refuse it for its own fault first
     (too large to store, unknown target...), else as being in the wrong partition."""
-    if route.forward and route.fits(record):
+    copied = any(name in ROUTING_HEADERS for name, _ in record.headers or ())
+    if route.forward and route.fits(record) and not copied:
         plan.forwards.append(Forward(record, home))
         return
     refused = refusal()
@@ -197,6 +200,11 @@ def _misrouted(
         plan.rejects.append(Reject(record, refused.reason, refused.message))
         return
     why = ", too large to be forwarded there" if route.forward else " (KAFKA_SCHEDULER_MISROUTED=reject)"
+    if copied:  # never forwarded twice: two instances that disagree would pass it back and forth for good
+        why = (
+            ", a copy the scheduler already routed: scheduler instances disagree on the partition count of "
+            "the commands topic (partitions added?); stop them all and start them again"
+        )
     message = (
         f"schedule id {record.key!r} lives in partition {home}, this command came in partition "
         f"{record.partition}{why}: produce commands with partitioner=murmur2_random (the Java client's "
@@ -205,15 +213,28 @@ def _misrouted(
     plan.rejects.append(Reject(record, RejectReason.WRONG_PARTITION, message))
 
 
-def _take_relocated(plan: TickPlan, record: InputRecord, moved: Relocated, index: DueIndex) -> None:
-    """A schedule moved home from another partition, versioned by this offset (so fire ids stay unique here);
-    one created later that is already here wins."""
+def _take_relocated(
+    plan: TickPlan, record: InputRecord, moved: Relocated, index: DueIndex, validate: Validator
+) -> None:
+    """A schedule moved home from another partition, versioned by this offset (so fire ids stay unique here),
+    checked as any command is; one created later that is already here wins."""
     slot = (record.partition, moved.id.encode())
-    pending = plan.state_writes[slot] if slot in plan.state_writes else index.get(slot[1])
-    if pending is not None and decode_state(pending)[0].created_ms >= moved.schedule.created_ms:
+    state = encode_state(moved.schedule, record.offset)
+    refused = validate(moved.schedule, len(state) + len(slot[1]))
+    if refused is not None:
+        plan.rejects.append(Reject(record, refused.reason, refused.message))
         return
+    pending = plan.state_writes[slot] if slot in plan.state_writes else index.get(slot[1])
+    if pending is not None:
+        try:
+            if decode_state(pending)[0].created_ms >= moved.schedule.created_ms:
+                return
+        except CorruptStateRecord as exc:  # keep what is here (a newer scheduler's?); this one is replayable
+            message = f"a schedule with this id is already here and does not decode ({exc}): kept it"
+            plan.rejects.append(Reject(record, RejectReason.DESERIALIZATION_ERROR, message))
+            return
     plan.relocated += 1
-    plan.state_writes[slot] = encode_state(moved.schedule, record.offset)
+    plan.state_writes[slot] = state
 
 
 def _select_fires(

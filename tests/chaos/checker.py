@@ -212,16 +212,26 @@ def _route(
     for rec in misrouted:
         where, poison = f"{rec['p']}/{rec['o']}", "chaos-poison" in _headers(rec)
         n, rejects = copies.pop(where, 0), rejected_at.get(where, 0)
-        if (n, rejects) == (0, 1) and poison:
-            effective.append(
-                rec
-            )  # refused where it arrived (undecodable, or too large to copy): still poison
+        if (n, rejects) == (0, 1) and poison:  # refused where it arrived (undecodable, or too large to copy)
+            effective.append(rec)
         elif (n, rejects) != (1, 0):
             rep.add("misrouted_command_not_forwarded_once", {"at": where, "copies": n, "rejects": rejects})
     for where, n in copies.items():
         rep.add("forwarded_copy_of_nothing", {"from": where, "copies": n})
-    rep.stats["forwarded"] = sum(1 for r in scheduled if "scheduler-forwarded-from" in _headers(r))
+    _check_source_order(rep, effective)
     return effective
+
+
+def _check_source_order(rep: _Report, effective: list[dict[str, Any]]) -> None:
+    """Commands one producer sent to one partition take effect at home in the order it sent them."""
+    last: dict[tuple[str, int], int] = {}
+    for rec in sorted(effective, key=lambda r: (r["p"], r["o"])):
+        origin = _headers(rec).get("scheduler-forwarded-from")
+        source, offset = (int(x) for x in origin.split("/")) if origin else (rec["p"], rec["o"])
+        slot = (rec["k"], source)
+        if offset <= last.get(slot, -1):
+            rep.add("forwarded_out_of_order", {"id": rec["k"], "from": f"{source}/{offset}"})
+        last[slot] = offset
 
 
 def _commands(

@@ -343,3 +343,14 @@ def test_a_misrouted_poison_may_be_rejected_where_it_arrived(tmp_path: Path) -> 
     reject = rejected("x", "deserialization_error", at=(1, 0))
     run = two_partitions(write_run(tmp_path, [misrouted(0, "x", poison="bad")], [], [], [reject]))
     assert anomalies(run) == set()
+
+
+def test_forwarded_copies_out_of_their_source_order_are_caught(tmp_path: Path) -> None:
+    scheduled = [misrouted(0, "x"), forwarded(0, "x", "1/1"), forwarded(1, "x", "1/0"), misrouted(1, "x")]
+    run = write_run(tmp_path, scheduled, [put(0, "x", 1), tomb(1, "x")], [fire(0, "x", 1)])
+    offsets = json.loads((run / "offsets.json").read_text())
+    for info in offsets["topics"].values():
+        if info["kind"] == "scheduled":
+            info["committed"]["1"] = info["uncommitted"]["1"] = 2
+    (run / "offsets.json").write_text(json.dumps(offsets))
+    assert "forwarded_out_of_order" in anomalies(run)

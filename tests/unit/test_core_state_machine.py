@@ -31,12 +31,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from prometheus_client import CollectorRegistry
 
 from scheduler import failpoints
-from scheduler.codec import decode_state, encode_cancel, encode_schedule, encode_state
+from scheduler.codec import decode_command, encode_cancel, encode_schedule, encode_state
 from scheduler.errors import KafkaFatalError
 from scheduler.failpoints import FailpointError
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
-from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, Schedule
+from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, Relocated, Schedule
 from scheduler.partitioner import partition_for
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions
@@ -208,8 +208,9 @@ class Sim:
                     source, offset = (int(x) for x in origin.split(b"/"))
                     out[(p, rec.offset)] = sent[(source, offset)]
                 elif header(rec, HEADER_RELOCATED_FROM) is not None:
-                    moved, _version = decode_state(rec.value or b"")
-                    out[(p, rec.offset)] = (moved.id, "schedule", moved.due_ms)
+                    moved = decode_command(rec.key, rec.value, rec.headers, rec.timestamp)
+                    assert isinstance(moved, Relocated), moved
+                    out[(p, rec.offset)] = (moved.id, "schedule", moved.schedule.due_ms)
                 elif (p, rec.offset) in sent and home(sent[(p, rec.offset)][0]) == p:
                     out[(p, rec.offset)] = sent[(p, rec.offset)]
         return out

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from scheduler.model import HEADER_FORWARDED_FROM
+from scheduler.codec import decode_state, encode_cancel, encode_schedule
+from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, Schedule
 from tests.unit.test_core_state_machine import (
     PARTS,
     REJECTED,
@@ -91,6 +92,8 @@ def test_legacy_state_moves_home_before_its_partition_takes_commands() -> None:
     assert fired(sim) == Counter({"L1": 1, "L2": 1, "L3": 1, "L5": 1})
     last = {(r.partition, r.key): r.value for r in sim.cluster.visible(STATE)}
     assert all(value is None for value in last.values()), "a misplaced state record was left behind"
+    moves = Counter(id(r.txn) for r in sim.cluster.visible(SCHEDULED) if header(r, HEADER_RELOCATED_FROM))
+    assert sum(moves.values()) == 5 and max(moves.values()) == 1  # half the 2-fire budget per transaction
 
 
 def test_a_misrouted_command_that_cannot_go_home_is_refused_for_its_own_fault_first() -> None:
@@ -100,3 +103,43 @@ def test_a_misrouted_command_that_cannot_go_home_is_refused_for_its_own_fault_fi
     serve_all(sim, "x")
     (reject,) = sim.cluster.visible(REJECTED)
     assert header(reject, "scheduler-reject-reason") == b"unknown_target_topic"
+
+
+def header_command(sim: Sim, sid: str, headers: list[tuple[str, bytes]], partition: int) -> None:
+    sim.cluster.produce_plain(SCHEDULED, sid.encode(), b"payload", headers=headers, partition=partition)
+
+
+def test_a_forwarded_delay_counts_from_when_its_producer_sent_it() -> None:
+    sim = Sim()
+    serve_all(sim, "x")
+    sent_at = sim.cluster.now_ms
+    delay = [("scheduler-target-topic", TARGET.encode()), ("scheduler-delay-ms", b"5000")]
+    header_command(sim, "a", delay, elsewhere("a"))
+    sim.cluster.now_ms += 3000  # forwarded (and taken at home) three seconds later
+    serve_all(sim, "x")
+    (put,) = [r for r in sim.cluster.visible(STATE) if r.key == b"a" and r.value is not None]
+    assert decode_state(put.value or b"")[0].due_ms == sent_at + 5000
+
+
+def test_a_forged_relocation_is_checked_like_any_command() -> None:
+    sim = Sim()
+    serve_all(sim, "x")
+    forged = encode_schedule(Schedule("a", "no-such-topic", sim.cluster.now_ms + 1000, b"x"))
+    sim.cluster.produce_plain(SCHEDULED, b"a", forged, headers=[("scheduler-relocated-from", b"0")])
+    serve_all(sim, "x")
+    (reject,) = sim.cluster.visible(REJECTED)
+    assert header(reject, "scheduler-reject-reason") == b"unknown_target_topic"
+    assert [r for r in sim.cluster.visible(STATE) if r.key == b"a"] == []
+
+
+def test_a_copy_that_arrives_in_the_wrong_partition_again_is_not_forwarded_again() -> None:
+    """Two instances that disagree on the partition count would pass it back and forth for good."""
+    sim = Sim()
+    serve_all(sim, "x")
+    copy = [("scheduler-forwarded-from", b"0/7")]
+    sim.cluster.produce_plain(SCHEDULED, b"a", encode_cancel("a"), headers=copy, partition=elsewhere("a"))
+    serve_all(sim, "x")
+    (reject,) = sim.cluster.visible(REJECTED)
+    assert header(reject, "scheduler-reject-reason") == b"wrong_partition"
+    assert b"disagree on the partition count" in (header(reject, "scheduler-reject-message") or b"")
+    assert [r for r in sim.cluster.visible(SCHEDULED) if r.txn is not None] == []
