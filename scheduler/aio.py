@@ -14,6 +14,7 @@ from scheduler import codec
 from scheduler.client import ClientCore, HeadersIn, When, check_id
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
+from scheduler.kafka.clients import create
 from scheduler.model import Schedule
 
 __all__ = ["AsyncSchedulerClient"]
@@ -100,7 +101,7 @@ class AsyncSchedulerClient:
 
     async def _produce(self, key: bytes, value: bytes) -> None:
         if self._producer is None:
-            self._producer = AIOProducer(self._core.producer_config)
+            self._producer = create(AIOProducer, self._core.producer_config)
         try:
             future = await self._producer.produce(self._core.topic, value, key)
         except KafkaException as exc:

@@ -22,6 +22,7 @@ from scheduler.errors import (
     SchedulerError,
     ValidationError,
 )
+from scheduler.kafka.clients import LIBRDKAFKA_LOG, create
 from scheduler.model import Headers, Schedule
 
 __all__ = ["DeliveryLatch", "HeadersIn", "SchedulerClient", "When"]
@@ -30,6 +31,7 @@ HeadersIn = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str |
 When = datetime | int | None
 # Reports for failures only: the latch needs nothing else, and a Python callback per success costs ~1 µs.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    **LIBRDKAFKA_LOG,
     "linger.ms": 5,
     "client.id": "kafka-scheduler-client",
     "delivery.report.only.error": True,
@@ -215,7 +217,7 @@ class SchedulerClient:
         config: dict[str, Any] | None = None,
     ) -> None:
         self._core = ClientCore(bootstrap_servers, settings, config)
-        self._producer = Producer(self._core.producer_config)
+        self._producer = create(Producer, self._core.producer_config)
 
     def schedule(
         self,

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.errors import ConfigError
+from scheduler.settings import librdkafka_keys
 
 __all__ = ["FORCED_REASONS", "PRODUCER_FORCED", "ClientSettings", "merge_config"]
 
@@ -65,6 +66,11 @@ class ClientSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     kafka: dict[str, str] = {}
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _librdkafka_keys(cls, value: Any) -> Any:
+        return librdkafka_keys(value)
 
     def librdkafka(self) -> dict[str, Any]:
         """The user's librdkafka config (before forced overrides)."""

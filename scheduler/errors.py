@@ -12,6 +12,7 @@ SchedulerError
 ├── CodecError                  a value cannot be expressed in or read from the wire format
 │   └── CorruptStateRecord      a state-topic record does not decode: the state topic needs attention
 ├── TopicConfigError            a topic would lose or resurrect schedules; the message says the fix
+├── ClusterUnreachable          the cluster did not answer in time: down, a wrong address, TLS or SASL refused
 ├── KafkaFatalError             the producer or consumer is unusable; stop firing and exit
 └── LocalBrokerError            the development broker could not start or stop
 """
@@ -19,6 +20,7 @@ SchedulerError
 from __future__ import annotations
 
 __all__ = [
+    "ClusterUnreachable",
     "CodecError",
     "ConfigError",
     "CorruptStateRecord",
@@ -82,6 +84,10 @@ class CorruptStateRecord(CodecError):
 
 class TopicConfigError(SchedulerError):
     """A topic is configured so that schedules could be lost or resurrected."""
+
+
+class ClusterUnreachable(SchedulerError):
+    """The cluster did not answer within the timeout (brokers down, a wrong address, TLS or SASL refused)."""
 
 
 class KafkaFatalError(SchedulerError):

@@ -6,19 +6,9 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli.common import Bootstrap, KafkaProps
-from scheduler.cli.show import (
-    EXIT_PARTIAL,
-    DryRun,
-    Output,
-    check_output,
-    errors,
-    print_json,
-    print_table,
-    progress_bar,
-    settings_for,
-    short,
-)
+from scheduler.cli.common import Bootstrap, KafkaProps, cluster_settings
+from scheduler.cli.failures import EXIT_PARTIAL
+from scheduler.cli.show import DryRun, Output, check_output, print_json, print_table, progress_bar, short
 from scheduler.settings import ServiceSettings
 
 __all__ = ["app", "inspect", "replay"]
@@ -63,9 +53,9 @@ def inspect(
     from scheduler.ops.query import iso, text_or_b64
 
     output = check_output(output)
-    settings = settings_for(bootstrap, props, scheduled_topic)
+    settings = cluster_settings(bootstrap, props, scheduled_topic)
     name = _dlt_topic(settings, topic, rejected)
-    with errors(), progress_bar(f"reading {name}") as progress:
+    with progress_bar(f"reading {name}") as progress:
         letters = list(dead_letters(settings, name, reason=reason, progress=progress))
     shown = list(islice(letters, limit)) if limit else letters
     if output == "json":
@@ -109,9 +99,9 @@ def replay(
     from scheduler.ops.dlq import dead_letters
     from scheduler.ops.dlq import replay as do_replay
 
-    settings = settings_for(bootstrap, props, scheduled_topic)
+    settings = cluster_settings(bootstrap, props, scheduled_topic)
     name = _dlt_topic(settings, topic, rejected)
-    with errors(), progress_bar(f"replaying {name}") as progress:
+    with progress_bar(f"replaying {name}") as progress:
         result = do_replay(
             settings, dead_letters(settings, name, reason=reason, progress=progress), to=to, dry_run=dry_run
         )

@@ -12,21 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic
-from scheduler.cli.show import (
-    EXIT_FAILED,
-    EXIT_NOT_FOUND,
-    EXIT_PARTIAL,
-    DryRun,
-    Output,
-    check_output,
-    errors,
-    print_json,
-    print_table,
-    progress_bar,
-    settings_for,
-    short,
-)
+from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, cluster_settings
+from scheduler.cli.failures import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_PARTIAL
+from scheduler.cli.show import DryRun, Output, check_output, print_json, print_table, progress_bar, short
 from scheduler.settings import ServiceSettings
 
 __all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
@@ -44,8 +32,8 @@ def get(
     from scheduler.ops.state import find
 
     output = check_output(output)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         found, corrupt = find(settings, schedule_id, progress)
     for line in corrupt:
         typer.echo(f"warning: corrupt state record {line}", err=True)
@@ -99,8 +87,8 @@ def list_schedules(
 
     output = check_output(output)
     keep = _filter(due_before, due_after, target, prefix)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         snap = pending_schedules(settings, keep, progress=progress)
     for line in snap.corrupt:
         typer.echo(f"warning: corrupt state record {line}", err=True)
@@ -137,8 +125,8 @@ def stats(
     from scheduler.ops.state import pending_dues
 
     output = check_output(output)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         partitions = partition_count(settings, settings.state)
         snap = pending_dues(settings, progress)
     result = compute_stats(snap.pending.values(), partitions, now_ms())
@@ -169,38 +157,41 @@ def cancel(
     """Cancel one schedule by id, or every pending one with --prefix (asks first unless --yes)."""
     from scheduler.client import SchedulerClient
     from scheduler.ops.importer import client_settings
-    from scheduler.ops.query import ListFilter, iso, ordered
-    from scheduler.ops.state import pending_schedules
 
     if (schedule_id is None) == (prefix is None):
         raise typer.BadParameter("give exactly one of ID and --prefix")
-    settings = settings_for(bootstrap, props, topic)
-    ids = [schedule_id] if schedule_id is not None else []
-    with errors():
-        if prefix is not None:
-            with progress_bar(f"reading {settings.state}") as progress:
-                snap = pending_schedules(settings, ListFilter(prefix=prefix), progress=progress)
-            items = ordered(item for _p, item in snap.pending.values())
-            for item in items:
-                typer.echo(
-                    f"{'would cancel' if dry_run else 'cancel'} {item.schedule.id} (due {iso(item.schedule.due_ms)})"
-                )
-            ids = [item.schedule.id for item in items]
-            if dry_run or not ids:
-                typer.echo(
-                    f"{len(ids)} pending schedule(s) with prefix {prefix!r}{'; nothing changed' if dry_run else ''}"
-                )
-                return
-            if not yes and not typer.confirm(f"cancel {len(ids)} schedule(s)?"):
-                typer.echo("nothing cancelled", err=True)
-                raise typer.Exit(EXIT_FAILED)
-        elif dry_run:
-            typer.echo(f"would cancel {schedule_id}")
-            return
-        with SchedulerClient(settings=client_settings(settings, "kafka-scheduler-cli")) as client:
-            for sid in ids:
-                client.cancel(sid)
+    if schedule_id is not None and dry_run:
+        typer.echo(f"would cancel {schedule_id}")
+        return
+    settings = cluster_settings(bootstrap, props, topic)
+    ids = [schedule_id] if schedule_id is not None else _pending_with_prefix(settings, prefix or "", dry_run)
+    if not ids:
+        return
+    if prefix is not None and not yes and not typer.confirm(f"cancel {len(ids)} schedule(s)?"):
+        typer.echo("nothing cancelled", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    with SchedulerClient(settings=client_settings(settings, "kafka-scheduler-cli")) as client:
+        for sid in ids:
+            client.cancel(sid)
     typer.echo(f"cancelled {len(ids)} schedule(s)")
+
+
+def _pending_with_prefix(settings: ServiceSettings, prefix: str, dry_run: bool) -> list[str]:
+    """The pending ids with `prefix`, listed; none to cancel on a dry run."""
+    from scheduler.ops.query import ListFilter, iso, ordered
+    from scheduler.ops.state import pending_schedules
+
+    with progress_bar(f"reading {settings.state}") as progress:
+        snap = pending_schedules(settings, ListFilter(prefix=prefix), progress=progress)
+    items = ordered(item for _p, item in snap.pending.values())
+    verb = "would cancel" if dry_run else "cancel"
+    for item in items:
+        typer.echo(f"{verb} {item.schedule.id} (due {iso(item.schedule.due_ms)})")
+    if dry_run or not items:
+        note = "; nothing changed" if dry_run else ""
+        typer.echo(f"{len(items)} pending schedule(s) with prefix {prefix!r}{note}")
+        return []
+    return [item.schedule.id for item in items]
 
 
 def import_file(
@@ -233,23 +224,22 @@ def import_file(
         raise typer.BadParameter(str(exc)) from exc
     if kind not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {FORMATS}")
-    settings = settings_for(bootstrap, props, topic)
-    with errors():
-        with progress_bar(f"reading {settings.state}") as progress:
-            existing = load_existing(settings, progress)
-        topics = _topics(settings)
-        total = count_rows(file, kind)
-        with progress_bar(f"importing {file.name}") as progress:
-            seen = [0]
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
+        existing = load_existing(settings, progress)
+    topics = _topics(settings)
+    total = count_rows(file, kind)
+    with progress_bar(f"importing {file.name}") as progress:
+        seen = [0]
 
-            def tick() -> None:
-                seen[0] += 1
-                progress(seen[0], max(total, seen[0]))
+        def tick() -> None:
+            seen[0] += 1
+            progress(seen[0], max(total, seen[0]))
 
-            options = ImportOptions(rate=rate, dry_run=dry_run, resend_done=resend_done)
-            summary = run_import(
-                settings, read_rows(file, kind), options, existing=existing, topics=topics, on_row=tick
-            )
+        options = ImportOptions(rate=rate, dry_run=dry_run, resend_done=resend_done)
+        summary = run_import(
+            settings, read_rows(file, kind), options, existing=existing, topics=topics, on_row=tick
+        )
     _print_import(summary, output, dry_run)
     if summary.counts["refused"]:
         raise typer.Exit(EXIT_PARTIAL)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, load_settings
-from scheduler.errors import KafkaFatalError, TopicConfigError
+from scheduler.cli.failures import EXIT_REFUSED
 
 __all__ = ["run", "topics_app"]
 
 topics_app = typer.Typer(no_args_is_help=True, help="Create or verify the scheduler's topics.")
-EXIT_REFUSED = 3
 
 
 def run(
@@ -34,15 +32,7 @@ def run(
     configure_logging(json=settings.log_json, level=settings.log_level)
     service = SchedulerService(settings)
     service.install_signal_handlers()
-    try:
-        service.run()
-    except TopicConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
-    except KafkaFatalError as exc:
-        typer.echo(f"fatal: {exc}", err=True)
-        sys.stderr.flush()
-        raise typer.Exit(1) from exc
+    service.run()  # its errors end in one line and an exit code (scheduler/cli/failures.py)
 
 
 @topics_app.command("create")
@@ -54,22 +44,22 @@ def create(
     replication: Annotated[int, typer.Option(min=1, help="Replication factor (3 in production).")] = 1,
 ) -> None:
     """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone)."""
-    from scheduler.kafka.clients import build_admin
+    from scheduler.kafka.reach import check_reachable
     from scheduler.topics import create_topics
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
-    for name, result in create_topics(build_admin(settings), settings, partitions, replication).items():
+    for name, result in create_topics(check_reachable(settings), settings, partitions, replication).items():
         typer.echo(f"{result:8} {name}")
 
 
 @topics_app.command("verify")
 def verify(bootstrap: Bootstrap = None, props: KafkaProps = None, topic: ScheduledTopic = None) -> None:
     """List every problem with the scheduler's topics and its fix; exit 3 if any could lose schedules."""
-    from scheduler.kafka.clients import build_admin
+    from scheduler.kafka.reach import check_reachable
     from scheduler.topics import verify_topics
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
-    problems = verify_topics(build_admin(settings), settings)
+    problems = verify_topics(check_reachable(settings), settings)
     for problem in problems:
         typer.echo(f"{'ERROR' if problem.fatal else 'warning'}: {problem}")
     if any(p.fatal for p in problems):
