@@ -14,9 +14,10 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from scheduler.errors import KafkaFatalError
+from scheduler.errors import KafkaFatalError, SchedulerError
 from scheduler.http import HealthState, HttpServer
 from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
+from scheduler.kafka.reach import BrokerProbe
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.loop import SchedulerLoop
@@ -98,11 +99,16 @@ class SchedulerService:
             "partitions_rebuilt",
             lambda: all(o.phase is Phase.SERVING for o in list(partitions.owned.values())),
         )
+        # With every broker down the group and its (possibly zero) partitions look unchanged: ask the cluster.
+        probe = BrokerProbe(build_admin(settings), settings.scheduled_topic)
+        self.health.set_ready_check("brokers_reachable", probe.reachable)
         self._start_http()
+        probe.start()
         self.health.mark_started()
         try:
             self.loop.run(self.stopping)
         finally:
+            probe.stop()
             if txn_log is not None:
                 txn_log.close()
             consumer.close()
@@ -116,8 +122,15 @@ class SchedulerService:
     def _start_http(self) -> None:
         if self.settings.http_port is None:
             return
-        self.http = HttpServer(self.registry, self.health, self.settings.http_host, self.settings.http_port)
-        self.http.start()
+        host, port = self.settings.http_host, self.settings.http_port
+        self.http = HttpServer(self.registry, self.health, host, port)
+        try:
+            self.http.start()
+        except OSError as exc:
+            raise SchedulerError(
+                f"cannot serve metrics and health on {host}:{port}: {exc.strerror or exc}: stop what holds the "
+                "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
+            ) from None
         log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
 
     def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
