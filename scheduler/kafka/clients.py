@@ -54,6 +54,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     **LIBRDKAFKA_LOG,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    # Fires, dead letters and rejects land where a Java producer puts their keys (librdkafka's own default is
+    # consistent_random, CRC32): per-key order on a target topic holds across both. A target whose producers
+    # use librdkafka's default wants KAFKA_SCHEDULER_PRODUCER__PARTITIONER=consistent_random.
+    "partitioner": "murmur2_random",
     "linger.ms": 1,
     "compression.type": "lz4",
     "socket.nagle.disable": True,

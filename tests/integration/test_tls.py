@@ -78,7 +78,9 @@ def test_trusting_another_ca_fails_naming_certificate_verification(
             client.schedule("never", topic="anywhere", value="x", delay=timedelta(0))
         # librdkafka's log goes through Python logging (the `librdkafka` logger) and says why
         said = [r.getMessage() for r in caplog.records if r.name == "librdkafka"]
-        assert any(CERT_REJECTED in line for line in said), "librdkafka's log must say why nothing was delivered"
+        assert any(CERT_REJECTED in line for line in said), (
+            "librdkafka's log must say why nothing was delivered"
+        )
         out, err = scheduler.communicate(timeout=60)
     finally:
         scheduler.kill()

@@ -138,6 +138,11 @@ def test_environment_style_librdkafka_keys_work(env: dict[str, str], monkeypatch
     assert "client_id" not in doc["producer"]
 
 
+def test_the_scheduler_partitions_like_java_unless_told_otherwise(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["config", "show", "--json"], catch_exceptions=False)
+    assert json.loads(result.stdout)["producer"]["partitioner"] == "murmur2_random"
+
+
 @pytest.mark.parametrize("content", ["", "\n", "not json", "[1, 2]", '{"pid": 1}'], ids=repr)
 def test_an_unreadable_broker_state_file_is_one_line(
     env: dict[str, str], capfd: pytest.CaptureFixture[str], tmp_path: Path, content: str
