@@ -10,7 +10,7 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.errors import ConfigError
-from scheduler.settings import librdkafka_keys
+from scheduler.settings import librdkafka_keys, own_topics
 
 __all__ = ["FORCED_REASONS", "PRODUCER_FORCED", "ClientSettings", "merge_config"]
 
@@ -60,6 +60,9 @@ class ClientSettings(BaseSettings):
 
     bootstrap_servers: str = "localhost:9092"
     scheduled_topic: str = "scheduled"
+    state_topic: str | None = None  # the scheduler's own topics, never a target: see own_topics
+    rejected_topic: str | None = None
+    dlt_topic: str | None = None
     horizon: timedelta = timedelta(days=36525)
     max_payload_bytes: int = 1024 * 1024
     producer_name: str | None = None
@@ -71,6 +74,12 @@ class ClientSettings(BaseSettings):
     @classmethod
     def _librdkafka_keys(cls, value: Any) -> Any:
         return librdkafka_keys(value)
+
+    @property
+    def own_topics(self) -> frozenset[str]:
+        """What the scheduler refuses as a target (forbidden_target_topic): its commands, state, reject and
+        dead-letter topics, named as the scheduler names them from the same environment."""
+        return own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
 
     def librdkafka(self) -> dict[str, Any]:
         """The user's librdkafka config (before forced overrides)."""

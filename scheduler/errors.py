@@ -19,6 +19,8 @@ SchedulerError
 
 from __future__ import annotations
 
+from scheduler.model import RejectReason
+
 __all__ = [
     "ClusterUnreachable",
     "CodecError",
@@ -47,27 +49,42 @@ class ConfigError(SchedulerError):
 
 
 class ValidationError(SchedulerError, ValueError):
-    """A command was refused before anything was sent."""
+    """A command was refused before anything was sent; `reason` is the scheduler's word for what it would do."""
+
+    reason: RejectReason | None = None
+
+    def __init__(self, message: str, reason: RejectReason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class InvalidScheduleId(ValidationError):
     """The schedule id is empty or longer than 255 UTF-8 bytes."""
 
+    reason = RejectReason.INVALID_KEY
+
 
 class InvalidTopic(ValidationError):
-    """The target topic name is not a legal Kafka topic name, or is forbidden."""
+    """The target topic name is not a legal Kafka topic name, is forbidden, or the partition is out of range."""
+
+    reason = RejectReason.INVALID_TARGET_TOPIC
 
 
 class InvalidDeliverAt(ValidationError):
     """The due time is naive, ambiguous, negative or beyond the horizon."""
 
+    reason = RejectReason.INVALID_DUE
+
 
 class PayloadTooLarge(ValidationError):
     """The payload or headers exceed the configured size."""
 
+    reason = RejectReason.PAYLOAD_TOO_LARGE
+
 
 class InvalidHeaders(ValidationError):
-    """A header name is not a string or a value is not bytes/str/None."""
+    """A header name is not a string or a value is not bytes/str/None, or it is one of the control headers."""
 
 
 class DeliveryError(SchedulerError):

@@ -18,7 +18,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.errors import ConfigError
 
-__all__ = ["ServiceSettings", "check_topic_name", "librdkafka_keys", "load", "settings_error"]
+__all__ = [
+    "ServiceSettings",
+    "check_topic_name",
+    "forbidden_target",
+    "librdkafka_keys",
+    "load",
+    "own_topics",
+    "settings_error",
+]
 
 DEFAULT_DENY = r"^__.*"
 # librdkafka names its properties with dots; these few have underscores (the rest of `*_cb` are callbacks).
@@ -33,6 +41,37 @@ def check_topic_name(name: str) -> str:
             f"{name!r} is not a legal Kafka topic name: use 1-249 of [a-zA-Z0-9._-], not '.' or '..'"
         )
     return name
+
+
+def own_topics(scheduled: str, state: str | None, rejected: str | None, dlt: str | None) -> frozenset[str]:
+    """The scheduler's own topics; the state, rejected and dead-letter ones default to `<scheduled>.<kind>`."""
+    return frozenset(
+        {
+            scheduled,
+            state or f"{scheduled}.state",
+            rejected or f"{scheduled}.rejected",
+            dlt or f"{scheduled}.dlt",
+        }
+    )
+
+
+def forbidden_target(
+    topic: str, own: frozenset[str], deny: re.Pattern[str] | None = None, allow: re.Pattern[str] | None = None
+) -> str | None:
+    """Why the scheduler refuses `topic` as a target (reason forbidden_target_topic), or None.
+
+    Internal topics (`__consumer_offsets`, `__transaction_state`, ...) and the scheduler's own are refused
+    whatever the deny pattern says; the patterns narrow the rest.
+    """
+    if topic in own:
+        return f"{topic} is one of the scheduler's own topics"
+    if topic.startswith("__"):
+        return f"{topic} is an internal topic"
+    if deny is not None and deny.search(topic):
+        return f"{topic} matches the deny pattern {deny.pattern!r}"
+    if allow is not None and not allow.fullmatch(topic):
+        return f"{topic} does not match the allow pattern {allow.pattern!r}"
+    return None
 
 
 def librdkafka_keys(conf: Any) -> Any:
@@ -158,7 +197,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def own_topics(self) -> frozenset[str]:
-        return frozenset({self.scheduled_topic, self.state, self.rejected, self.dlt})
+        return own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
 
     @property
     def transactional_id(self) -> str:

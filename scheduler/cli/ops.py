@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, cluster_
 from scheduler.cli.failures import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_PARTIAL
 from scheduler.cli.show import DryRun, Output, check_output, print_json, print_table, progress_bar, short
 from scheduler.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from scheduler.ops.importer import ImportSummary
 
 __all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
 
@@ -213,8 +216,9 @@ def import_file(
     props: KafkaProps = None,
     topic: ScheduledTopic = None,
 ) -> None:
-    """Schedule every row of FILE, idempotent by id (exit 5 if some rows were refused)."""
+    """Schedule every row of FILE, idempotent by id (exit 5 if some rows were refused, 1 if all were)."""
     from scheduler.ops.importer import ImportOptions, load_existing, run_import
+    from scheduler.ops.policy import TargetPolicy
     from scheduler.ops.rows import FORMATS, count_rows, detect_format, read_rows
 
     output = check_output(output)
@@ -227,7 +231,7 @@ def import_file(
     settings = cluster_settings(bootstrap, props, topic)
     with progress_bar(f"reading {settings.state}") as progress:
         existing = load_existing(settings, progress)
-    topics = _topics(settings)
+    targets = TargetPolicy.of(settings)
     total = count_rows(file, kind)
     with progress_bar(f"importing {file.name}") as progress:
         seen = [0]
@@ -238,21 +242,15 @@ def import_file(
 
         options = ImportOptions(rate=rate, dry_run=dry_run, resend_done=resend_done)
         summary = run_import(
-            settings, read_rows(file, kind), options, existing=existing, topics=topics, on_row=tick
+            settings, lambda: read_rows(file, kind), options, existing=existing, targets=targets, on_row=tick
         )
     _print_import(summary, output, dry_run)
     if summary.counts["refused"]:
-        raise typer.Exit(EXIT_PARTIAL)
+        raise typer.Exit(EXIT_PARTIAL if summary.accepted else EXIT_FAILED)
 
 
-def _topics(settings: ServiceSettings) -> frozenset[str]:
-    from scheduler.kafka.clients import build_admin
-
-    return frozenset(build_admin(settings).list_topics(timeout=15).topics)
-
-
-def _print_import(summary: Any, output: str, dry_run: bool) -> None:
-    counts = {k: summary.counts[k] for k in ("sent", "unchanged", "done", "refused")}
+def _print_import(summary: ImportSummary, output: str, dry_run: bool) -> None:
+    counts = {k: summary.counts[k] for k in ("sent", "unchanged", "done", "superseded", "refused")}
     refusals = [
         {"line": r.line, "id": r.id, "reason": r.reason, "message": r.message} for r in summary.refusals
     ]
@@ -269,11 +267,14 @@ def _print_import(summary: Any, output: str, dry_run: bool) -> None:
     verb = "would send" if dry_run else "sent"
     typer.echo(
         f"{verb} {counts['sent']}, unchanged {counts['unchanged']}, already fired or cancelled {counts['done']}, "
-        f"refused {counts['refused']}"
+        f"superseded by a later row {counts['superseded']}, refused {counts['refused']}"
     )
     if refusals:
         print_table(
             "refused rows",
             ["line", "id", "reason", "message"],
-            [[str(r["line"]), str(r["id"]), str(r["reason"]), str(r["message"])] for r in refusals],
+            [
+                [str(r["line"]), str(r["id"]), str(r["reason"]), short(str(r["message"]), 160)]
+                for r in refusals
+            ],
         )

@@ -366,3 +366,61 @@ def test_dlq_inspect_and_replay_a_consumer_groups_dead_letters(
     again = [r for r in read_all(scheduler_stack.bootstrap, source) if r.key == b"k-bad"]
     assert [r.partition for r in again] == [1, 1]
     assert not any(name.startswith("consumer-dlt-") for name in again[1].headers)
+
+
+def test_import_sends_a_repeated_id_once_refuses_what_the_scheduler_would_and_never_stops(
+    scheduler_stack: SchedulerStack, tmp_path: Path
+) -> None:
+    target = scheduler_stack.create_target(f"{scheduler_stack.scheduled_topic}-target")
+    at = rfc3339(datetime.now(UTC) + timedelta(hours=2))
+    rows = tmp_path / "excel.csv"  # with a byte order mark, as Excel saves CSV
+    rows.write_bytes(
+        b"\xef\xbb\xbf"
+        + (
+            "id,topic,value,at,partition\n"
+            f"x,{target},first,{at},\n"
+            f"own,{scheduler_stack.settings.state},v,{at},\n"
+            f"internal,__consumer_offsets,v,{at},\n"
+            f"far,{target},v,{at},99\n"
+            f"x,{target},second,{at},\n"
+        ).encode()
+    )
+    first = cli(scheduler_stack, "import", str(rows), "-o", "json")
+    assert first.exit_code == 5, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["sent"], summary["superseded"], summary["refused"]) == (1, 1, 3)
+    assert {r["id"]: r["message"] for r in summary["refusals"]}.keys() == {"own", "internal", "far"}
+    assert all(
+        word in " ".join(r["message"] for r in summary["refusals"])
+        for word in ("forbidden_target_topic", "invalid_target_topic")
+    )
+    wait_until(lambda: listed(scheduler_stack).get("x", {}).get("value") == "second", 30, "x = second")
+    state_before = state_last_values(scheduler_stack)
+
+    rerun = json.loads(cli(scheduler_stack, "import", str(rows), "-o", "json").stdout)
+    assert (rerun["sent"], rerun["unchanged"], rerun["superseded"], rerun["refused"]) == (0, 1, 1, 3)
+    assert state_last_values(scheduler_stack) == state_before  # same version, same fire id
+
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(
+        b"id,topic,value,at\n"
+        + f"big,{target},{'x' * 140_000},{at}\n".encode()
+        + f"latin1,{target},caf".encode()
+        + b"\xe9"
+        + f",{at}\nlast,{target},v,{at}\n".encode()
+    )
+    result = cli(scheduler_stack, "import", str(broken), "-o", "json")
+    assert result.exit_code == 5, result.output
+    done = json.loads(result.stdout)
+    assert (done["sent"], done["refused"]) == (2, 1) and done["refusals"][0]["id"] == "latin1"
+
+    absurd = tmp_path / "absurd.jsonl"
+    absurd.write_text(
+        json.dumps({"id": "nines", "topic": target, "delay": "9" * 400}) + "\n", encoding="utf-8"
+    )
+    only_refused = cli(scheduler_stack, "import", str(absurd))
+    assert only_refused.exit_code == 1 and "InvalidDeliverAt" in only_refused.stdout  # nothing went: failed
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    nothing = cli(scheduler_stack, "import", str(empty))
+    assert nothing.exit_code == 0 and "sent 0" in nothing.stdout
