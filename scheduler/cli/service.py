@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, load_settings
-from scheduler.cli.failures import EXIT_REFUSED
+from scheduler.cli.failures import EXIT_FAILED, EXIT_REFUSED
 
 __all__ = ["run", "topics_app"]
 
@@ -43,13 +43,22 @@ def create(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of every scheduler topic.")] = 12,
     replication: Annotated[int, typer.Option(min=1, help="Replication factor (3 in production).")] = 1,
 ) -> None:
-    """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone)."""
+    """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone; exit 1 if
+    one differs from what was asked)."""
     from scheduler.kafka.reach import check_reachable
-    from scheduler.topics import create_topics
+    from scheduler.topics import MIGRATE, create_topics
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
-    for name, result in create_topics(check_reachable(settings), settings, partitions, replication).items():
-        typer.echo(f"{result:8} {name}")
+    results = create_topics(check_reachable(settings), settings, partitions, replication)
+    for name, result in results.items():
+        outcome, _sep, differs = result.partition(": ")
+        typer.echo(f"{outcome:8} {name}" + (f" ({differs})" if differs else ""))
+    if any(": " in result for result in results.values()):
+        typer.echo(
+            f"error: existing topics differ from what was asked and were left alone; to change partitions, {MIGRATE}",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED)
 
 
 @topics_app.command("verify")
