@@ -38,8 +38,7 @@ def get(
     settings = cluster_settings(bootstrap, props, topic)
     with progress_bar(f"reading {settings.state}") as progress:
         found, corrupt = find(settings, schedule_id, progress)
-    for line in corrupt:
-        typer.echo(f"warning: corrupt state record {line}", err=True)
+    _warn_corrupt(corrupt)
     if found is None:
         typer.echo(f"not pending: {schedule_id}", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
@@ -50,6 +49,12 @@ def get(
         print_table(
             schedule_id, ["field", "value"], [[k, json.dumps(v, ensure_ascii=False)] for k, v in view.items()]
         )
+
+
+def _warn_corrupt(corrupt: list[str]) -> None:
+    """Records of the state topic that do not decode: what a rebuild would stop at (operations.md)."""
+    for line in corrupt:
+        typer.echo(f"warning: corrupt state record {line}", err=True)
 
 
 def _filter(due_before: str | None, due_after: str | None, target: str | None, prefix: str | None) -> Any:
@@ -93,8 +98,7 @@ def list_schedules(
     settings = cluster_settings(bootstrap, props, topic)
     with progress_bar(f"reading {settings.state}") as progress:
         snap = pending_schedules(settings, keep, progress=progress)
-    for line in snap.corrupt:
-        typer.echo(f"warning: corrupt state record {line}", err=True)
+    _warn_corrupt(snap.corrupt)
     matching = ordered(item for _p, item in snap.pending.values())
     page = matching[offset : offset + limit] if limit else matching[offset:]
     if output == "json":
@@ -133,10 +137,14 @@ def stats(
         partitions = partition_count(settings, settings.state)
         snap = pending_dues(settings, progress)
     result = compute_stats(snap.pending.values(), partitions, now_ms())
+    _warn_corrupt(snap.corrupt)
     if output == "json":
-        print_json(result.as_json())
+        print_json({**result.as_json(), "corrupt": snap.corrupt})
         return
-    typer.echo(f"pending {result.total}, overdue {result.overdue}, due after 24h {result.later}")
+    typer.echo(
+        f"pending {result.total}, overdue {result.overdue}, due after 24h {result.later}, "
+        f"corrupt state records {len(snap.corrupt)}"
+    )
     rows = [
         [str(p), str(n), iso(result.next_due_ms[p]) if p in result.next_due_ms else "-"]
         for p, n in sorted(result.pending.items())

@@ -424,3 +424,28 @@ def test_import_sends_a_repeated_id_once_refuses_what_the_scheduler_would_and_ne
     empty.write_text("", encoding="utf-8")
     nothing = cli(scheduler_stack, "import", str(empty))
     assert nothing.exit_code == 0 and "sent 0" in nothing.stdout
+
+
+def test_stats_reports_corrupt_state_records_as_list_does(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from scheduler.codec import encode_state
+    from scheduler.model import Schedule
+
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path)
+    create_topic(stack.scheduled_topic, partitions=1)
+    state = create_topic(stack.settings.state, partitions=1, config={"cleanup.policy": "compact"})
+    due = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(state, encode_state(Schedule("fine", "t", due, b"v"), 1), b"fine", partition=0)
+    producer.produce(state, b"not a state record", b"broken", partition=0)
+    assert producer.flush(30) == 0
+
+    stats = cli(stack, "stats", "-o", "json")
+    assert stats.exit_code == 0, stats.output
+    doc = json.loads(stats.stdout)
+    assert doc["total"] == 1 and len(doc["corrupt"]) == 1 and "'broken'" in doc["corrupt"][0]
+    warning = f"warning: corrupt state record {state}/0@1 id 'broken'"
+    assert warning in stats.stderr
+    assert warning in cli(stack, "list").stderr  # the same words as list
+    assert "corrupt state records 1" in cli(stack, "stats").stdout
