@@ -14,6 +14,7 @@ from scheduler.errors import ConfigError
 from scheduler.settings import ServiceSettings
 
 __all__ = [
+    "DEFAULT_PARTITIONER",
     "LIBRDKAFKA_LOG",
     "build_admin",
     "build_consumer",
@@ -47,6 +48,7 @@ _LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 _LIBRDKAFKA_LOGGER.addFilter(_Demote())
 # librdkafka's own log lines go through Python logging (one line per event, JSON when configured), warnings up.
 LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": _LIBRDKAFKA_LOGGER}
+DEFAULT_PARTITIONER = "murmur2_random"
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": 10,
@@ -57,7 +59,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # Fires, dead letters and rejects land where a Java producer puts their keys (librdkafka's own default is
     # consistent_random, CRC32): per-key order on a target topic holds across both. A target whose producers
     # use librdkafka's default wants KAFKA_SCHEDULER_PRODUCER__PARTITIONER=consistent_random.
-    "partitioner": "murmur2_random",
+    "partitioner": DEFAULT_PARTITIONER,
     "linger.ms": 1,
     "compression.type": "lz4",
     "socket.nagle.disable": True,

@@ -22,6 +22,12 @@ from tests.scheduler_proc import SchedulerStack
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlq replay keeps its journal in the current directory: the test's own."""
+    monkeypatch.chdir(tmp_path)
+
+
 def cli(stack: SchedulerStack, *args: str, input: str | None = None, topic_flag: str = "--topic") -> Any:
     """Run `kafka-scheduler ARGS -b … --topic …`; the result has exit_code, stdout and stderr."""
     result = runner.invoke(
@@ -345,13 +351,13 @@ def test_dlq_inspect_and_replay_a_consumer_groups_dead_letters(
         wait_until(lambda: handled == [b"ok"], 30, "the good record handled")
         wait_until(lambda: len(read_all(scheduler_stack.bootstrap, dlt)) == 1, 30, "the dead letter")
 
-    shown = cli_json(scheduler_stack, "dlq", "inspect", "--topic", dlt, topic_flag="--scheduled-topic")
+    shown = cli_json(scheduler_stack, "dlq", "inspect", "--dlt", dlt)
     (letter,) = shown["items"]
     assert letter["kind"] == "consumer-dlt" and letter["reason"] == "non_retryable_error"
     assert letter["reasons"]["exception-message"] == "card declined"
     assert letter["reasons"]["original-topic"] == source and letter["reasons"]["group"] == group
 
-    replay = cli(scheduler_stack, "dlq", "replay", "--topic", dlt, topic_flag="--scheduled-topic")
+    replay = cli(scheduler_stack, "dlq", "replay", "--dlt", dlt)
     assert replay.exit_code == 0 and f"-> {source}/1" in replay.stdout  # back into the partition it came from
     fixed = make_app(scheduler_stack.bootstrap, group)
 
@@ -449,3 +455,55 @@ def test_stats_reports_corrupt_state_records_as_list_does(
     assert warning in stats.stderr
     assert warning in cli(stack, "list").stderr  # the same words as list
     assert "corrupt state records 1" in cli(stack, "stats").stdout
+
+
+def test_a_partly_failed_replay_names_the_failed_records_and_a_rerun_sends_only_those(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    source = create_topic(unique("replay-source"), 2, {"max.message.bytes": "2000"})
+    dlt = create_topic(unique("replay-dlt"), 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(6):  # small ones back to partition 0, 5 KB ones to partition 1: too large for the topic
+        big = i % 2 == 1
+        headers = [
+            ("consumer-dlt-reason", b"non_retryable_error"),
+            ("consumer-dlt-original-topic", source.encode()),
+            ("consumer-dlt-original-partition", b"1" if big else b"0"),
+        ]
+        producer.produce(dlt, (b"x" * 5000 if big else b"small") + str(i).encode(), f"k{i}", headers=headers)
+    assert producer.flush(30) == 0
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path)
+
+    first = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert first.exit_code == 1, first.output
+    failed = [line for line in first.stderr.splitlines() if line.startswith("not delivered: ")]
+    assert [line.split()[2] for line in failed] == [f"{dlt}/0@1", f"{dlt}/0@3", f"{dlt}/0@5"], first.stderr
+    assert all("too large" in line.lower() for line in failed), failed
+    assert "replayed 3, not delivered 3" in first.stdout and "rerun" in first.stderr.splitlines()[-1]
+    assert sorted(r.value for r in read_all(kafka_bootstrap, source)) == [b"small0", b"small2", b"small4"]
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    entry = ConfigEntry("max.message.bytes", "1000000", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, source, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    def limit() -> str:
+        (config,) = [
+            f.result(timeout=10) for f in admin.describe_configs([ConfigResource("topic", source)]).values()
+        ]
+        return str(config["max.message.bytes"].value)
+
+    wait_until(lambda: limit() == "1000000", 30, "the topic takes large records")
+    second = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert second.exit_code == 0, second.output
+    assert "replayed 3, not delivered 0, skipped 0, replayed before 3" in second.stdout
+    third = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert (
+        third.exit_code == 0 and "replayed 0, not delivered 0, skipped 0, replayed before 6" in third.stdout
+    )
+    values = Counter(r.value for r in read_all(kafka_bootstrap, source))
+    assert len(values) == 6 and set(values.values()) == {1}, values  # each once: no duplicates
+    again = cli(stack, "dlq", "replay", "--dlt", dlt, "--include-replayed", "--dry-run")
+    assert "would replay 6" in again.stdout
