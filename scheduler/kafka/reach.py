@@ -21,27 +21,39 @@ from scheduler.settings import ServiceSettings
 __all__ = ["BrokerProbe", "check_reachable", "unreachable"]
 
 log = logging.getLogger(__name__)
-_CAUSES = {
-    KafkaError._AUTHENTICATION: "authentication failed",
-    KafkaError._SSL: "TLS handshake failed",
-    KafkaError._RESOLVE: "the address does not resolve",
-}
+_CHECK = (
+    "check -b/--bootstrap-servers (KAFKA_SCHEDULER_BOOTSTRAP_SERVERS), that the brokers are up, and the security "
+    "settings (security.protocol, sasl.*, ssl.*)"
+)
+# What librdkafka reported, most telling first: (code, what happened, what to check).
+_CAUSES = (
+    (
+        KafkaError._AUTHENTICATION,
+        "authentication failed",
+        "check sasl.mechanisms and sasl.username (KAFKA_SCHEDULER_KAFKA) and KAFKA_SCHEDULER_SASL_PASSWORD",
+    ),
+    (
+        KafkaError._SSL,
+        "TLS handshake failed",
+        "check security.protocol, ssl.ca.location (the CA that signed the brokers' certificates) and "
+        "ssl.endpoint.identification.algorithm (KAFKA_SCHEDULER_KAFKA)",
+    ),
+    (KafkaError._RESOLVE, "the address does not resolve", _CHECK),
+)
+_DEFINITIVE = (KafkaError._AUTHENTICATION, KafkaError._SSL)  # waiting longer changes nothing
 
 
 def unreachable(
     settings: ServiceSettings, exc: KafkaException | None, errors: list[KafkaError], timeout_s: float
 ) -> ClusterUnreachable:
-    """One line: where, what librdkafka saw last (authentication and TLS first), and what to check."""
+    """One line: where, what librdkafka saw (authentication and TLS first), and what to check."""
     seen = {err.code(): err for err in errors}
-    detail = next((f"{why}: {seen[code].str()}" for code, why in _CAUSES.items() if code in seen), None)
-    if detail is None:
-        last = errors[-1].str() if errors else None
-        detail = last or (str(exc.args[0].str()) if exc is not None and exc.args else "no answer")
-    return ClusterUnreachable(
-        f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout_s:g}s ({detail}): check "
-        "-b/--bootstrap-servers (KAFKA_SCHEDULER_BOOTSTRAP_SERVERS), that the brokers are up, and the security "
-        "settings (security.protocol, sasl.*, ssl.*)"
-    )
+    at = f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout_s:g}s"
+    for code, what, check in _CAUSES:
+        if code in seen:
+            return ClusterUnreachable(f"{at}: {what}: {seen[code].str()}; {check}")
+    last = errors[-1].str() if errors else (str(exc.args[0].str()) if exc is not None and exc.args else "")
+    return ClusterUnreachable(f"{at} ({last or 'no answer'}): {_CHECK}")
 
 
 def check_reachable(settings: ServiceSettings, timeout_s: float | None = None) -> AdminClient:
@@ -57,10 +69,7 @@ def check_reachable(settings: ServiceSettings, timeout_s: float | None = None) -
             return admin
         except KafkaException as exc:
             admin.poll(0)  # error_cb runs only when the client is polled
-            final = remaining <= 1.0 or any(
-                e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL) for e in errors
-            )
-            if final:
+            if remaining <= 1.0 or any(e.code() in _DEFINITIVE for e in errors):
                 raise unreachable(settings, exc, errors, timeout) from None
 
 

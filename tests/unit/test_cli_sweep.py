@@ -199,10 +199,14 @@ def _real_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_the_installed_command_too(env: dict[str, str]) -> None:
-    """Through the real entry point (fd 2 and all): `list` with the cluster down, `run` with a bad port."""
+    """Through the real entry point (fd 2 and all): `list` and `run` with the cluster down, `run` with a bad port."""
     listed = _real_cli("list", env={})
     assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr[-3000:]
     assert "cannot reach Kafka" in listed.stderr and "Traceback" not in listed.stderr
     run = _real_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "abc"})
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr[-3000:]
     assert run.stderr.startswith("bad configuration: KAFKA_SCHEDULER_HTTP_PORT='abc'")
+    down = _real_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})  # a service: it logs, then one last line
+    last = down.stderr.strip().splitlines()[-1]
+    assert down.returncode == 1 and last.startswith(f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s")
+    assert "Traceback" not in down.stderr and len(down.stderr.splitlines()) <= 5, down.stderr[-3000:]
