@@ -174,7 +174,10 @@ def cancel(
     if schedule_id is not None and dry_run:
         typer.echo(f"would cancel {schedule_id}")
         return
+    from scheduler.ops.reader import partition_count
+
     settings = cluster_settings(bootstrap, props, topic)
+    partition_count(settings, settings.scheduled_topic)  # one line if the commands topic is missing
     ids = [schedule_id] if schedule_id is not None else _pending_with_prefix(settings, prefix or "", dry_run)
     if not ids:
         return
@@ -236,7 +239,10 @@ def import_file(
         raise typer.BadParameter(str(exc)) from exc
     if kind not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {FORMATS}")
+    from scheduler.ops.reader import partition_count
+
     settings = cluster_settings(bootstrap, props, topic)
+    partition_count(settings, settings.scheduled_topic)  # one line if the commands topic is missing
     with progress_bar(f"reading {settings.state}") as progress:
         existing = load_existing(settings, progress)
     targets = TargetPolicy.of(settings)

@@ -20,7 +20,7 @@ from typing import IO, Any, Self
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from scheduler.errors import ClusterUnreachable
+from scheduler.errors import ClusterUnreachable, SchedulerError
 from scheduler.kafka.clients import DEFAULT_PARTITIONER, LIBRDKAFKA_LOG, build_admin, create, kafka_error
 from scheduler.ops.dlq import DeadLetter, Destination, Router
 from scheduler.settings import ServiceSettings
@@ -49,12 +49,30 @@ class Journal:
         self.path, self._cluster = path, cluster
         self._done: set[str] = set()
         self._out: IO[str] | None = None
-        if path.exists():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    self._done.add(str(json.loads(line)["record"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        except OSError as exc:
+            raise SchedulerError(
+                f"cannot read the replay journal {path}: {exc.strerror}: pass --journal"
+            ) from None
+        for line in lines:
+            try:
+                self._done.add(str(json.loads(line)["record"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+
+    def open(self) -> IO[str]:
+        """Open for appending now, so a journal that cannot be written stops the replay before it sends."""
+        if self._out is not None:
+            return self._out
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.path.open("a", encoding="utf-8")
+            return self._out
+        except OSError as exc:
+            raise SchedulerError(
+                f"cannot write the replay journal {self.path}: {exc.strerror}: pass --journal"
+            ) from None
 
     def key(self, letter: DeadLetter) -> str:
         rec = letter.record
@@ -64,12 +82,10 @@ class Journal:
         return self.key(letter) in self._done
 
     def add(self, letter: DeadLetter, dest: Destination) -> None:
-        if self._out is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._out = self.path.open("a", encoding="utf-8")
+        out = self.open()
         line = {"record": self.key(letter), "to": dest.topic, "partition": dest.partition, "at": time.time()}
-        self._out.write(json.dumps(line) + "\n")
-        self._out.flush()
+        out.write(json.dumps(line) + "\n")
+        out.flush()
         self._done.add(self.key(letter))
 
     def __enter__(self) -> Self:
@@ -103,6 +119,8 @@ def replay(
     every other one is in `failed` with the reason."""
     router = Router(settings, to)
     result = ReplayResult()
+    if journal is not None and not dry_run:
+        journal.open()
     sender = None if dry_run else _Sender(settings, result, journal)
     for letter in letters:
         if journal is not None and not resend and letter in journal:

@@ -208,5 +208,7 @@ def test_the_installed_command_too(env: dict[str, str]) -> None:
     assert run.stderr.startswith("bad configuration: KAFKA_SCHEDULER_HTTP_PORT='abc'")
     down = _real_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})  # a service: it logs, then one last line
     last = down.stderr.strip().splitlines()[-1]
-    assert down.returncode == 1 and last.startswith(f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s")
+    assert down.returncode == 1 and last.startswith(
+        f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s"
+    )
     assert "Traceback" not in down.stderr and len(down.stderr.splitlines()) <= 5, down.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`topics create|verify` and `run` against a live cluster, fed what a new operator gets wrong (issue 25, 6-7)."""
+"""The commands against a live cluster, fed what a new operator gets wrong (issue 25, points 6-7 and 9)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
 from scheduler.cli import app
 from scheduler.topics import LOG_CONFIG, STATE_CONFIG
+from tests.integration.scheduler_helpers import read_all
 from tests.scheduler_proc import SchedulerStack
 
 runner = CliRunner()
@@ -106,3 +110,37 @@ def test_run_with_its_http_port_taken_is_one_line(scheduler_topics: SchedulerSta
         f"error: cannot serve metrics and health on 127.0.0.1:{port}: Address already in use"
     )
     assert "--http-port" in last
+
+
+def test_cancel_and_import_name_a_missing_commands_topic_at_once(
+    kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    missing = unique("missing")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,topic,delay\na,t,1m\n", encoding="utf-8")
+    for args in (["cancel", "x"], ["import", str(rows)]):
+        started = time.monotonic()
+        code, _out, err = cli(kafka_bootstrap, missing, *args)
+        assert code == 1 and len(err) == 1, err
+        assert err[0].startswith(f"error: topic {missing} does not exist") and "topics create" in err[0]
+        assert time.monotonic() - started < 15  # not after the producer's 30 s metadata wait
+
+
+def test_replay_refuses_a_journal_it_cannot_write_before_sending(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    source, dlt = create_topic(unique("source")), create_topic(unique("dlt"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    headers = [("consumer-dlt-reason", b"x"), ("consumer-dlt-original-topic", source.encode())]
+    producer.produce(dlt, b"v", b"k", headers=headers)
+    assert producer.flush(30) == 0
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    journal = str(blocked / "journal.jsonl")
+    code, _out, err = cli(
+        kafka_bootstrap, unique("scheduled"), "dlq", "replay", "--dlt", dlt, "--journal", journal
+    )
+    assert (
+        code == 1 and len(err) == 1 and err[0].startswith(f"error: cannot write the replay journal {journal}")
+    )
+    assert read_all(kafka_bootstrap, source) == []
