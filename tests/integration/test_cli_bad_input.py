@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +14,7 @@ from typer.testing import CliRunner
 from scheduler.cli import app
 from scheduler.topics import LOG_CONFIG, STATE_CONFIG
 from tests.integration.scheduler_helpers import read_all
-from tests.scheduler_proc import SchedulerStack
+from tests.scheduler_proc import SchedulerStack, run_cli
 
 runner = CliRunner()
 
@@ -89,20 +86,11 @@ def test_run_with_its_http_port_taken_is_one_line(scheduler_topics: SchedulerSta
         holder.listen()
         port = holder.getsockname()[1]
         env = {
-            **os.environ,
             **scheduler_topics.env(KAFKA_SCHEDULER_INSTANCE_ID="busy"),
             "KAFKA_SCHEDULER_HTTP_HOST": "127.0.0.1",
             "KAFKA_SCHEDULER_HTTP_PORT": str(port),
         }
-        done = subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_cli("run", env=env)
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]

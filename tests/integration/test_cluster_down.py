@@ -6,32 +6,13 @@ The cluster is a private broker (the shared one must never stop): started, used,
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from scheduler.dev import broker
-from tests.conftest import IN_CI, wait_until
+from tests.conftest import wait_until
 from tests.scheduler_proc import SchedulerStack
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[broker.BrokerHandle]:
-    try:
-        handle = broker.start(run_dir=tmp_path / "broker")
-    except Exception as exc:  # no Java or jars on this machine
-        if IN_CI:
-            pytest.fail(f"no private broker (CI must not skip): {exc}", pytrace=False)
-        pytest.skip(f"no private broker: {exc}")
-    try:
-        yield handle
-    finally:
-        broker.stop(handle)
-        shutil.rmtree(handle.run_dir, ignore_errors=True)
 
 
 def test_readyz_fails_and_errors_are_rate_limited_while_the_cluster_is_down(

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scheduler.cli import app
+from tests.scheduler_proc import run_cli
 
 runner = CliRunner()
 LIBRDKAFKA_MARKS = ("rdkafka#", "%3|", "%4|", "%6|", "FAIL")
@@ -186,27 +185,15 @@ def test_an_empty_broker_state_file_counts_as_no_broker(
     assert broker.read_state(state) == broker.BrokerHandle(os.getpid(), "127.0.0.1:1", str(tmp_path))
 
 
-def _real_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_the_installed_command_too(env: dict[str, str]) -> None:
     """Through the real entry point (fd 2 and all): `list` and `run` with the cluster down, `run` with a bad port."""
-    listed = _real_cli("list", env={})
+    listed = run_cli("list", env={})
     assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr[-3000:]
     assert "cannot reach Kafka" in listed.stderr and "Traceback" not in listed.stderr
-    run = _real_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "abc"})
+    run = run_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "abc"})
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr[-3000:]
     assert run.stderr.startswith("bad configuration: KAFKA_SCHEDULER_HTTP_PORT='abc'")
-    down = _real_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})  # a service: it logs, then one last line
+    down = run_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})  # a service: it logs, then one last line
     last = down.stderr.strip().splitlines()[-1]
     assert down.returncode == 1 and last.startswith(
         f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s"
