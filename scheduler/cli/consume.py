@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from consumers.app import App
+from scheduler.errors import ConfigError, TopicConfigError
 
 __all__ = ["consume", "load_app"]
 
@@ -32,4 +33,12 @@ def load_app(target: str) -> App:
 
 def consume(target: str = typer.Argument(..., help="module:app, e.g. examples.reservations:app")) -> None:
     """Run a consumer App (drains in-flight work and commits on SIGTERM/SIGINT)."""
-    load_app(target).run()  # refused topics exit 3, bad configuration 2 (scheduler/cli/failures.py)
+    app = load_app(target)
+    try:
+        app.run()
+    except TopicConfigError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    except ConfigError as exc:
+        typer.echo(f"bad configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
