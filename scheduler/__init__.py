@@ -4,6 +4,7 @@ from scheduler.aio import AsyncSchedulerClient
 from scheduler.client import SchedulerClient
 from scheduler.config import ClientSettings
 from scheduler.errors import (
+    ClusterUnreachable,
     CodecError,
     ConfigError,
     CorruptStateRecord,
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncSchedulerClient",
     "Cancel",
     "ClientSettings",
+    "ClusterUnreachable",
     "CodecError",
     "ConfigError",
     "CorruptStateRecord",

@@ -13,6 +13,7 @@ from scheduler import codec
 from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, ScheduleOptions, check_id
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
+from scheduler.kafka.clients import create
 from scheduler.model import Schedule
 
 __all__ = ["AsyncSchedulerClient"]
@@ -48,7 +49,7 @@ class AsyncSchedulerClient:
 
     def _started(self) -> Any:
         if self._producer is None:
-            self._producer = AIOProducer(self._core.producer_config)  # needs the running loop
+            self._producer = create(AIOProducer, self._core.producer_config)  # needs the running loop
         return self._producer
 
     async def cancel(self, schedule_id: str) -> None:

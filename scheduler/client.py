@@ -22,8 +22,10 @@ from scheduler.errors import (
     SchedulerError,
     ValidationError,
 )
+from scheduler.kafka.clients import LIBRDKAFKA_LOG, create
 from scheduler.known_topics import KnownTopics, TopicState
-from scheduler.model import Headers, Schedule
+from scheduler.model import Headers, RejectReason, Schedule
+from scheduler.settings import forbidden_target
 
 __all__ = [
     "ClientCore",
@@ -39,6 +41,7 @@ HeadersIn = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str |
 When = datetime | int | None
 # Reports for failures only: the latch needs nothing else, and a Python callback per success costs ~1 µs.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    **LIBRDKAFKA_LOG,
     "linger.ms": 5,
     "client.id": "kafka-scheduler-client",
     "delivery.report.only.error": True,
@@ -68,12 +71,44 @@ def check_id(schedule_id: str) -> bytes:
     return key
 
 
+MAX_PARTITION = 2**31 - 1  # a Kafka partition number is an int32; the envelope carries an Avro int
+
+
 def _check_topic(topic: str) -> str:
     if not isinstance(topic, str) or not codec.is_legal_topic(topic):
         raise InvalidTopic(
-            f"{topic!r} is not a legal Kafka topic name: use 1-249 of [a-zA-Z0-9._-], not '.' or '..'"
+            f"{_short(topic)} is not a legal Kafka topic name: use 1-249 of [a-zA-Z0-9._-], not '.' or '..' "
+            "(the scheduler would reject it: invalid_target_topic)"
         )
     return topic
+
+
+def _check_target(topic: str, own: frozenset[str]) -> str:
+    """A legal name the scheduler accepts as a target: not internal (`__*`), not one of its own topics."""
+    why = forbidden_target(_check_topic(topic), own)
+    if why is not None:
+        raise InvalidTopic(
+            f"{why}: the scheduler would reject it (forbidden_target_topic)",
+            RejectReason.FORBIDDEN_TARGET_TOPIC,
+        )
+    return topic
+
+
+def _check_partition(partition: int | None) -> int | None:
+    if partition is None:
+        return None
+    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition <= MAX_PARTITION:
+        raise InvalidTopic(
+            f"partition must be an int in [0, 2**31) or None, got {_short(partition)} "
+            "(the scheduler would reject it: invalid_target_topic)"
+        )
+    return partition
+
+
+def _short(value: object, width: int = 60) -> str:
+    """repr(value), cut: a partition of 10**400 is not worth 400 digits of error message."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 1]}…"
 
 
 def _as_bytes(value: bytes | str | None, what: str) -> bytes | None:
@@ -124,10 +159,13 @@ def due_ms(at: When, delay: timedelta | None, now: int, horizon: timedelta) -> i
     else:
         raise InvalidDeliverAt(f"at must be an aware datetime or int epoch milliseconds, got {at!r}")
     if due < 0:
-        raise InvalidDeliverAt(f"deliver-at {due} ms is before 1970: pass epoch milliseconds")
+        raise InvalidDeliverAt(
+            f"deliver-at {due} ms is before 1970: pass epoch milliseconds", RejectReason.DUE_OUT_OF_RANGE
+        )
     if due > now + horizon // _ONE_MS:
         raise InvalidDeliverAt(
-            f"deliver-at {due} ms is beyond the horizon of {horizon.days} days: microseconds instead of ms?"
+            f"deliver-at {due} ms is beyond the horizon of {horizon.days} days: microseconds instead of ms?",
+            RejectReason.DUE_OUT_OF_RANGE,
         )
     return due
 
@@ -187,10 +225,7 @@ class ClientCore:
         record_key = check_id(schedule_id)
         now = now_ms()
         payload, target_key, hdrs = _as_bytes(value, "value"), _as_bytes(key, "key"), _headers(headers)
-        if partition is not None and (
-            not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
-        ):
-            raise ValidationError(f"partition must be an int >= 0 or None, got {partition!r}")
+        target = _check_target(topic, self.settings.own_topics)
         size = len(payload or b"") + len(target_key or b"") + sum(len(n) + len(v or b"") for n, v in hdrs)
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge(
@@ -199,12 +234,12 @@ class ClientCore:
             )
         schedule = Schedule(
             id=schedule_id,
-            target_topic=_check_topic(topic),
+            target_topic=target,
             due_ms=due_ms(at, delay, now, self.settings.horizon),
             payload=payload,
             target_key=target_key,
             headers=hdrs,
-            target_partition=partition,
+            target_partition=_check_partition(partition),
             created_ms=now,
             producer=self.settings.producer_name,
         )
@@ -261,7 +296,7 @@ class SchedulerClient:
         config: dict[str, Any] | None = None,
     ) -> None:
         self._core = ClientCore(bootstrap_servers, settings, config)
-        self._producer = Producer(self._core.producer_config)
+        self._producer = create(Producer, self._core.producer_config)
 
     def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
         """Send one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.errors import ConfigError
+from scheduler.settings import librdkafka_keys, own_topics
 
 __all__ = ["FORCED_REASONS", "PRODUCER_FORCED", "ClientSettings", "merge_config"]
 
@@ -59,6 +60,9 @@ class ClientSettings(BaseSettings):
 
     bootstrap_servers: str = "localhost:9092"
     scheduled_topic: str = "scheduled"
+    state_topic: str | None = None  # the scheduler's own topics, never a target: see own_topics
+    rejected_topic: str | None = None
+    dlt_topic: str | None = None
     horizon: timedelta = timedelta(days=36525)
     max_payload_bytes: int = 1024 * 1024
     producer_name: str | None = None
@@ -66,6 +70,17 @@ class ClientSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     kafka: dict[str, str] = {}
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _librdkafka_keys(cls, value: Any) -> Any:
+        return librdkafka_keys(value)
+
+    @property
+    def own_topics(self) -> frozenset[str]:
+        """What the scheduler refuses as a target (forbidden_target_topic): its commands, state, reject and
+        dead-letter topics, named as the scheduler names them from the same environment."""
+        return own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
 
     def librdkafka(self) -> dict[str, Any]:
         """The user's librdkafka config (before forced overrides)."""

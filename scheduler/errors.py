@@ -13,13 +13,17 @@ SchedulerError
 ├── CodecError                  a value cannot be expressed in or read from the wire format
 │   └── CorruptStateRecord      a state-topic record does not decode: the state topic needs attention
 ├── TopicConfigError            a topic would lose or resurrect schedules; the message says the fix
+├── ClusterUnreachable          the cluster did not answer in time: down, a wrong address, TLS or SASL refused
 ├── KafkaFatalError             the producer or consumer is unusable; stop firing and exit
 └── LocalBrokerError            the development broker could not start or stop
 """
 
 from __future__ import annotations
 
+from scheduler.model import RejectReason
+
 __all__ = [
+    "ClusterUnreachable",
     "CodecError",
     "ConfigError",
     "CorruptStateRecord",
@@ -47,15 +51,26 @@ class ConfigError(SchedulerError):
 
 
 class ValidationError(SchedulerError, ValueError):
-    """A command was refused before anything was sent."""
+    """A command was refused before anything was sent; `reason` is the scheduler's word for what it would do."""
+
+    reason: RejectReason | None = None
+
+    def __init__(self, message: str, reason: RejectReason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class InvalidScheduleId(ValidationError):
     """The schedule id is empty or longer than 255 UTF-8 bytes."""
 
+    reason = RejectReason.INVALID_KEY
+
 
 class InvalidTopic(ValidationError):
-    """The target topic name is not a legal Kafka topic name, or is forbidden."""
+    """The target topic name is not a legal Kafka topic name, is forbidden, or the partition is out of range."""
+
+    reason = RejectReason.INVALID_TARGET_TOPIC
 
 
 class UnknownTargetTopic(InvalidTopic):
@@ -65,13 +80,17 @@ class UnknownTargetTopic(InvalidTopic):
 class InvalidDeliverAt(ValidationError):
     """The due time is naive, ambiguous, negative or beyond the horizon."""
 
+    reason = RejectReason.INVALID_DUE
+
 
 class PayloadTooLarge(ValidationError):
     """The payload or headers exceed the configured size."""
 
+    reason = RejectReason.PAYLOAD_TOO_LARGE
+
 
 class InvalidHeaders(ValidationError):
-    """A header name is not a string or a value is not bytes/str/None."""
+    """A header name is not a string or a value is not bytes/str/None, or it is one of the control headers."""
 
 
 class DeliveryError(SchedulerError):
@@ -88,6 +107,10 @@ class CorruptStateRecord(CodecError):
 
 class TopicConfigError(SchedulerError):
     """A topic is configured so that schedules could be lost or resurrected."""
+
+
+class ClusterUnreachable(SchedulerError):
+    """The cluster did not answer within the timeout (brokers down, a wrong address, TLS or SASL refused)."""
 
 
 class KafkaFatalError(SchedulerError):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import re
 import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "RepeatFilter", "TextFormatter", "configure_logging"]
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -19,6 +23,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 # Extra fields that would carry user data; logged as a marker, never the bytes.
 _REDACTED = frozenset({"payload", "value", "headers", "key_bytes"})
 _HANDLER_NAME = "kafka-scheduler"
+REPEAT_WINDOW_S = 30.0
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -69,6 +75,41 @@ class TextFormatter(logging.Formatter):
         return " ".join(parts).replace("\n", "\\n")
 
 
+class RepeatFilter(logging.Filter):
+    """A warning or error repeated within `window_s` is logged once, the next one says how many were dropped.
+
+    "Repeated" ignores numbers (a broker down gives a line per reconnect attempt, "after 0ms", "after 3ms", ...):
+    an outage shows in the log as a few lines every `window_s`, not twenty a second.
+    """
+
+    def __init__(
+        self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._window, self._clock = window_s, clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int, str], list[float | int]] = {}  # key -> [first logged at, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, _DIGITS.sub("#", record.getMessage()))
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self._window:
+                seen[1] += 1
+                return False
+            dropped = int(seen[1]) if seen is not None else 0
+            if len(self._seen) > 1000:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window}
+            self._seen[key] = [now, 0]
+        if dropped:
+            record.msg = f"{record.getMessage()} ({dropped} more like this in the last {self._window:.0f}s)"
+            record.args = ()
+        return True
+
+
 def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Install one root handler (idempotent: a second call replaces the first's handler)."""
     root = logging.getLogger()
@@ -78,5 +119,6 @@ def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | 
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.addFilter(RepeatFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -1,4 +1,8 @@
-"""Scheduler service settings: env prefix KAFKA_SCHEDULER_, nested delimiter `__`, `.env` and a secrets dir."""
+"""Scheduler service settings: env prefix KAFKA_SCHEDULER_, nested delimiter `__`, `.env` and a secrets dir.
+
+librdkafka settings come verbatim (`KAFKA_SCHEDULER_KAFKA__security.protocol`, JSON in `KAFKA_SCHEDULER_KAFKA`,
+`-X key=value`) or in the environment's own spelling (`KAFKA_SCHEDULER_KAFKA__CLIENT_ID` is `client.id`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,97 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServiceSettings"]
+from scheduler.errors import ConfigError
+
+__all__ = [
+    "ServiceSettings",
+    "check_topic_name",
+    "forbidden_target",
+    "librdkafka_keys",
+    "load",
+    "own_topics",
+    "settings_error",
+]
 
 DEFAULT_DENY = r"^__.*"
+# librdkafka names its properties with dots; these few have underscores (the rest of `*_cb` are callbacks).
+_UNDERSCORED = frozenset({"log_level"})
+_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def check_topic_name(name: str) -> str:
+    """Kafka's rule for topic names; ValueError saying the rule otherwise."""
+    if name in (".", "..") or _TOPIC_RE.fullmatch(name) is None:
+        raise ValueError(
+            f"{name!r} is not a legal Kafka topic name: use 1-249 of [a-zA-Z0-9._-], not '.' or '..'"
+        )
+    return name
+
+
+def own_topics(scheduled: str, state: str | None, rejected: str | None, dlt: str | None) -> frozenset[str]:
+    """The scheduler's own topics; the state, rejected and dead-letter ones default to `<scheduled>.<kind>`."""
+    return frozenset(
+        {
+            scheduled,
+            state or f"{scheduled}.state",
+            rejected or f"{scheduled}.rejected",
+            dlt or f"{scheduled}.dlt",
+        }
+    )
+
+
+def forbidden_target(
+    topic: str, own: frozenset[str], deny: re.Pattern[str] | None = None, allow: re.Pattern[str] | None = None
+) -> str | None:
+    """Why the scheduler refuses `topic` as a target (reason forbidden_target_topic), or None.
+
+    Internal topics (`__consumer_offsets`, `__transaction_state`, ...) and the scheduler's own are refused
+    whatever the deny pattern says; the patterns narrow the rest.
+    """
+    if topic in own:
+        return f"{topic} is one of the scheduler's own topics"
+    if topic.startswith("__"):
+        return f"{topic} is an internal topic"
+    if deny is not None and deny.search(topic):
+        return f"{topic} matches the deny pattern {deny.pattern!r}"
+    if allow is not None and not allow.fullmatch(topic):
+        return f"{topic} does not match the allow pattern {allow.pattern!r}"
+    return None
+
+
+def librdkafka_keys(conf: Any) -> Any:
+    """Environment-style keys (CLIENT_ID, from KAFKA_SCHEDULER_KAFKA__CLIENT_ID) as librdkafka's (client.id).
+
+    Dotted keys are librdkafka's own spelling and win over an environment-style key naming the same property.
+    """
+    if not isinstance(conf, dict):
+        return conf
+    out = {str(k).lower(): v for k, v in conf.items() if "." in str(k)}
+    for key, value in conf.items():
+        name = str(key).lower()
+        if "." in name:
+            continue
+        if name not in _UNDERSCORED and not name.endswith("_cb"):
+            name = name.replace("_", ".")
+        out.setdefault(name, value)
+    return out
+
+
+def settings_error(exc: ValidationError, prefix: str = "KAFKA_SCHEDULER_") -> ConfigError:
+    """A pydantic error as one line naming each bad setting by its environment variable."""
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:
+            problems.append(message)
+            continue
+        env = prefix + "__".join(str(part) for part in error["loc"]).upper()
+        got = "" if isinstance(error["input"], dict) else f"={error['input']!r}"
+        problems.append(f"{env}{got}: {message}")
+    return ConfigError("; ".join(problems))
 
 
 class ServiceSettings(BaseSettings):
@@ -54,7 +143,12 @@ class ServiceSettings(BaseSettings):
     rebuild_stall_timeout_s: float = Field(default=120.0, gt=0)
     min_delete_retention_ms: int = Field(default=3_600_000, ge=0)
     http_host: str = "0.0.0.0"
-    http_port: int | None = Field(default=9400, description="metrics and health; None disables")
+    http_port: int | None = Field(
+        default=9400, ge=0, le=65535, description="metrics and health; None disables"
+    )
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="operator tools: how long to wait for the cluster to answer"
+    )
     txn_log: Path | None = Field(
         default=None,
         description="append one JSON line per transaction and its outcome (forensics, chaos checker)",
@@ -71,8 +165,27 @@ class ServiceSettings(BaseSettings):
     @field_validator("target_allow", "target_deny")
     @classmethod
     def _regex(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+    @field_validator("kafka", "consumer", "producer", mode="before")
+    @classmethod
+    def _librdkafka_keys(cls, value: Any) -> Any:
+        return librdkafka_keys(value)
+
+    @field_validator("scheduled_topic", "state_topic", "rejected_topic", "dlt_topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        return None if value is None else check_topic_name(value)
+
+    @model_validator(mode="after")
+    def _derived_topic_names(self) -> ServiceSettings:
+        for name in sorted(self.own_topics):
+            check_topic_name(name)  # <scheduled>.rejected may be too long even if <scheduled> is not
+        return self
 
     @property
     def state(self) -> str:
@@ -88,7 +201,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def own_topics(self) -> frozenset[str]:
-        return frozenset({self.scheduled_topic, self.state, self.rejected, self.dlt})
+        return own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
 
     @property
     def transactional_id(self) -> str:
@@ -99,3 +212,11 @@ class ServiceSettings(BaseSettings):
         if self.sasl_password is not None:
             conf["sasl.password"] = self.sasl_password.get_secret_value()
         return conf
+
+
+def load(**overrides: Any) -> ServiceSettings:
+    """Environment, `.env` and secrets, then `overrides` (the command line); ConfigError naming what is wrong."""
+    try:
+        return ServiceSettings(**overrides)
+    except ValidationError as exc:
+        raise settings_error(exc) from None

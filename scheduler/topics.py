@@ -11,12 +11,14 @@ State topic settings (and why):
 
 from __future__ import annotations
 
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
-from scheduler.errors import TopicConfigError
+from scheduler.errors import SchedulerError, TopicConfigError
+from scheduler.kafka.clients import kafka_error
 from scheduler.settings import ServiceSettings
 
 __all__ = ["STATE_CONFIG", "Problem", "create_topics", "topic_specs", "verify_topics"]
@@ -30,6 +32,18 @@ STATE_CONFIG = {
     "max.compaction.lag.ms": str(24 * 3600 * 1000),
 }
 LOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(WEEK_MS)}
+DAY_MS = 24 * 3600 * 1000
+MIN_SCHEDULED_RETENTION_MS = DAY_MS  # below this a scheduler down over a weekend night loses commands
+# State-topic settings that keep fired and replaced records (and their tombstones) around for longer than a
+# rebuild should read them: (setting, largest value that is fine, what the delay costs). Kafka's defaults
+# (segment.ms 7 days, max.compaction.lag.ms unbounded, min.compaction.lag.ms 0) fail the first two.
+COMPACTION_LIMITS: tuple[tuple[str, float, str], ...] = (
+    ("segment.ms", DAY_MS, "only closed segments are compacted"),
+    ("max.compaction.lag.ms", WEEK_MS, "a quiet partition is compacted only this late"),
+    ("min.compaction.lag.ms", DAY_MS, "records younger than this are never compacted"),
+    ("min.cleanable.dirty.ratio", 0.5, "compaction waits until this share of the log is dead records"),
+)
+MIGRATE = 'migrate to a new set of topics instead (docs/operations.md, "Scaling out")'
 
 
 @dataclass(frozen=True)
@@ -59,25 +73,69 @@ def create_topics(
     settings: ServiceSettings,
     partitions: int,
     replication: int,
+    timeout_s: float = 60.0,
+    *,
     targets: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Create what is missing (plus `targets`, plain topics to fire into); returns topic -> "created" | "exists"."""
-    specs = topic_specs(settings, partitions, replication)
-    specs += [NewTopic(name, partitions, replication) for name in targets]
-    return _create(admin, specs)
+    """Create what is missing, plus `targets` (plain topics to fire into); returns topic -> "created" | "exists" |
+    "exists: <how it differs>" (a target of another size is just "exists").
 
-
-def _create(admin: AdminClient, specs: list[NewTopic]) -> dict[str, str]:
+    SchedulerError naming the topics and the broker's reason if any could not be created (the others are).
+    """
     result: dict[str, str] = {}
-    futures = admin.create_topics(specs, operation_timeout=30)
+    failed: dict[str, list[str]] = {}
+    specs = topic_specs(settings, partitions, replication)
+    specs += [NewTopic(name, partitions, replication, config=dict(LOG_CONFIG)) for name in targets]
+    futures = admin.create_topics(specs, operation_timeout=30, request_timeout=timeout_s)
     for name, future in futures.items():
         try:
-            future.result(timeout=60)
+            future.result(timeout=timeout_s + 5)
             result[name] = "created"
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+            err = kafka_error(exc)
+            if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                result[name] = "exists"
+            else:
+                failed.setdefault(err.str() if err is not None else str(exc), []).append(name)
+        except FutureTimeout:
+            failed.setdefault(f"no answer within {timeout_s:.0f}s", []).append(name)
+    if failed:
+        raise SchedulerError(_creation_failed(admin, failed, result, replication))
+    result = _existing_differences(admin, result, partitions, replication)
+    for name in targets:
+        if result[name].startswith("exists"):
             result[name] = "exists"
+    return result
+
+
+def _creation_failed(admin: AdminClient, failed: dict[str, list[str]], done: dict[str, str], rf: int) -> str:
+    reasons = "; ".join(f"{', '.join(sorted(names))}: {why}" for why, names in failed.items())
+    hint = ""
+    if any("replication factor" in why.lower() for why in failed):
+        brokers = len(admin.list_topics(timeout=10).brokers)
+        hint = f": pass --replication {min(rf, brokers)} (this cluster has {brokers} broker(s))"
+    kept = f" ({', '.join(sorted(done))}: {', '.join(sorted(set(done.values())))})" if done else ""
+    return f"cannot create {reasons}{hint}{kept}"
+
+
+def _existing_differences(
+    admin: AdminClient, result: dict[str, str], partitions: int, replication: int
+) -> dict[str, str]:
+    """An existing topic is left alone; say how it differs from what was asked."""
+    existing = [name for name, outcome in result.items() if outcome == "exists"]
+    if not existing:
+        return result
+    topics = admin.list_topics(timeout=30).topics
+    for name in existing:
+        parts = topics[name].partitions if name in topics else {}
+        differs = []
+        if len(parts) != partitions:
+            differs.append(f"{len(parts)} partitions, not {partitions}")
+        replicas = min((len(p.replicas) for p in parts.values()), default=0)
+        if parts and replicas != replication:
+            differs.append(f"replication factor {replicas}, not {replication}")
+        if differs:
+            result[name] = "exists: " + "; ".join(differs)
     return result
 
 
@@ -106,11 +164,14 @@ def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem
                 settings.state,
                 f"has {state_parts} partitions but {settings.scheduled_topic} has {inputs}: schedules would be "
                 "read back from the wrong partition after a rebalance",
-                f"recreate {settings.state} with {inputs} partitions (empty it first: it holds pending schedules) "
-                "or add partitions to both topics together",
+                f"recreate {settings.state} with {inputs} partitions (empty it first: it holds pending schedules); "
+                f"never add partitions to either topic in place: {MIGRATE}",
             )
         )
-    problems += _state_config_problems(_describe(admin, settings.state), settings)
+    state_config = _describe(admin, settings.state)
+    problems += _state_config_problems(state_config, settings)
+    problems += _compaction_warnings(state_config, settings.state)
+    problems += _retention_warnings(_describe(admin, settings.scheduled_topic), settings.scheduled_topic)
     problems += _durability_warnings(settings, metadata)
     return problems
 
@@ -139,6 +200,45 @@ def _state_config_problems(config: dict[str, str], settings: ServiceSettings) ->
             )
         )
     return problems
+
+
+def _compaction_warnings(config: dict[str, str], topic: str) -> list[Problem]:
+    """Settings that leave fired and replaced schedules (and tombstones) in the log: every rebuild reads them."""
+    warnings = []
+    for name, limit, why in COMPACTION_LIMITS:
+        try:
+            value = float(config.get(name, "0"))
+        except ValueError:
+            continue
+        if value > limit:
+            recommended = STATE_CONFIG.get(name, "0")
+            warnings.append(
+                Problem(
+                    topic,
+                    f"has {name}={config[name]}: {why}, so fired and replaced schedules and their tombstones stay "
+                    "in the log and every rebuild (failover, restart) reads them",
+                    f"kafka-configs --alter --entity-type topics --entity-name {topic} --add-config "
+                    f"{name}={recommended}",
+                    fatal=False,
+                )
+            )
+    return warnings
+
+
+def _retention_warnings(config: dict[str, str], topic: str) -> list[Problem]:
+    """`scheduled` keeps commands only until a scheduler consumes them: a short retention loses them in an outage."""
+    retention = int(config.get("retention.ms", str(WEEK_MS)))
+    if retention < 0 or retention >= MIN_SCHEDULED_RETENTION_MS:
+        return []
+    return [
+        Problem(
+            topic,
+            f"has retention.ms={retention} ({retention / 3_600_000:.1f} h): commands no scheduler has consumed are "
+            "deleted after that, so schedules sent while the schedulers are down longer are lost",
+            f"kafka-configs --alter --entity-type topics --entity-name {topic} --add-config retention.ms={WEEK_MS}",
+            fatal=False,
+        )
+    ]
 
 
 def _durability_warnings(settings: ServiceSettings, metadata: ClusterMetadata) -> list[Problem]:

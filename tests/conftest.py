@@ -7,7 +7,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,22 +99,36 @@ def scheduler_topics(
         stack.close()
 
 
-@pytest.fixture(scope="module")
-def secure_broker() -> Iterator[BrokerHandle]:
-    """A private broker with SASL_PLAINTEXT (SCRAM user `scheduler`) and SSL listeners, stopped after the module."""
+@contextmanager
+def own_broker(what: str, **options: Any) -> Iterator[BrokerHandle]:
+    """A broker of the test's own (never the shared one): started, yielded, stopped and its data removed."""
     from scheduler.dev import broker
 
     try:
-        handle = broker.start(sasl=True, ssl=True)
+        handle = broker.start(**options)
     except Exception as exc:  # no Java, jars or openssl on this machine
         if IN_CI:
-            pytest.fail(f"no local secured broker (CI must not skip): {exc}", pytrace=False)
-        pytest.skip(f"no local secured broker: {exc}")
+            pytest.fail(f"no {what} (CI must not skip): {exc}", pytrace=False)
+        pytest.skip(f"no {what}: {exc}")
     try:
         yield handle
     finally:
         broker.stop(handle)
         shutil.rmtree(handle.run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def secure_broker() -> Iterator[BrokerHandle]:
+    """A private broker with SASL_PLAINTEXT (SCRAM user `scheduler`) and SSL listeners, stopped after the module."""
+    with own_broker("local secured broker", sasl=True, ssl=True) as handle:
+        yield handle
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[BrokerHandle]:
+    """A plain broker of this test's own, which the test may stop (the shared one must never stop)."""
+    with own_broker("private broker", run_dir=tmp_path / "broker") as handle:
+        yield handle
 
 
 SecureStack = Callable[[str, dict[str, str]], tuple[SchedulerStack, str]]

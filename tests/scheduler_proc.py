@@ -23,6 +23,19 @@ from scheduler.settings import ServiceSettings
 from scheduler.topics import create_topics
 
 
+def run_cli(*args: str, env: dict[str, str], timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
+    """`kafka-scheduler ARGS` as its own process (the real entry point, fd 2 and all), `env` over os.environ."""
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

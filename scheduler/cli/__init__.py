@@ -1,18 +1,24 @@
 """The `kafka-scheduler` command: thin, it parses, builds objects and calls the library.
 
-Exit codes: 0 done; 1 failed (the message says why); 2 bad usage; 3 refused by a precondition (topic config);
-4 not found (`get`: the id is not pending); 5 partly done (`import` refused rows, `dlq replay` skipped records).
+Exit codes: 0 done; 1 failed (the message says why); 2 bad usage or bad configuration; 3 refused by a
+precondition (topic config); 4 not found (`get`: the id is not pending); 5 partly done (`import` refused rows,
+`dlq replay` skipped records). Every failure is one line on stderr (scheduler/cli/failures.py).
 """
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from scheduler.cli import config, consume, dev, dlq, ops, service
+from scheduler.cli.failures import CliGroup, quiet_librdkafka
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kafka-based messages to the future.")
+app = typer.Typer(
+    cls=CliGroup, no_args_is_help=True, add_completion=False, help="Kafka-based messages to the future."
+)
 app.add_typer(dev.app, name="dev")
 app.command("consume")(consume.consume)
 app.add_typer(service.topics_app, name="topics")
@@ -24,6 +30,13 @@ app.command("cancel")(ops.cancel)
 app.command("import")(ops.import_file)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(config.app, name="config")
+SERVICES = ("run", "consume")  # they log librdkafka themselves (warnings up, rate-limited)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in SERVICES:
+        ctx.call_on_close(quiet_librdkafka(os.environ.get("KAFKA_SCHEDULER_LOG_LEVEL", "INFO")))
 
 
 @app.command()

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from scheduler.dev import broker
-from scheduler.errors import LocalBrokerError
 
 app = typer.Typer(no_args_is_help=True, help="Development helpers.")
 broker_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker (KRaft, single node).")
@@ -35,16 +34,11 @@ def start(
 ) -> None:
     """Start the broker (idempotent: an already running one is reused) and print its bootstrap address."""
     state_file = _state_file(state)
-    if state_file.exists():
-        handle = broker.BrokerHandle.from_json(state_file.read_text())
-        if broker.status(handle):
-            typer.echo(handle.bootstrap)
-            return
-    try:
-        handle = broker.start(port, sasl=sasl, ssl=ssl)
-    except LocalBrokerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    recorded = broker.read_state(state_file)
+    if recorded is not None and broker.status(recorded):
+        typer.echo(recorded.bootstrap)
+        return
+    handle = broker.start(port, sasl=sasl, ssl=ssl)  # LocalBrokerError: one line, exit 1
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(handle.to_json())
     typer.echo(handle.bootstrap)
@@ -54,10 +48,10 @@ def start(
 def stop(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) -> None:
     """Stop the broker (SIGTERM, then SIGKILL after 30 s) and delete its data."""
     state_file = _state_file(state)
-    if not state_file.exists():
-        typer.echo("no local broker recorded; nothing to stop")
+    handle = broker.read_state(state_file)
+    if handle is None:
+        typer.echo(f"no local broker recorded in {state_file}; nothing to stop")
         return
-    handle = broker.BrokerHandle.from_json(state_file.read_text())
     broker.stop(handle)
     shutil.rmtree(handle.run_dir, ignore_errors=True)
     state_file.unlink()
@@ -67,12 +61,10 @@ def stop(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) ->
 @broker_app.command("status")
 def status(state: Annotated[Path | None, typer.Option(help=STATE_HELP)] = None) -> None:
     """Print the bootstrap address if the broker runs; exit 1 if not."""
-    state_file = _state_file(state)
-    if state_file.exists():
-        handle = broker.BrokerHandle.from_json(state_file.read_text())
-        if broker.status(handle):
-            typer.echo(f"running pid {handle.pid} at {handle.bootstrap}")
-            return
+    handle = broker.read_state(_state_file(state))
+    if handle is not None and broker.status(handle):
+        typer.echo(f"running pid {handle.pid} at {handle.bootstrap}")
+        return
     typer.echo("not running")
     raise typer.Exit(1)
 

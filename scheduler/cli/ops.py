@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic
-from scheduler.cli.show import (
-    EXIT_FAILED,
-    EXIT_NOT_FOUND,
-    EXIT_PARTIAL,
-    DryRun,
-    Output,
-    check_output,
-    errors,
-    print_json,
-    print_table,
-    progress_bar,
-    settings_for,
-    short,
-)
+from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, cluster_settings
+from scheduler.cli.failures import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_PARTIAL
+from scheduler.cli.show import DryRun, Output, check_output, print_json, print_table, progress_bar, short
 from scheduler.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from scheduler.ops.importer import ImportSummary
 
 __all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
 
@@ -44,11 +35,10 @@ def get(
     from scheduler.ops.state import find
 
     output = check_output(output)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         found, corrupt = find(settings, schedule_id, progress)
-    for line in corrupt:
-        typer.echo(f"warning: corrupt state record {line}", err=True)
+    _warn_corrupt(corrupt)
     if found is None:
         typer.echo(f"not pending: {schedule_id}", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
@@ -59,6 +49,12 @@ def get(
         print_table(
             schedule_id, ["field", "value"], [[k, json.dumps(v, ensure_ascii=False)] for k, v in view.items()]
         )
+
+
+def _warn_corrupt(corrupt: list[str]) -> None:
+    """Records of the state topic that do not decode: what a rebuild would stop at (operations.md)."""
+    for line in corrupt:
+        typer.echo(f"warning: corrupt state record {line}", err=True)
 
 
 def _filter(due_before: str | None, due_after: str | None, target: str | None, prefix: str | None) -> Any:
@@ -99,11 +95,10 @@ def list_schedules(
 
     output = check_output(output)
     keep = _filter(due_before, due_after, target, prefix)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         snap = pending_schedules(settings, keep, progress=progress)
-    for line in snap.corrupt:
-        typer.echo(f"warning: corrupt state record {line}", err=True)
+    _warn_corrupt(snap.corrupt)
     matching = ordered(item for _p, item in snap.pending.values())
     page = matching[offset : offset + limit] if limit else matching[offset:]
     if output == "json":
@@ -137,15 +132,19 @@ def stats(
     from scheduler.ops.state import pending_dues
 
     output = check_output(output)
-    settings = settings_for(bootstrap, props, topic)
-    with errors(), progress_bar(f"reading {settings.state}") as progress:
+    settings = cluster_settings(bootstrap, props, topic)
+    with progress_bar(f"reading {settings.state}") as progress:
         partitions = partition_count(settings, settings.state)
         snap = pending_dues(settings, progress)
     result = compute_stats(snap.pending.values(), partitions, now_ms())
+    _warn_corrupt(snap.corrupt)
     if output == "json":
-        print_json(result.as_json())
+        print_json({**result.as_json(), "corrupt": snap.corrupt})
         return
-    typer.echo(f"pending {result.total}, overdue {result.overdue}, due after 24h {result.later}")
+    typer.echo(
+        f"pending {result.total}, overdue {result.overdue}, due after 24h {result.later}, "
+        f"corrupt state records {len(snap.corrupt)}"
+    )
     rows = [
         [str(p), str(n), iso(result.next_due_ms[p]) if p in result.next_due_ms else "-"]
         for p, n in sorted(result.pending.items())
@@ -169,38 +168,44 @@ def cancel(
     """Cancel one schedule by id, or every pending one with --prefix (asks first unless --yes)."""
     from scheduler.client import SchedulerClient
     from scheduler.ops.importer import client_settings
-    from scheduler.ops.query import ListFilter, iso, ordered
-    from scheduler.ops.state import pending_schedules
 
     if (schedule_id is None) == (prefix is None):
         raise typer.BadParameter("give exactly one of ID and --prefix")
-    settings = settings_for(bootstrap, props, topic)
-    ids = [schedule_id] if schedule_id is not None else []
-    with errors():
-        if prefix is not None:
-            with progress_bar(f"reading {settings.state}") as progress:
-                snap = pending_schedules(settings, ListFilter(prefix=prefix), progress=progress)
-            items = ordered(item for _p, item in snap.pending.values())
-            for item in items:
-                typer.echo(
-                    f"{'would cancel' if dry_run else 'cancel'} {item.schedule.id} (due {iso(item.schedule.due_ms)})"
-                )
-            ids = [item.schedule.id for item in items]
-            if dry_run or not ids:
-                typer.echo(
-                    f"{len(ids)} pending schedule(s) with prefix {prefix!r}{'; nothing changed' if dry_run else ''}"
-                )
-                return
-            if not yes and not typer.confirm(f"cancel {len(ids)} schedule(s)?"):
-                typer.echo("nothing cancelled", err=True)
-                raise typer.Exit(EXIT_FAILED)
-        elif dry_run:
-            typer.echo(f"would cancel {schedule_id}")
-            return
-        with SchedulerClient(settings=client_settings(settings, "kafka-scheduler-cli")) as client:
-            for sid in ids:
-                client.cancel(sid)
+    if schedule_id is not None and dry_run:
+        typer.echo(f"would cancel {schedule_id}")
+        return
+    from scheduler.ops.reader import partition_count
+
+    settings = cluster_settings(bootstrap, props, topic)
+    partition_count(settings, settings.scheduled_topic)  # one line if the commands topic is missing
+    ids = [schedule_id] if schedule_id is not None else _pending_with_prefix(settings, prefix or "", dry_run)
+    if not ids:
+        return
+    if prefix is not None and not yes and not typer.confirm(f"cancel {len(ids)} schedule(s)?"):
+        typer.echo("nothing cancelled", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    with SchedulerClient(settings=client_settings(settings, "kafka-scheduler-cli")) as client:
+        for sid in ids:
+            client.cancel(sid)
     typer.echo(f"cancelled {len(ids)} schedule(s)")
+
+
+def _pending_with_prefix(settings: ServiceSettings, prefix: str, dry_run: bool) -> list[str]:
+    """The pending ids with `prefix`, listed; none to cancel on a dry run."""
+    from scheduler.ops.query import ListFilter, iso, ordered
+    from scheduler.ops.state import pending_schedules
+
+    with progress_bar(f"reading {settings.state}") as progress:
+        snap = pending_schedules(settings, ListFilter(prefix=prefix), progress=progress)
+    items = ordered(item for _p, item in snap.pending.values())
+    verb = "would cancel" if dry_run else "cancel"
+    for item in items:
+        typer.echo(f"{verb} {item.schedule.id} (due {iso(item.schedule.due_ms)})")
+    if dry_run or not items:
+        note = "; nothing changed" if dry_run else ""
+        typer.echo(f"{len(items)} pending schedule(s) with prefix {prefix!r}{note}")
+        return []
+    return [item.schedule.id for item in items]
 
 
 def import_file(
@@ -222,8 +227,9 @@ def import_file(
     props: KafkaProps = None,
     topic: ScheduledTopic = None,
 ) -> None:
-    """Schedule every row of FILE, idempotent by id (exit 5 if some rows were refused)."""
+    """Schedule every row of FILE, idempotent by id (exit 5 if some rows were refused, 1 if all were)."""
     from scheduler.ops.importer import ImportOptions, load_existing, run_import
+    from scheduler.ops.policy import TargetPolicy
     from scheduler.ops.rows import FORMATS, count_rows, detect_format, read_rows
 
     output = check_output(output)
@@ -233,36 +239,32 @@ def import_file(
         raise typer.BadParameter(str(exc)) from exc
     if kind not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {FORMATS}")
-    settings = settings_for(bootstrap, props, topic)
-    with errors():
-        with progress_bar(f"reading {settings.state}") as progress:
-            existing = load_existing(settings, progress)
-        topics = _topics(settings)
-        total = count_rows(file, kind)
-        with progress_bar(f"importing {file.name}") as progress:
-            seen = [0]
+    from scheduler.ops.reader import partition_count
 
-            def tick() -> None:
-                seen[0] += 1
-                progress(seen[0], max(total, seen[0]))
+    settings = cluster_settings(bootstrap, props, topic)
+    partition_count(settings, settings.scheduled_topic)  # one line if the commands topic is missing
+    with progress_bar(f"reading {settings.state}") as progress:
+        existing = load_existing(settings, progress)
+    targets = TargetPolicy.of(settings)
+    total = count_rows(file, kind)
+    with progress_bar(f"importing {file.name}") as progress:
+        seen = [0]
 
-            options = ImportOptions(rate=rate, dry_run=dry_run, resend_done=resend_done)
-            summary = run_import(
-                settings, read_rows(file, kind), options, existing=existing, topics=topics, on_row=tick
-            )
+        def tick() -> None:
+            seen[0] += 1
+            progress(seen[0], max(total, seen[0]))
+
+        options = ImportOptions(rate=rate, dry_run=dry_run, resend_done=resend_done)
+        summary = run_import(
+            settings, lambda: read_rows(file, kind), options, existing=existing, targets=targets, on_row=tick
+        )
     _print_import(summary, output, dry_run)
     if summary.counts["refused"]:
-        raise typer.Exit(EXIT_PARTIAL)
+        raise typer.Exit(EXIT_PARTIAL if summary.accepted else EXIT_FAILED)
 
 
-def _topics(settings: ServiceSettings) -> frozenset[str]:
-    from scheduler.kafka.clients import build_admin
-
-    return frozenset(build_admin(settings).list_topics(timeout=15).topics)
-
-
-def _print_import(summary: Any, output: str, dry_run: bool) -> None:
-    counts = {k: summary.counts[k] for k in ("sent", "unchanged", "done", "refused")}
+def _print_import(summary: ImportSummary, output: str, dry_run: bool) -> None:
+    counts = {k: summary.counts[k] for k in ("sent", "unchanged", "done", "superseded", "refused")}
     refusals = [
         {"line": r.line, "id": r.id, "reason": r.reason, "message": r.message} for r in summary.refusals
     ]
@@ -279,11 +281,14 @@ def _print_import(summary: Any, output: str, dry_run: bool) -> None:
     verb = "would send" if dry_run else "sent"
     typer.echo(
         f"{verb} {counts['sent']}, unchanged {counts['unchanged']}, already fired or cancelled {counts['done']}, "
-        f"refused {counts['refused']}"
+        f"superseded by a later row {counts['superseded']}, refused {counts['refused']}"
     )
     if refusals:
         print_table(
             "refused rows",
             ["line", "id", "reason", "message"],
-            [[str(r["line"]), str(r["id"]), str(r["reason"]), str(r["message"])] for r in refusals],
+            [
+                [str(r["line"]), str(r["id"]), str(r["reason"]), short(str(r["message"]), 160)]
+                for r in refusals
+            ],
         )

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from scheduler.cli.common import Bootstrap, KafkaProps, ScheduledTopic, load_settings
-from scheduler.errors import KafkaFatalError, TopicConfigError
+from scheduler.cli.failures import EXIT_FAILED, EXIT_REFUSED
 
 __all__ = ["run", "topics_app"]
 
 topics_app = typer.Typer(no_args_is_help=True, help="Create or verify the scheduler's topics.")
-EXIT_REFUSED = 3
 
 
 def run(
@@ -34,15 +32,7 @@ def run(
     configure_logging(json=settings.log_json, level=settings.log_level)
     service = SchedulerService(settings)
     service.install_signal_handlers()
-    try:
-        service.run()
-    except TopicConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
-    except KafkaFatalError as exc:
-        typer.echo(f"fatal: {exc}", err=True)
-        sys.stderr.flush()
-        raise typer.Exit(1) from exc
+    service.run()  # its errors end in one line and an exit code (scheduler/cli/failures.py)
 
 
 @topics_app.command("create")
@@ -56,29 +46,37 @@ def create(
         list[str] | None, typer.Option(help="Also create this target topic to fire into (repeatable).")
     ] = None,
 ) -> None:
-    """Create `scheduled`, its state, rejected and dead-letter topics (existing ones are left alone)."""
+    """Create `scheduled`, its state, rejected and dead-letter topics, and any --target (existing ones are left
+    alone; exit 1 if one of the scheduler's differs from what was asked)."""
     from scheduler.codec import is_legal_topic
-    from scheduler.kafka.clients import build_admin
-    from scheduler.topics import create_topics
+    from scheduler.kafka.reach import check_reachable
+    from scheduler.topics import MIGRATE, create_topics
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
     targets = tuple(target or ())
     for name in targets:
         if not is_legal_topic(name):
             raise typer.BadParameter(f"{name!r} is not a legal topic name (1-249 of a-z A-Z 0-9 . _ -)")
-    created = create_topics(build_admin(settings), settings, partitions, replication, targets)
-    for name, result in created.items():
-        typer.echo(f"{result:8} {name}")
+    results = create_topics(check_reachable(settings), settings, partitions, replication, targets=targets)
+    for name, result in results.items():
+        outcome, _sep, differs = result.partition(": ")
+        typer.echo(f"{outcome:8} {name}" + (f" ({differs})" if differs else ""))
+    if any(": " in result for result in results.values()):
+        typer.echo(
+            f"error: existing topics differ from what was asked and were left alone; to change partitions, {MIGRATE}",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED)
 
 
 @topics_app.command("verify")
 def verify(bootstrap: Bootstrap = None, props: KafkaProps = None, topic: ScheduledTopic = None) -> None:
     """List every problem with the scheduler's topics and its fix; exit 3 if any could lose schedules."""
-    from scheduler.kafka.clients import build_admin
+    from scheduler.kafka.reach import check_reachable
     from scheduler.topics import verify_topics
 
     settings = load_settings(bootstrap, props, scheduled_topic=topic)
-    problems = verify_topics(build_admin(settings), settings)
+    problems = verify_topics(check_reachable(settings), settings)
     for problem in problems:
         typer.echo(f"{'ERROR' if problem.fatal else 'warning'}: {problem}")
     if any(p.fatal for p in problems):

@@ -1,4 +1,4 @@
-"""What the operator commands share: output format, progress bars on stderr, tables, error handling."""
+"""What the operator commands share: output format, progress bars on stderr, tables."""
 
 from __future__ import annotations
 
@@ -9,35 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from scheduler.cli.common import load_settings
-from scheduler.errors import SchedulerError
-from scheduler.settings import ServiceSettings
-
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_NOT_FOUND",
-    "EXIT_PARTIAL",
-    "DryRun",
-    "Output",
-    "check_output",
-    "errors",
-    "print_json",
-    "print_table",
-    "progress_bar",
-    "settings_for",
-    "short",
-]
-
-EXIT_FAILED = 1
-EXIT_NOT_FOUND = 4
-EXIT_PARTIAL = 5
+__all__ = ["DryRun", "Output", "check_output", "print_json", "print_table", "progress_bar", "short"]
 
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json.", case_sensitive=False)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
-
-
-def settings_for(bootstrap: str | None, props: list[str] | None, topic: str | None) -> ServiceSettings:
-    return load_settings(bootstrap, props, scheduled_topic=topic)
 
 
 def check_output(output: str) -> str:
@@ -61,16 +36,6 @@ def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
-
-
-@contextmanager
-def errors() -> Iterator[None]:
-    """A library error becomes one line on stderr and exit 1; bad time arguments exit 2."""
-    try:
-        yield
-    except SchedulerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from exc
 
 
 def print_json(data: Any) -> None:

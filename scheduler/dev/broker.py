@@ -24,7 +24,17 @@ from typing import NamedTuple
 
 from scheduler.errors import LocalBrokerError
 
-__all__ = ["KAFKA_VERSION", "BrokerHandle", "ensure_jars", "make_ca", "start", "status", "stop", "wait_ready"]
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerHandle",
+    "ensure_jars",
+    "make_ca",
+    "read_state",
+    "start",
+    "status",
+    "stop",
+    "wait_ready",
+]
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -129,6 +139,28 @@ class BrokerHandle:
     @classmethod
     def from_json(cls, text: str) -> BrokerHandle:
         return cls(**json.loads(text))
+
+
+def read_state(path: Path) -> BrokerHandle | None:
+    """The broker recorded in `path`: None if the file is missing or empty (as `mktemp` leaves it),
+    LocalBrokerError naming the file if it holds anything else (it is not overwritten: it may not be ours)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LocalBrokerError(f"cannot read the broker state file {path}: {exc}") from None
+    if not text.strip():
+        return None
+    try:
+        handle = BrokerHandle.from_json(text)
+    except (ValueError, TypeError) as exc:
+        raise LocalBrokerError(
+            f"{path} is not a broker state file ({type(exc).__name__}: {exc}): remove it or pass another --state"
+        ) from None
+    if not isinstance(handle.pid, int) or not isinstance(handle.bootstrap, str):
+        raise LocalBrokerError(f"{path} is not a broker state file (no pid and bootstrap): remove it")
+    return handle
 
 
 def cache_dir() -> Path:

@@ -4,28 +4,51 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from scheduler.config import merge_config
+from scheduler.errors import ConfigError
 from scheduler.settings import ServiceSettings
 
 __all__ = [
+    "DEFAULT_PARTITIONER",
+    "LIBRDKAFKA_LOG",
     "build_admin",
     "build_consumer",
     "build_producer",
     "build_state_reader",
+    "check_configs",
     "consumer_config",
     "consumer_forced",
+    "create",
     "kafka_error",
     "producer_config",
     "producer_forced",
 ]
 
+T = TypeVar("T")
+# librdkafka logs a broker connection that fails or drops (FAIL, and ERROR events nobody handles) at ERR, once per
+# reconnect attempt. It retries by itself, and what it costs shows where it matters (/readyz, a one-line error of
+# a command): a warning, rate-limited by the handler's RepeatFilter (scheduler/logs.py).
+_RETRIED_BY_LIBRDKAFKA = frozenset({"FAIL", "ERROR"})
+
+
+class _Demote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args and args[0] in _RETRIED_BY_LIBRDKAFKA and record.levelno > 30:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+_LIBRDKAFKA_LOGGER.addFilter(_Demote())
 # librdkafka's own log lines go through Python logging (one line per event, JSON when configured), warnings up.
-LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
+LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": _LIBRDKAFKA_LOGGER}
+DEFAULT_PARTITIONER = "murmur2_random"
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": 10,
@@ -33,6 +56,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     **LIBRDKAFKA_LOG,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    # Fires, dead letters and rejects land where a Java producer puts their keys (librdkafka's own default is
+    # consistent_random, CRC32): per-key order on a target topic holds across both. A target whose producers
+    # use librdkafka's default wants KAFKA_SCHEDULER_PRODUCER__PARTITIONER=consistent_random.
+    "partitioner": DEFAULT_PARTITIONER,
     "linger.ms": 1,
     "compression.type": "lz4",
     "socket.nagle.disable": True,
@@ -43,6 +70,35 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 def kafka_error(exc: KafkaException) -> KafkaError | None:
     """The KafkaError a KafkaException carries, if any."""
     return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
+def create(factory: Callable[[dict[str, Any]], T], conf: dict[str, Any]) -> T:
+    """A librdkafka client; ConfigError naming the property librdkafka refused (unknown, or a bad value)."""
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        err = kafka_error(exc)
+        if err is None or err.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError(
+            f"librdkafka refused the configuration: {err.str()} (set by -X, KAFKA_SCHEDULER_KAFKA__*, "
+            "KAFKA_SCHEDULER_CONSUMER__* or KAFKA_SCHEDULER_PRODUCER__*): fix or remove it"
+        ) from None
+
+
+def check_configs(settings: ServiceSettings) -> None:
+    """Build (and drop) the consumer and producer `run` would use, without connecting: ConfigError if either
+    configuration contradicts a forced setting or has a property librdkafka does not know or accept."""
+    silent = {"logger": _SILENT}
+    for factory, conf in ((Consumer, consumer_config(settings)), (Producer, producer_config(settings))):
+        client: Any = create(factory, {k: v for k, v in conf.items() if k != "bootstrap.servers"} | silent)
+        if isinstance(client, Consumer):
+            client.close()
+
+
+_SILENT = logging.getLogger("librdkafka.config-check")
+_SILENT.propagate = False
+_SILENT.addHandler(logging.NullHandler())
 
 
 def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:
@@ -74,7 +130,7 @@ def consumer_config(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def build_consumer(settings: ServiceSettings) -> Consumer:
-    return Consumer(consumer_config(settings))
+    return create(Consumer, consumer_config(settings))
 
 
 def build_state_reader(settings: ServiceSettings) -> Consumer:
@@ -87,7 +143,7 @@ def build_state_reader(settings: ServiceSettings) -> Consumer:
     }
     user = {**settings.base_kafka(), **settings.consumer}
     defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144}
-    return Consumer(merge_config(defaults, user, forced))
+    return create(Consumer, merge_config(defaults, user, forced))
 
 
 def producer_config(settings: ServiceSettings) -> dict[str, Any]:
@@ -103,7 +159,7 @@ def producer_config(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def build_producer(settings: ServiceSettings) -> Producer:
-    return Producer(producer_config(settings))
+    return create(Producer, producer_config(settings))
 
 
 def build_admin(
@@ -112,4 +168,4 @@ def build_admin(
     conf: dict[str, Any] = {**LIBRDKAFKA_LOG, **settings.base_kafka(), "allow.auto.create.topics": False}
     if error_cb is not None:
         conf["error_cb"] = error_cb
-    return AdminClient(conf)
+    return create(AdminClient, conf)

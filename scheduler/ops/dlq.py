@@ -12,19 +12,16 @@ Three producers of dead letters, told apart by their header prefix:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
-
-from scheduler.errors import DeliveryError
 from scheduler.ops.query import iso, text_or_b64
 from scheduler.ops.reader import Progress, TopicRecord, partition_count, read_topic
 from scheduler.partitioner import partition_for
 from scheduler.settings import ServiceSettings
 
-__all__ = ["DeadLetter", "Destination", "ReplayResult", "dead_letters", "decode", "replay"]
+__all__ = ["DeadLetter", "Destination", "Router", "dead_letters", "decode"]
 
 PREFIXES = {
     "scheduler-dlt-": "scheduler-dlt",
@@ -133,72 +130,3 @@ class Router:
             if original.isdigit() and int(original) < self._count(origin):
                 return Destination(origin, int(original))
         return Destination(origin, None)
-
-
-@dataclass
-class ReplayResult:
-    planned: list[tuple[DeadLetter, Destination]]
-    skipped: list[tuple[DeadLetter, str]]
-    failed: int = 0
-
-
-def replay(
-    settings: ServiceSettings,
-    letters: Iterable[DeadLetter],
-    *,
-    to: str | None = None,
-    dry_run: bool = False,
-    on_letter: Callable[[], None] | None = None,
-) -> ReplayResult:
-    """Re-produce each letter's key, value and user headers (reason headers dropped) to its destination."""
-    router = Router(settings, to)
-    result = ReplayResult([], [])
-    producer = None if dry_run else _producer(settings)
-    errors: list[str] = []
-
-    def report(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err.str())
-
-    for letter in letters:
-        if on_letter is not None:
-            on_letter()
-        try:
-            dest = router.route(letter)
-        except ValueError as exc:
-            result.skipped.append((letter, str(exc)))
-            continue
-        result.planned.append((letter, dest))
-        if producer is not None:
-            extra: dict[str, Any] = {} if dest.partition is None else {"partition": dest.partition}
-            producer.produce(
-                dest.topic,
-                letter.record.value,
-                letter.record.key,
-                headers=list(letter.user_headers),
-                on_delivery=report,
-                **extra,
-            )
-            producer.poll(0)
-    if producer is not None:
-        remaining = producer.flush(60)
-        result.failed = len(errors) + remaining
-        if result.failed:
-            first = errors[0] if errors else "not delivered within 60s"
-            raise DeliveryError(
-                f"{result.failed} replayed record(s) were not delivered (first: {first}): rerun"
-            )
-    return result
-
-
-def _producer(settings: ServiceSettings) -> Producer:
-    """Like the scheduler's producer (same partitioner for keyed records), idempotent, acks=all."""
-    conf: dict[str, Any] = {
-        **settings.base_kafka(),
-        **settings.producer,
-        "enable.idempotence": True,
-        "acks": "all",
-        "allow.auto.create.topics": False,
-        "log_level": 3,
-    }
-    return Producer(conf)

@@ -5,7 +5,10 @@ Idempotent means a rerun of the same file changes nothing visible:
   (`unchanged`): no new command, so the state record, its version and its fire id stay as they are;
 - a row whose id's last state record is a tombstone (it fired or was cancelled) is skipped (`done`), so a past
   `at` row does not fire twice; this holds while the tombstone is kept (the state topic's delete.retention.ms);
-- every other row is sent (`sent`): new ids, and ids whose schedule differs (same id = replace).
+- every other row is sent (`sent`): new ids, and ids whose schedule differs (same id = replace);
+- a row whose id comes again later in the file is skipped (`superseded`: the last row wins), so a file that
+  repeats an id sends one command for it, and a rerun none;
+- a row the scheduler would refuse is refused here and never sent (`refused`), nor on a rerun.
 `delay` rows are relative to the import's start, so a rerun moves them and sends them again: prefer `at`.
 """
 
@@ -21,15 +24,18 @@ from datetime import timedelta
 from scheduler.client import ClientCore, SchedulerClient, due_ms, now_ms
 from scheduler.codec import decode_state
 from scheduler.config import ClientSettings
-from scheduler.errors import InvalidDeliverAt, InvalidTopic, ValidationError
+from scheduler.errors import InvalidDeliverAt, ValidationError
 from scheduler.model import Schedule
+from scheduler.ops.policy import TargetPolicy
 from scheduler.ops.query import parse_duration_ms, parse_instant_ms
 from scheduler.ops.reader import Progress
-from scheduler.ops.rows import Refusal, Row
+from scheduler.ops.rows import Refusal, Row, last_lines
 from scheduler.ops.state import read_state
 from scheduler.settings import ServiceSettings
 
 __all__ = ["ImportOptions", "ImportSummary", "Pacer", "client_settings", "digest", "run_import"]
+
+Rows = Callable[[], Iterable[Row | Refusal]]  # read twice: once for the last row of each id, once to send
 
 MAX_REFUSALS_KEPT = 1000
 
@@ -39,6 +45,9 @@ def client_settings(settings: ServiceSettings, producer_name: str | None = None)
     return ClientSettings(
         bootstrap_servers=settings.bootstrap_servers,
         scheduled_topic=settings.scheduled_topic,
+        state_topic=settings.state,
+        rejected_topic=settings.rejected,
+        dlt_topic=settings.dlt,
         kafka={k: str(v) for k, v in {**settings.kafka, **settings.producer}.items()},
         sasl_password=settings.sasl_password,
         producer_name=producer_name,
@@ -82,7 +91,7 @@ class ImportOptions:
 
 @dataclass
 class ImportSummary:
-    counts: Counter[str] = field(default_factory=Counter)  # sent, unchanged, done, refused
+    counts: Counter[str] = field(default_factory=Counter)  # sent, unchanged, done, superseded, refused
     refused_by_reason: Counter[str] = field(default_factory=Counter)
     refusals: list[Refusal] = field(default_factory=list)
 
@@ -92,27 +101,30 @@ class ImportSummary:
         if len(self.refusals) < MAX_REFUSALS_KEPT:
             self.refusals.append(refusal)
 
+    @property
+    def accepted(self) -> int:
+        """Rows that are (or already were) what the file says: sent, unchanged or done."""
+        return self.counts["sent"] + self.counts["unchanged"] + self.counts["done"]
+
 
 class RowPlanner:
     """Row -> validated Schedule, with one `now` per import so every delay row is relative to the same start."""
 
-    def __init__(self, core: ClientCore, topics: frozenset[str] | None, start_ms: int) -> None:
-        self._core, self._topics, self._start = core, topics, start_ms
+    def __init__(self, core: ClientCore, targets: TargetPolicy | None, start_ms: int) -> None:
+        self._core, self._targets, self._start = core, targets, start_ms
 
     def schedule(self, row: Row) -> Schedule:
-        due = self._due(row)
-        if self._topics is not None and row.topic not in self._topics:
-            raise InvalidTopic(f"target topic {row.topic} does not exist: create it first")
-        headers = list(row.headers.items())
         schedule, _key, _value = self._core.build(
             row.id,
             topic=row.topic,
             value=row.value,
             key=row.key,
-            headers=headers,
-            at=due,
+            headers=list(row.headers.items()),
+            at=self._due(row),
             partition=row.partition,
         )
+        if self._targets is not None:
+            self._targets.check(schedule)
         return schedule
 
     def _due(self, row: Row) -> int:
@@ -120,7 +132,7 @@ class RowPlanner:
             at = parse_instant_ms(row.at) if row.at is not None else None
             delay = timedelta(milliseconds=parse_duration_ms(row.delay)) if row.delay is not None else None
         except ValueError as exc:
-            raise InvalidDeliverAt(str(exc)) from exc
+            raise InvalidDeliverAt(str(exc)) from None
         return due_ms(at, delay, self._start, self._core.settings.horizon)
 
 
@@ -134,54 +146,90 @@ def load_existing(settings: ServiceSettings, progress: Progress | None) -> tuple
 
 def run_import(
     settings: ServiceSettings,
-    rows: Iterable[Row | Refusal],
+    rows: Rows,
     options: ImportOptions,
     *,
     existing: tuple[dict[str, bytes], set[str]],
-    topics: frozenset[str] | None,
+    targets: TargetPolicy | None,
     on_row: Callable[[], None] | None = None,
 ) -> ImportSummary:
-    """Classify every row (sent | unchanged | done | refused) and send the `sent` ones unless dry_run."""
+    """Classify every row (sent | unchanged | done | superseded | refused) and send the `sent` ones unless dry_run.
+
+    A bad row is a refusal with its line, never an exception: the import always reaches its summary.
+    """
     csettings = client_settings(settings, producer_name="kafka-scheduler-import")
-    planner = RowPlanner(ClientCore(None, csettings, None), topics, now_ms())
-    pending, done = existing
+    planner = RowPlanner(ClientCore(None, csettings, None), targets, now_ms())
+    final = last_lines(rows())
     summary = ImportSummary()
-    pacer = Pacer(options.rate)
-    client = None if options.dry_run else SchedulerClient(settings=csettings)
+    sender = _Sender(None if options.dry_run else SchedulerClient(settings=csettings), Pacer(options.rate))
     try:
-        for item in rows:
+        for item in rows():
             if on_row is not None:
                 on_row()
-            if isinstance(item, Refusal):
-                summary.refuse(item)
-                continue
-            try:
-                schedule = planner.schedule(item)
-            except ValidationError as exc:
-                summary.refuse(Refusal(item.line, item.id, type(exc).__name__, str(exc)))
-                continue
-            outcome = _outcome(schedule, pending, done, options.resend_done)
-            summary.counts[outcome] += 1
-            if outcome != "sent":
-                continue
-            pending[schedule.id] = digest(schedule)  # a later row with the same id compares with this one
-            done.discard(schedule.id)
-            if client is None:
-                continue
-            time.sleep(pacer.delay())
-            client.schedule(
-                schedule.id,
-                topic=schedule.target_topic,
-                value=schedule.payload,
-                key=schedule.target_key,
-                headers=schedule.headers,
-                at=schedule.due_ms,
-                partition=schedule.target_partition,
-            )
+            schedule = _plan(item, planner, final, summary)
+            if schedule is not None and _classify(schedule, existing, options.resend_done, summary) == "sent":
+                sender.send(schedule)
     finally:
-        if client is not None:
-            client.close(timeout=60)
+        sender.close()
     return summary
+
+
+def _plan(
+    item: Row | Refusal, planner: RowPlanner, final: dict[str, int], summary: ImportSummary
+) -> Schedule | None:
+    """The row's schedule, or None when it is refused or a later row of the same id supersedes it."""
+    if item.id is not None and final.get(item.id, item.line) != item.line:
+        summary.counts["superseded"] += 1
+        return None
+    if isinstance(item, Refusal):
+        summary.refuse(item)
+        return None
+    try:
+        return planner.schedule(item)
+    except (ValidationError, ValueError, OverflowError) as exc:
+        summary.refuse(Refusal(item.line, item.id, _reason(exc), str(exc)))
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    return type(exc).__name__ if isinstance(exc, ValidationError) else "InvalidRow"
+
+
+def _classify(
+    schedule: Schedule, existing: tuple[dict[str, bytes], set[str]], resend_done: bool, summary: ImportSummary
+) -> str:
+    pending, done = existing
+    outcome = _outcome(schedule, pending, done, resend_done)
+    summary.counts[outcome] += 1
+    if outcome == "sent":
+        pending[schedule.id] = digest(schedule)
+        done.discard(schedule.id)
+    return outcome
+
+
+class _Sender:
+    """The client, paced; None on a dry run."""
+
+    def __init__(self, client: SchedulerClient | None, pacer: Pacer) -> None:
+        self._client, self._pacer = client, pacer
+
+    def send(self, schedule: Schedule) -> None:
+        if self._client is None:
+            return
+        time.sleep(self._pacer.delay())
+        self._client.schedule(
+            schedule.id,
+            topic=schedule.target_topic,
+            value=schedule.payload,
+            key=schedule.target_key,
+            headers=schedule.headers,
+            at=schedule.due_ms,
+            partition=schedule.target_partition,
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close(timeout=60)
 
 
 def _outcome(schedule: Schedule, pending: dict[str, bytes], done: set[str], resend_done: bool) -> str:

@@ -28,23 +28,39 @@ _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
-_NOT_A_TIME = "{text!r} is not a time: use RFC 3339 (2026-01-01T12:00:00Z), epoch ms, or relative (1h, -30m)"
+MAX_DURATION_MS = 1000 * 366 * 86_400_000  # far past any horizon, small enough for every datetime sum
+MAX_INSTANT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
+_NOT_AN_INSTANT = (
+    "{text!r} is not a time: use RFC 3339 with an offset (2026-01-01T12:00:00Z) or epoch milliseconds"
+)
+_NOT_A_TIME = _NOT_AN_INSTANT + ", or a time relative to now (1h, +1h, -30m)"
+_NOT_A_DURATION = (
+    "{text!r} is not a duration: use e.g. 500ms, 90s, 15m, 1h30m, 2d or integer ms, up to 1000 years"
+)
 
 
 def parse_duration_ms(text: str) -> int:
-    """`90s`, `15m`, `1h30m`, `2d`, `500ms`, or plain integer milliseconds; ValueError otherwise."""
+    """`90s`, `15m`, `1h30m`, `2d`, `500ms`, or plain integer milliseconds, up to 1000 years; ValueError otherwise."""
     raw = text.strip()
-    if re.fullmatch(r"[0-9]+", raw):
-        return int(raw)
-    pos, total = 0, 0.0
-    for match in _DURATION_RE.finditer(raw):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_MS[match.group(2)]
-        pos = match.end()
-    if pos != len(raw) or not raw:
-        raise ValueError(f"{text!r} is not a duration: use e.g. 500ms, 90s, 15m, 1h30m, 2d or integer ms")
+    if re.fullmatch(r"[0-9]{1,20}", raw):
+        total: float = int(raw)
+    else:
+        pos, total = 0, 0.0
+        for match in _DURATION_RE.finditer(raw):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_MS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or not raw:
+            raise ValueError(_NOT_A_DURATION.format(text=_short(text)))
+    if not total <= MAX_DURATION_MS:  # also inf and nan, from 400-digit numbers
+        raise ValueError(_NOT_A_DURATION.format(text=_short(text)))
     return round(total)
+
+
+def _short(text: str, width: int = 40) -> str:
+    """Quote what was given without repeating 400 digits back."""
+    return text if len(text) <= width else f"{text[: width - 1]}…"
 
 
 def parse_when_ms(text: str, now_ms: int) -> int:
@@ -55,19 +71,19 @@ def parse_when_ms(text: str, now_ms: int) -> int:
         try:
             return now_ms + sign * parse_duration_ms(raw.lstrip("+-"))
         except ValueError:
-            raise ValueError(_NOT_A_TIME.format(text=text)) from None
-    return parse_instant_ms(raw)
+            raise ValueError(_NOT_A_TIME.format(text=_short(text))) from None
+    return parse_instant_ms(raw, _NOT_A_TIME)
 
 
-def parse_instant_ms(text: str) -> int:
-    """An absolute instant: RFC 3339 with an offset (Z or +hh:mm), or integer epoch milliseconds."""
+def parse_instant_ms(text: str, forms: str = _NOT_AN_INSTANT) -> int:
+    """An absolute instant: RFC 3339 with an offset (Z or +hh:mm), or integer epoch milliseconds up to 9999."""
     raw = text.strip()
-    if re.fullmatch(r"-?[0-9]+", raw):
+    if re.fullmatch(r"-?[0-9]{1,20}", raw) and abs(int(raw)) <= MAX_INSTANT_MS:
         return int(raw)
     try:
         moment = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError as exc:
-        raise ValueError(_NOT_A_TIME.format(text=text)) from exc
+    except ValueError:
+        raise ValueError(forms.format(text=_short(text))) from None
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no offset: add Z or +hh:mm")
     return (moment - _EPOCH) // timedelta(milliseconds=1)

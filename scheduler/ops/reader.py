@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from scheduler.errors import SchedulerError
+from scheduler.kafka.clients import LIBRDKAFKA_LOG, create
 from scheduler.settings import ServiceSettings
 
 __all__ = ["Progress", "TopicRecord", "partition_count", "read_topic"]
@@ -37,6 +38,7 @@ class TopicRecord:
 
 def _consumer(settings: ServiceSettings) -> Consumer:
     conf: dict[str, Any] = {
+        **LIBRDKAFKA_LOG,
         **settings.base_kafka(),
         **settings.consumer,
         "group.id": f"{settings.group_id}.ops-{uuid.uuid4().hex[:8]}",
@@ -44,16 +46,15 @@ def _consumer(settings: ServiceSettings) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
-        "log_level": 3,
     }
-    return Consumer(conf)
+    return create(Consumer, conf)
 
 
-def partition_count(settings: ServiceSettings, topic: str, timeout_s: float = 15.0) -> int:
+def partition_count(settings: ServiceSettings, topic: str) -> int:
     """Partitions of `topic`; SchedulerError naming the fix if it does not exist."""
     consumer = _consumer(settings)
     try:
-        return _partitions(consumer, topic, timeout_s, settings.bootstrap_servers)
+        return _partitions(consumer, topic, settings.request_timeout_s, settings.bootstrap_servers)
     finally:
         consumer.close()
 
@@ -83,12 +84,15 @@ def read_topic(
     """
     consumer = _consumer(settings)
     try:
-        count = _partitions(consumer, topic, 15.0, settings.bootstrap_servers)
+        timeout = settings.request_timeout_s
+        count = _partitions(consumer, topic, timeout, settings.bootstrap_servers)
         wanted = sorted(set(partitions)) if partitions is not None else list(range(count))
         ends: dict[int, int] = {}
         total = 0
         for p in wanted:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15, cached=False)
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=timeout, cached=False
+            )
             if high > low:
                 ends[p] = int(high)
                 total += int(high - low)

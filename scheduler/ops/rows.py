@@ -1,14 +1,15 @@
 """Import rows from CSV or JSONL: id, topic, key, value, at | delay, headers (a JSON object), partition.
 
 Parsing is pure and streaming: one row at a time, a bad row becomes a Refusal with its line number, never an
-exception that stops the file.
+exception that stops the file: bytes that are not UTF-8, a field too large for the csv module, numbers of 400
+digits, JSON nested too deep. A UTF-8 byte order mark (as Excel saves CSV) is skipped.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,7 @@ __all__ = [
     "Row",
     "count_rows",
     "detect_format",
+    "last_lines",
     "parse_csv",
     "parse_jsonl",
     "read_rows",
@@ -26,6 +28,9 @@ __all__ = [
 
 FORMATS = ("csv", "jsonl")
 FIELDS = frozenset({"id", "topic", "key", "value", "at", "delay", "headers", "partition"})
+# Larger than any payload the client takes (max_payload_bytes, 1 MiB by default), so a big row is refused for
+# its size with the client's reason; the csv module's own limit (128 Ki characters) would refuse it unread.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,19 @@ def _text(value: Any, name: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"{name} must be a string or a number, got {type(value).__name__}")
-    return str(value)
+    return _utf8(str(value), name)
+
+
+def _utf8(text: str, name: str) -> str:
+    """The file is read with errors="surrogateescape": a byte that is not UTF-8 shows as a lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start].encode("utf-8", "surrogateescape")
+        raise ValueError(
+            f"{name} is not valid UTF-8 (byte 0x{bad.hex()} at character {exc.start}): save the file as UTF-8"
+        ) from None
+    return text
 
 
 def _headers(raw: Any) -> dict[str, str | None]:
@@ -86,7 +103,7 @@ def _headers(raw: Any) -> dict[str, str | None]:
     for name, value in raw.items():
         if value is not None and not isinstance(value, str):
             raise ValueError(f"header {name!r} must be a string or null, got {type(value).__name__}")
-        out[str(name)] = value
+        out[_utf8(str(name), "a header name")] = None if value is None else _utf8(value, f"header {name!r}")
     return out
 
 
@@ -105,7 +122,8 @@ def to_row(line: int, obj: dict[str, Any], *, empty_is_none: bool) -> Row:
     """A mapping of column -> value to a Row; ValueError says what is wrong."""
     unknown = set(obj) - FIELDS
     if unknown:
-        raise ValueError(f"unknown column(s) {sorted(unknown)}: expected {sorted(FIELDS)}")
+        names = [_utf8(str(name), "a column name") for name in sorted(unknown, key=str)]
+        raise ValueError(f"unknown column(s) {names}: expected {sorted(FIELDS)}")
 
     def opt(name: str) -> str | None:
         value = _text(obj.get(name), name)
@@ -139,40 +157,75 @@ def parse_jsonl(lines: IO[str]) -> Iterator[Row | Refusal]:
 def _jsonl_row(number: int, text: str) -> Row | Refusal:
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Refusal(number, None, "InvalidRow", f"not JSON: {exc}")
+    except (ValueError, RecursionError) as exc:  # also ints of more than 4300 digits, nesting too deep
+        return Refusal(number, None, "InvalidRow", f"not JSON: {str(exc)[:200]}")
     if not isinstance(obj, dict):
         return Refusal(number, None, "InvalidRow", f"a line must be a JSON object, got {type(obj).__name__}")
     try:
         return to_row(number, obj, empty_is_none=False)
     except ValueError as exc:
-        sid = obj.get("id")
-        return Refusal(number, sid if isinstance(sid, str) else None, "InvalidRow", str(exc))
+        return Refusal(number, _known_id(obj.get("id")), "InvalidRow", str(exc))
+
+
+def _known_id(value: Any) -> str | None:
+    """The row's id if it is readable text (to name the row and to find its last occurrence)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _utf8(value, "id")
+    except ValueError:
+        return None
 
 
 def parse_csv(lines: IO[str]) -> Iterator[Row | Refusal]:
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.DictReader(lines)
-    missing = {"id", "topic"} - set(reader.fieldnames or ())
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        yield Refusal(1, None, "InvalidRow", f"the header row does not parse ({exc}): no row can be read")
+        return
+    if fieldnames is None:
+        return  # an empty file: nothing to import
+    missing = {"id", "topic"} - set(fieldnames)
     if missing:
         yield Refusal(1, None, "InvalidRow", f"the header row lacks {sorted(missing)}: no row can be read")
         return
-    for record in reader:
+    yield from _csv_rows(reader)
+
+
+def _csv_rows(reader: csv.DictReader[str]) -> Iterator[Row | Refusal]:
+    while True:
+        before = reader.line_num
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader goes on with the next line
+            yield Refusal(before + 1, None, "InvalidRow", f"the row does not parse: {exc}")
+            continue
         yield _csv_row(reader.line_num, record)
 
 
 def _csv_row(number: int, record: dict[str | Any, Any]) -> Row | Refusal:
+    sid = _known_id(record.get("id"))
     if None in record:
-        return Refusal(number, record.get("id"), "InvalidRow", "more fields than the header row has")
+        return Refusal(number, sid, "InvalidRow", "more fields than the header row has")
     try:
         return to_row(number, dict(record), empty_is_none=True)
     except ValueError as exc:
-        return Refusal(number, record.get("id") or None, "InvalidRow", str(exc))
+        return Refusal(number, sid, "InvalidRow", str(exc))
 
 
 def read_rows(path: Path, fmt: str) -> Iterator[Row | Refusal]:
-    """Stream the rows of `path` (a file, or `-` for stdin is left to the caller)."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    """Stream the rows of `path`; bytes that are not UTF-8 reach the rows (and refuse them), not the reader."""
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         yield from (parse_csv(handle) if fmt == "csv" else parse_jsonl(handle))
+
+
+def last_lines(rows: Iterable[Row | Refusal]) -> dict[str, int]:
+    """The line of each id's last row: earlier rows of the same id are superseded (the last row wins)."""
+    return {row.id: row.line for row in rows if row.id is not None}
 
 
 def count_rows(path: Path, fmt: str) -> int:

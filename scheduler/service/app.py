@@ -10,13 +10,14 @@ import signal
 import threading
 from types import FrameType
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from scheduler.errors import KafkaFatalError
+from scheduler.errors import ClusterUnreachable, KafkaFatalError, SchedulerError
 from scheduler.http import HealthState, HttpServer
 from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
+from scheduler.kafka.reach import BrokerProbe, check_reachable
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
 from scheduler.service.loop import SchedulerLoop
@@ -99,11 +100,16 @@ class SchedulerService:
             "partitions_rebuilt",
             lambda: all(o.phase is Phase.SERVING for o in list(partitions.owned.values())),
         )
+        # With every broker down the group and its (possibly zero) partitions look unchanged: ask the cluster.
+        probe = BrokerProbe(build_admin(settings), settings.scheduled_topic)
+        self.health.set_ready_check("brokers_reachable", probe.reachable)
         self._start_http()
+        probe.start()
         self.health.mark_started()
         try:
             self.loop.run(self.stopping)
         finally:
+            probe.stop()
             if txn_log is not None:
                 txn_log.close()
             consumer.close()
@@ -124,41 +130,29 @@ class SchedulerService:
     def _start_http(self) -> None:
         if self.settings.http_port is None:
             return
-        self.http = HttpServer(self.registry, self.health, self.settings.http_host, self.settings.http_port)
-        self.http.start()
+        host, port = self.settings.http_host, self.settings.http_port
+        self.http = HttpServer(self.registry, self.health, host, port)
+        try:
+            self.http.start()
+        except OSError as exc:
+            raise SchedulerError(
+                f"cannot serve metrics and health on {host}:{port}: {exc.strerror or exc}: stop what holds the "
+                "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
+            ) from None
         log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
 
     def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
         """The admin client and the topic warnings; an unreachable cluster, bad credentials or a failed TLS
-        handshake end here with a message that names what to check."""
-        settings = self.settings
-        errors: dict[int, list[str]] = {KafkaError._AUTHENTICATION: [], KafkaError._SSL: []}
-
-        def on_error(err: KafkaError) -> None:
-            if err.code() in errors:
-                errors[err.code()].append(err.str())
-
-        admin = build_admin(settings, error_cb=on_error)
+        handshake end here, within KAFKA_SCHEDULER_REQUEST_TIMEOUT_S, with a message that names what to check."""
         try:
-            return admin, require_valid(admin, settings)
+            admin = check_reachable(self.settings)
+            return admin, require_valid(admin, self.settings)
+        except ClusterUnreachable as exc:
+            raise KafkaFatalError(str(exc)) from None
         except KafkaException as exc:
-            for _ in range(25):  # error_cb runs only when the client is polled: collect what is pending
-                if any(errors.values()):
-                    break
-                admin.poll(0.2)
-            at = settings.bootstrap_servers
-            if errors[KafkaError._SSL]:
-                raise KafkaFatalError(
-                    f"TLS handshake failed at {at}: {errors[KafkaError._SSL][-1]}; check security.protocol, "
-                    "ssl.ca.location (the CA that signed the brokers' certificates) and "
-                    "ssl.endpoint.identification.algorithm (KAFKA_SCHEDULER_KAFKA)"
-                ) from exc
-            if errors[KafkaError._AUTHENTICATION]:
-                raise KafkaFatalError(
-                    f"authentication failed at {at}: {errors[KafkaError._AUTHENTICATION][-1]}; check "
-                    "sasl.mechanisms and sasl.username (KAFKA_SCHEDULER_KAFKA) and KAFKA_SCHEDULER_SASL_PASSWORD"
-                ) from exc
-            raise KafkaFatalError(f"cannot check the scheduler's topics at {at}: {exc}") from exc
+            raise KafkaFatalError(
+                f"cannot check the scheduler's topics at {self.settings.bootstrap_servers}: {exc}"
+            ) from None
 
 
 def _overdue_exit() -> None:

@@ -25,7 +25,7 @@ from scheduler.records import (
     SCHEDULER_HEADERS,
     record_size,
 )
-from scheduler.settings import ServiceSettings
+from scheduler.settings import ServiceSettings, forbidden_target
 
 __all__ = ["TargetCatalog", "TopicInfo"]
 
@@ -66,13 +66,7 @@ class TargetCatalog:
         self._cache: dict[str, tuple[float, TopicInfo]] = {}
 
     def forbidden(self, topic: str) -> str | None:
-        if topic in self._own:
-            return f"{topic} is one of the scheduler's own topics"
-        if self._deny.search(topic):
-            return f"{topic} matches the deny pattern {self._deny.pattern!r} (internal topics are denied)"
-        if not self._allow.fullmatch(topic):
-            return f"{topic} does not match the allow pattern {self._allow.pattern!r}"
-        return None
+        return forbidden_target(topic, self._own, self._deny, self._allow)
 
     def info(self, topic: str, *, max_age_s: float | None = None) -> TopicInfo:
         """Cached facts; an unknown topic is looked up again after 2 s, a known one after the TTL."""

@@ -22,6 +22,12 @@ from tests.scheduler_proc import SchedulerStack
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlq replay keeps its journal in the current directory: the test's own."""
+    monkeypatch.chdir(tmp_path)
+
+
 def cli(stack: SchedulerStack, *args: str, input: str | None = None, topic_flag: str = "--topic") -> Any:
     """Run `kafka-scheduler ARGS -b … --topic …`; the result has exit_code, stdout and stderr."""
     result = runner.invoke(
@@ -345,13 +351,13 @@ def test_dlq_inspect_and_replay_a_consumer_groups_dead_letters(
         wait_until(lambda: handled == [b"ok"], 30, "the good record handled")
         wait_until(lambda: len(read_all(scheduler_stack.bootstrap, dlt)) == 1, 30, "the dead letter")
 
-    shown = cli_json(scheduler_stack, "dlq", "inspect", "--topic", dlt, topic_flag="--scheduled-topic")
+    shown = cli_json(scheduler_stack, "dlq", "inspect", "--dlt", dlt)
     (letter,) = shown["items"]
     assert letter["kind"] == "consumer-dlt" and letter["reason"] == "non_retryable_error"
     assert letter["reasons"]["exception-message"] == "card declined"
     assert letter["reasons"]["original-topic"] == source and letter["reasons"]["group"] == group
 
-    replay = cli(scheduler_stack, "dlq", "replay", "--topic", dlt, topic_flag="--scheduled-topic")
+    replay = cli(scheduler_stack, "dlq", "replay", "--dlt", dlt)
     assert replay.exit_code == 0 and f"-> {source}/1" in replay.stdout  # back into the partition it came from
     fixed = make_app(scheduler_stack.bootstrap, group)
 
@@ -366,3 +372,138 @@ def test_dlq_inspect_and_replay_a_consumer_groups_dead_letters(
     again = [r for r in read_all(scheduler_stack.bootstrap, source) if r.key == b"k-bad"]
     assert [r.partition for r in again] == [1, 1]
     assert not any(name.startswith("consumer-dlt-") for name in again[1].headers)
+
+
+def test_import_sends_a_repeated_id_once_refuses_what_the_scheduler_would_and_never_stops(
+    scheduler_stack: SchedulerStack, tmp_path: Path
+) -> None:
+    target = scheduler_stack.create_target(f"{scheduler_stack.scheduled_topic}-target")
+    at = rfc3339(datetime.now(UTC) + timedelta(hours=2))
+    rows = tmp_path / "excel.csv"  # with a byte order mark, as Excel saves CSV
+    rows.write_bytes(
+        b"\xef\xbb\xbf"
+        + (
+            "id,topic,value,at,partition\n"
+            f"x,{target},first,{at},\n"
+            f"own,{scheduler_stack.settings.state},v,{at},\n"
+            f"internal,__consumer_offsets,v,{at},\n"
+            f"far,{target},v,{at},99\n"
+            f"x,{target},second,{at},\n"
+        ).encode()
+    )
+    first = cli(scheduler_stack, "import", str(rows), "-o", "json")
+    assert first.exit_code == 5, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["sent"], summary["superseded"], summary["refused"]) == (1, 1, 3)
+    assert {r["id"]: r["message"] for r in summary["refusals"]}.keys() == {"own", "internal", "far"}
+    assert all(
+        word in " ".join(r["message"] for r in summary["refusals"])
+        for word in ("forbidden_target_topic", "invalid_target_topic")
+    )
+    wait_until(lambda: listed(scheduler_stack).get("x", {}).get("value") == "second", 30, "x = second")
+    state_before = state_last_values(scheduler_stack)
+
+    rerun = json.loads(cli(scheduler_stack, "import", str(rows), "-o", "json").stdout)
+    assert (rerun["sent"], rerun["unchanged"], rerun["superseded"], rerun["refused"]) == (0, 1, 1, 3)
+    assert state_last_values(scheduler_stack) == state_before  # same version, same fire id
+
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(
+        b"id,topic,value,at\n"
+        + f"big,{target},{'x' * 140_000},{at}\n".encode()
+        + f"latin1,{target},caf".encode()
+        + b"\xe9"
+        + f",{at}\nlast,{target},v,{at}\n".encode()
+    )
+    result = cli(scheduler_stack, "import", str(broken), "-o", "json")
+    assert result.exit_code == 5, result.output
+    done = json.loads(result.stdout)
+    assert (done["sent"], done["refused"]) == (2, 1) and done["refusals"][0]["id"] == "latin1"
+
+    absurd = tmp_path / "absurd.jsonl"
+    absurd.write_text(
+        json.dumps({"id": "nines", "topic": target, "delay": "9" * 400}) + "\n", encoding="utf-8"
+    )
+    only_refused = cli(scheduler_stack, "import", str(absurd))
+    assert only_refused.exit_code == 1 and "InvalidDeliverAt" in only_refused.stdout  # nothing went: failed
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    nothing = cli(scheduler_stack, "import", str(empty))
+    assert nothing.exit_code == 0 and "sent 0" in nothing.stdout
+
+
+def test_stats_reports_corrupt_state_records_as_list_does(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from scheduler.codec import encode_state
+    from scheduler.model import Schedule
+
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path)
+    create_topic(stack.scheduled_topic, partitions=1)
+    state = create_topic(stack.settings.state, partitions=1, config={"cleanup.policy": "compact"})
+    due = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(state, encode_state(Schedule("fine", "t", due, b"v"), 1), b"fine", partition=0)
+    producer.produce(state, b"not a state record", b"broken", partition=0)
+    assert producer.flush(30) == 0
+
+    stats = cli(stack, "stats", "-o", "json")
+    assert stats.exit_code == 0, stats.output
+    doc = json.loads(stats.stdout)
+    assert doc["total"] == 1 and len(doc["corrupt"]) == 1 and "'broken'" in doc["corrupt"][0]
+    warning = f"warning: corrupt state record {state}/0@1 id 'broken'"
+    assert warning in stats.stderr
+    assert warning in cli(stack, "list").stderr  # the same words as list
+    assert "corrupt state records 1" in cli(stack, "stats").stdout
+
+
+def test_a_partly_failed_replay_names_the_failed_records_and_a_rerun_sends_only_those(
+    kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    source = create_topic(unique("replay-source"), 2, {"max.message.bytes": "2000"})
+    dlt = create_topic(unique("replay-dlt"), 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(6):  # small ones back to partition 0, 5 KB ones to partition 1: too large for the topic
+        big = i % 2 == 1
+        headers = [
+            ("consumer-dlt-reason", b"non_retryable_error"),
+            ("consumer-dlt-original-topic", source.encode()),
+            ("consumer-dlt-original-partition", b"1" if big else b"0"),
+        ]
+        producer.produce(dlt, (b"x" * 5000 if big else b"small") + str(i).encode(), f"k{i}", headers=headers)
+    assert producer.flush(30) == 0
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path)
+
+    first = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert first.exit_code == 1, first.output
+    failed = [line for line in first.stderr.splitlines() if line.startswith("not delivered: ")]
+    assert [line.split()[2] for line in failed] == [f"{dlt}/0@1", f"{dlt}/0@3", f"{dlt}/0@5"], first.stderr
+    assert all("too large" in line.lower() for line in failed), failed
+    assert "replayed 3, not delivered 3" in first.stdout and "rerun" in first.stderr.splitlines()[-1]
+    assert sorted(r.value for r in read_all(kafka_bootstrap, source)) == [b"small0", b"small2", b"small4"]
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    entry = ConfigEntry("max.message.bytes", "1000000", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, source, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    def limit() -> str:
+        (config,) = [
+            f.result(timeout=10) for f in admin.describe_configs([ConfigResource("topic", source)]).values()
+        ]
+        return str(config["max.message.bytes"].value)
+
+    wait_until(lambda: limit() == "1000000", 30, "the topic takes large records")
+    second = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert second.exit_code == 0, second.output
+    assert "replayed 3, not delivered 0, skipped 0, replayed before 3" in second.stdout
+    third = cli(stack, "dlq", "replay", "--dlt", dlt)
+    assert (
+        third.exit_code == 0 and "replayed 0, not delivered 0, skipped 0, replayed before 6" in third.stdout
+    )
+    values = Counter(r.value for r in read_all(kafka_bootstrap, source))
+    assert len(values) == 6 and set(values.values()) == {1}, values  # each once: no duplicates
+    again = cli(stack, "dlq", "replay", "--dlt", dlt, "--include-replayed", "--dry-run")
+    assert "would replay 6" in again.stdout

@@ -27,6 +27,7 @@ from scheduler import (
 )
 from scheduler.client import ClientCore, DeliveryLatch, due_ms
 from scheduler.codec import decode_command
+from scheduler.model import RejectReason
 
 NOW = 1_767_225_600_000
 YEAR = timedelta(days=365)
@@ -239,3 +240,53 @@ class _FakeMessage:
 
     def key(self) -> bytes:
         return self._key
+
+
+@pytest.mark.parametrize("bad", [2**31, 2**40, 10**400, -1, True, 1.0, "3"], ids=repr)
+def test_partitions_the_scheduler_cannot_take_are_refused_with_its_reason(
+    client: SchedulerClient, bad: Any
+) -> None:
+    with pytest.raises(InvalidTopic, match="invalid_target_topic") as refused:
+        send(client, partition=bad)
+    assert refused.value.reason == RejectReason.INVALID_TARGET_TOPIC
+    assert len(str(refused.value)) < 300  # 10**400 is not repeated back
+
+
+def test_the_largest_partition_is_an_int32() -> None:
+    core = ClientCore("127.0.0.1:1", None, QUIET)
+    schedule, _key, _value = core.build("i", topic="t", value=None, partition=2**31 - 1, delay=timedelta(0))
+    assert schedule.target_partition == 2**31 - 1
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "__consumer_offsets",
+        "__transaction_state",
+        "sched.in",
+        "sched.in.state",
+        "sched.in.rejected",
+        "sched.in.dlt",
+    ],
+)
+def test_internal_and_the_schedulers_own_topics_are_refused_with_its_reason(topic: str) -> None:
+    core = ClientCore("127.0.0.1:1", ClientSettings(scheduled_topic="sched.in", _env_file=None), QUIET)  # type: ignore[call-arg]
+    with pytest.raises(InvalidTopic, match="forbidden_target_topic") as refused:
+        core.build("i", topic=topic, value=None, delay=timedelta(0))
+    assert refused.value.reason == RejectReason.FORBIDDEN_TARGET_TOPIC
+
+
+def test_own_topics_follow_the_schedulers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SCHEDULER_STATE_TOPIC", "custom-state")
+    core = ClientCore("127.0.0.1:1", None, QUIET)
+    with pytest.raises(InvalidTopic, match="one of the scheduler's own topics"):
+        core.build("i", topic="custom-state", value=None, delay=timedelta(0))
+    core.build("i", topic="scheduled.state-archive", value=None, delay=timedelta(0))  # only the exact names
+
+
+def test_every_refusal_carries_a_word_of_the_schedulers_reasons() -> None:
+    for error in (InvalidScheduleId, InvalidTopic, InvalidDeliverAt, PayloadTooLarge):
+        assert error("x").reason in set(RejectReason)
+    with pytest.raises(InvalidDeliverAt) as late:
+        due_ms(NOW + (HORIZON + YEAR) // timedelta(milliseconds=1), None, NOW, HORIZON)
+    assert late.value.reason == RejectReason.DUE_OUT_OF_RANGE

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scheduler.logs import configure_logging
+from scheduler.logs import RepeatFilter, configure_logging
 
 
 @pytest.fixture
@@ -56,3 +56,45 @@ def test_configure_twice_installs_one_handler(stream: io.StringIO) -> None:
     logging.getLogger("y").info("filtered")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith("WARNING y once topic=t")
+
+
+def test_a_repeated_warning_is_logged_once_per_window_then_counted() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(window_s=30, clock=lambda: now[0])
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(repeats)
+    log = logging.getLogger("repeat-test")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    try:
+        for attempt in range(20):  # a broker down: one line per reconnect, numbers differ
+            log.error("Connect to 127.0.0.1:%d failed (after %dms)", 9092, attempt)
+        log.info("info lines are never dropped")
+        log.info("info lines are never dropped")
+        now[0] = 31.0
+        log.error("Connect to 127.0.0.1:%d failed (after %dms)", 9092, 7)
+        log.warning("something else")
+    finally:
+        log.removeHandler(handler)
+    assert out.getvalue().splitlines() == [
+        "Connect to 127.0.0.1:9092 failed (after 0ms)",
+        "info lines are never dropped",
+        "info lines are never dropped",
+        "Connect to 127.0.0.1:9092 failed (after 7ms) (19 more like this in the last 30s)",
+        "something else",
+    ]
+
+
+def test_librdkafka_connection_failures_are_warnings_not_errors(stream: io.StringIO) -> None:
+    import scheduler.kafka.clients  # noqa: F401 -- installs the filter on the librdkafka logger
+
+    configure_logging(stream=stream)
+    rdkafka = logging.getLogger("librdkafka")
+    # confluent-kafka logs librdkafka's syslog level 3 as ERROR, with (facility, client, message) as args
+    rdkafka.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#producer-1", "Connect to x failed: refused")
+    rdkafka.log(logging.ERROR, "%s [%s] %s", "TXNERR", "rdkafka#producer-1", "a real error")
+    first, second = stream.getvalue().splitlines()
+    assert " WARNING librdkafka FAIL [rdkafka#producer-1] Connect to x failed" in first
+    assert " ERROR librdkafka TXNERR" in second

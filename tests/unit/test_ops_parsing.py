@@ -13,6 +13,7 @@ from scheduler.errors import InvalidDeliverAt, InvalidHeaders, InvalidScheduleId
 from scheduler.model import Schedule
 from scheduler.ops.dlq import decode
 from scheduler.ops.importer import Pacer, RowPlanner, _outcome, digest
+from scheduler.ops.policy import TargetPolicy
 from scheduler.ops.query import ListFilter, compute_stats, iso, parse_duration_ms, parse_when_ms, text_or_b64
 from scheduler.ops.reader import TopicRecord
 from scheduler.ops.rows import Refusal, Row, detect_format, parse_csv, parse_jsonl
@@ -109,8 +110,11 @@ def test_format_from_suffix_or_option() -> None:
         detect_format(Path("x.txt"), None)
 
 
-def planner(topics: frozenset[str] | None = frozenset({"t"})) -> RowPlanner:
-    return RowPlanner(ClientCore(None, ClientSettings(bootstrap_servers="127.0.0.1:1"), None), topics, NOW)
+ONE_TOPIC = TargetPolicy({"t": 3}, frozenset())
+
+
+def planner(targets: TargetPolicy | None = ONE_TOPIC) -> RowPlanner:
+    return RowPlanner(ClientCore(None, ClientSettings(bootstrap_servers="127.0.0.1:1"), None), targets, NOW)
 
 
 def test_rows_become_schedules_with_one_now_per_import() -> None:
