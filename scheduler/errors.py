@@ -76,6 +76,8 @@ class InvalidTopic(ValidationError):
 class UnknownTargetTopic(InvalidTopic):
     """The target topic does not exist on the cluster (or may not be described): the scheduler would reject it."""
 
+    reason = RejectReason.UNKNOWN_TARGET_TOPIC
+
 
 class InvalidDeliverAt(ValidationError):
     """The due time is naive, ambiguous, negative or beyond the horizon."""

@@ -64,5 +64,6 @@ def test_metadata_answers() -> None:
     assert TopicState.of(metadata("t", partitions=0), "t") == TopicState.MISSING
     forbidden = metadata("t", error=KafkaError.TOPIC_AUTHORIZATION_FAILED)
     assert TopicState.of(forbidden, "t") == TopicState.FORBIDDEN
+    assert UnknownTargetTopic("t").reason == "unknown_target_topic"
     with pytest.raises(UnknownTargetTopic, match=r"grant DESCRIBE.*check_targets=False"):
         KnownTopics("b").learn("t", TopicState.FORBIDDEN)
