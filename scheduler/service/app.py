@@ -112,8 +112,11 @@ class SchedulerService:
             probe.stop()
             if txn_log is not None:
                 txn_log.close()
-            consumer.close()
-            reader.close()
+            for client in (consumer, reader):  # a failure here must not mask the one that ended the loop
+                try:
+                    client.close()
+                except Exception as exc:
+                    log.warning("closing a consumer: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(KafkaException):  # a fenced producer must not mask the fatal error
                 producer.flush(5)
             if self.http is not None:

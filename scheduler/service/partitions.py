@@ -123,7 +123,10 @@ class Partitions:
             if owned is not None and owned.phase is Phase.REPLAY:
                 replaying.append(TopicPartition(self._state, tp.partition))
         if replaying:
-            self._reader.incremental_unassign(replaying)
+            try:
+                self._reader.incremental_unassign(replaying)
+            except KafkaException as exc:  # already unassigned: nothing left to stop
+                log.warning("unassigning the state replay of %s: %s", [tp.partition for tp in replaying], exc)
         failpoint("on_revoke_after_commit")
         self._update_gauges()
         log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
