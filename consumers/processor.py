@@ -85,7 +85,7 @@ class Processor:
         ):
             self.blocked.park(ref, work)
             return
-        key = f"{self.group}|{idempotency_key(msg.headers, msg.origin)}"
+        key = idempotency_key(msg.headers, msg.origin, self.group)
         if self.store is not None and not self.store.claim(key):
             self._count(msg, "duplicate_skipped")
             self._resolve(work, msg)
@@ -169,7 +169,7 @@ class Processor:
             topic=self.settings.retry_for(work.source_topic, self.group),
             value=msg.value,
             key=msg.key,
-            headers=list(retry_headers(msg.headers, origin, nxt, key)),
+            headers=list(retry_headers(msg.headers, origin, nxt, key.removeprefix(f"{self.group}|"))),
             delay=timedelta(seconds=self.policy.delay(msg.attempt, self._rng)),
             partition=msg.partition,
         )
