@@ -6,18 +6,19 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Literal
 
 from consumers.handlers import Deserializer, Handler, HandlerFn
-from consumers.idempotency import IdempotencyStore, SQLiteStore
+from consumers.idempotency import IdempotencyStore, SQLiteStore, default_store_path
+from consumers.kafka_config import scheduler_client_config
 from consumers.retry import RetryPolicy
 from consumers.runtime import Runtime
 from consumers.scheduling import Scheduling
 from consumers.settings import ConsumerSettings
 from scheduler.client import SchedulerClient
 from scheduler.config import ClientSettings
+from scheduler.errors import ConfigError
 
 __all__ = ["DEFAULT_STORE", "App", "Ordering"]
 
@@ -25,7 +26,7 @@ Ordering = Literal["block-key", "relaxed"]
 
 
 class _DefaultStore:
-    """Sentinel: an SQLiteStore in `./<group>.idempotency.sqlite3`, created when the app runs."""
+    """Sentinel: an SQLiteStore at `default_store_path` (KAFKA_SCHEDULER_STATE_DIR), opened when the app runs."""
 
 
 DEFAULT_STORE = _DefaultStore()
@@ -38,7 +39,7 @@ class App:
         self,
         group_id: str,
         *,
-        bootstrap_servers: str = "localhost:9092",
+        bootstrap_servers: str | None = None,
         concurrency: int = 64,
         idempotency: IdempotencyStore | _DefaultStore | None = DEFAULT_STORE,
         retry: RetryPolicy | None = None,
@@ -47,15 +48,18 @@ class App:
         scheduler: Scheduling | None = None,
     ) -> None:
         if ordering not in ("block-key", "relaxed"):
-            raise ValueError(f"ordering must be 'block-key' or 'relaxed', got {ordering!r}")
+            raise ConfigError(f"ordering must be 'block-key' or 'relaxed', got {ordering!r}")
         if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        if not group_id:
+            raise ConfigError("group_id must not be empty")
         self.group_id = group_id
-        self.bootstrap_servers = bootstrap_servers
         self.concurrency = concurrency
         self.retry = retry if retry is not None else RetryPolicy()
         self.ordering: Ordering = ordering
         self.settings = settings if settings is not None else ConsumerSettings()
+        if bootstrap_servers is not None:
+            self.settings = self.settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
         self.handlers: dict[str, Handler] = {}
         self._idempotency = idempotency
         self._store: IdempotencyStore | None = None
@@ -76,21 +80,28 @@ class App:
         return register
 
     @property
+    def bootstrap_servers(self) -> str:
+        """`bootstrap_servers=`, else `settings.bootstrap_servers` (KAFKA_SCHEDULER_BOOTSTRAP_SERVERS)."""
+        return self.settings.bootstrap_servers
+
+    @property
     def scheduler(self) -> Scheduling:
         """The SchedulerClient (created on first use) for handlers that schedule follow-ups and for retries."""
         with self._lock:
             if self._scheduler is None:
-                client_settings = ClientSettings(
-                    bootstrap_servers=self.bootstrap_servers, scheduled_topic=self.settings.scheduled_topic
+                bootstrap, topic = self.settings.bootstrap_servers, self.settings.scheduled_topic
+                self._scheduler = SchedulerClient(
+                    bootstrap,
+                    settings=ClientSettings(bootstrap_servers=bootstrap, scheduled_topic=topic),
+                    config=scheduler_client_config(self.settings),
                 )
-                self._scheduler = SchedulerClient(self.bootstrap_servers, settings=client_settings)
             return self._scheduler
 
     @property
     def store(self) -> IdempotencyStore | None:
         with self._lock:
             if isinstance(self._idempotency, _DefaultStore):
-                self._idempotency = SQLiteStore(Path(f"{self.group_id}.idempotency.sqlite3"))
+                self._idempotency = SQLiteStore(default_store_path(self.group_id, self.settings.state_dir))
             self._store = self._idempotency
             return self._store
 

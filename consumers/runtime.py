@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers import kafka_io
+from consumers import kafka_config, kafka_io
 from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
 from consumers.headers import RawHeaders
@@ -49,7 +49,8 @@ class Runtime:
         self.source_of = {t: t for t in app.handlers} | {
             self.settings.retry_for(t, self.group): t for t in app.handlers
         }
-        self.producer = kafka_io.build_producer(app.bootstrap_servers, self.settings.kafka)
+        self.admin = kafka_config.connect_admin(self.settings)  # or one line naming the unreachable address
+        self.producer = kafka_config.new_producer(self.settings)
         self.blocked: BlockedKeys[Work] | None = (
             BlockedKeys(self._write_marker) if app.ordering == "block-key" else None
         )
@@ -97,9 +98,9 @@ class Runtime:
             }
             if self.blocked is not None:
                 derived[self.settings.blocked_for(topic, self.group)] = True
-            kafka_io.ensure_topics(self.app.bootstrap_servers, topic, derived, self.settings.create_topics)
+            kafka_io.ensure_topics(self.admin, topic, derived, self.settings.create_topics)
         stats = self.metrics.stats_callback(self.group)
-        consumer = kafka_io.build_consumer(self.app.bootstrap_servers, self.group, self.settings.kafka, stats)
+        consumer = kafka_config.new_consumer(self.settings, self.group, stats)
         http = self._start_http()
         try:
             consumer.subscribe(
@@ -182,7 +183,8 @@ class Runtime:
         for tp in partitions:
             if self.blocked is not None and tp.topic in self.app.handlers:
                 topic = self.settings.blocked_for(tp.topic, self.group)
-                markers = kafka_io.read_markers(self.app.bootstrap_servers, topic, tp.partition)
+                conf = kafka_config.reader_config(self.settings)
+                markers = kafka_io.read_markers(conf, topic, tp.partition)
                 self.blocked.load(tp.topic, tp.partition, markers)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

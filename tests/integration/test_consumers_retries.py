@@ -115,4 +115,5 @@ def test_a_blocked_key_stays_blocked_across_a_restart(
 def _marker_written(bootstrap: str, topic: str, group: str) -> bool:
     from consumers.kafka_io import read_markers
 
-    return b"K" in read_markers(bootstrap, f"{topic}.{group}.blocked", 1, timeout_s=5)
+    conf = {"bootstrap.servers": bootstrap, "group.id": "marker-check"}
+    return b"K" in read_markers(conf, f"{topic}.{group}.blocked", 1, timeout_s=5)

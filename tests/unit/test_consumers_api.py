@@ -8,6 +8,7 @@ import typer
 import consumers
 from consumers import App, RetryPolicy
 from scheduler.cli.consume import load_app
+from scheduler.errors import ConfigError
 
 
 def test_every_exported_name_exists_and_nothing_private_is_exported() -> None:
@@ -28,7 +29,7 @@ def test_load_app_refuses_bad_targets_with_a_usage_error(target: str) -> None:
 
 
 def test_app_validates_its_arguments_and_handlers() -> None:
-    with pytest.raises(ValueError, match="ordering"):
+    with pytest.raises(ConfigError, match="ordering"):
         App("g", ordering="sometimes")  # type: ignore[arg-type]
     app = App("g", retry=RetryPolicy(max_attempts=2), idempotency=None)
 
