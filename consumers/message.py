@@ -140,6 +140,11 @@ class RawRecord:
     headers: RawHeaders
     timestamp_ms: int | None
 
+    def fields(self) -> dict[str, object]:
+        """Where this record is, for a log line's `extra` (the key as text, cut to 100 characters)."""
+        key = None if self.key is None else self.key.decode("utf-8", "replace")[:100]
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "key": key}
+
 
 def build_message(raw: RawRecord, source_topic: str, context: Context) -> Message:
     """Parse the scheduler-* and consumer-* headers once; a retry record reports its original's identity."""

@@ -62,6 +62,18 @@ class ConsumerMetrics:
             ["group"],
             registry=registry,
         )
+        self.handler_timeouts = Counter(
+            PREFIX + "consumer_handler_timeouts",
+            "Handler calls given up on past handler_timeout_s (then retried or dead-lettered).",
+            ["group", "topic"],
+            registry=registry,
+        )
+        self.abandoned_threads = Gauge(
+            PREFIX + "consumer_abandoned_threads",
+            "Worker threads left behind in a sync handler past its time limit, still running.",
+            ["group"],
+            registry=registry,
+        )
         self.rebalances = Counter(
             PREFIX + "consumer_rebalances",
             "Rebalance callbacks, by event (assigned, revoked, lost).",

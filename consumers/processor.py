@@ -22,6 +22,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.retry import DltReason, RetryPolicy
 from consumers.scheduling import Scheduling
 from consumers.settings import ConsumerSettings
+from consumers.timeouts import HandlerTimeout, TimeLimits
 
 __all__ = ["Processor", "Sinks", "Work"]
 
@@ -37,6 +38,7 @@ class Work:
     source_topic: str
     ref: tuple[str, int, bytes | int]
     started: float | None = field(default=None)
+    timed_out: bool = False  # the successor of a call abandoned past its time limit: only fail it
 
     @property
     def is_retry(self) -> bool:
@@ -51,6 +53,7 @@ class Sinks:
     dead_letter: DeadLetterWriter
     finish: Callable[[Work], None]
     requeue_front: Callable[[Work, list[Work]], None]
+    abandon: Callable[[Work, Work], bool]  # leave the worker running the first behind; the second runs next
 
 
 class Processor:
@@ -72,10 +75,18 @@ class Processor:
         self.context = Context(group, sinks.scheduler)
         self.runner = AsyncRunner()
         self.stopping = threading.Event()
+        self.limits: TimeLimits[Work] = TimeLimits(settings.handler_timeout_s, self._expired)
         self._rng = random.Random()
 
     def process(self, work: Work) -> None:
         msg = build_message(work.raw, work.source_topic, self.context)
+        key = idempotency_key(msg.headers, msg.origin, self.group)
+        if work.timed_out:
+            limit = self.settings.handler_timeout_s
+            self._failed(
+                work, msg, key, HandlerTimeout(f"the handler ran longer than {limit:g}s (abandoned)")
+            )
+            return
         ref = key_ref(work)
         if (
             self.blocked is not None
@@ -85,11 +96,8 @@ class Processor:
         ):
             self.blocked.park(ref, work)
             return
-        key = idempotency_key(msg.headers, msg.origin, self.group)
         if self.store is not None and not self.store.claim(key):
-            self._count(msg, "duplicate_skipped")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
+            self._done(work, msg, "duplicate_skipped")
             return
         inbox = None
         if isinstance(
@@ -98,24 +106,45 @@ class Processor:
             inbox = Inbox(self.store, key)
             msg = dataclasses.replace(msg, context=dataclasses.replace(self.context, _inbox=inbox))
         work.started = time.monotonic()
+        self.limits.begin(work, work.started)
         error = self._handle(work, msg)
+        if not self.limits.end(work):  # abandoned past its time limit: its successor took the record over
+            log.info("an abandoned handler call returned; its outcome is ignored", extra=work.raw.fields())
+            return
         work.started = None
         if isinstance(error, AlreadyDone):  # a concurrent or earlier delivery committed it meanwhile
-            self._count(msg, "duplicate_skipped")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
-            return
-        if error is None:
+            self._done(work, msg, "duplicate_skipped")
+        elif error is None:
             if self.store is not None and (inbox is None or not inbox.committed):
                 self.store.mark_done(key)  # returns once durable: only then may the offset move past it
-            self._count(msg, "success")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
-            return
+            self._done(work, msg, "success")
+        else:
+            self._failed(work, msg, key, error)
+
+    def _done(self, work: Work, msg: Message, outcome: str) -> None:
+        self._count(msg, outcome)
+        self._resolve(work, msg)
+        self.sinks.finish(work)
+
+    def _failed(self, work: Work, msg: Message, key: str, error: BaseException) -> None:
         if self.store is not None:
             self.store.release(key)
         if self._durably(msg, lambda: self._fail(work, msg, key, error)):
             self.sinks.finish(work)
+
+    def _expired(self, work: Work, elapsed: float, abandoned: int) -> None:
+        """Called by the watchdog (under its lock) for a call past its limit: abandon its worker, fail the record."""
+        if not self.sinks.abandon(work, dataclasses.replace(work, started=None, timed_out=True)):
+            return
+        self.metrics.handler_timeouts.labels(self.group, work.source_topic).inc()
+        log.error(
+            "a handler ran %.1fs, past handler_timeout_s=%g: its thread is abandoned (%d now), the record goes on "
+            "to its retry or dead letter",
+            elapsed,
+            self.limits.limit_s,
+            abandoned,
+            extra=work.raw.fields(),
+        )
 
     def _handle(self, work: Work, msg: Message) -> BaseException | None:
         handler = self.handlers[work.source_topic]
@@ -129,7 +158,8 @@ class Processor:
                 msg = dataclasses.replace(msg, decoded=decoded)
             if handler.is_async:
                 coro: Coroutine[Any, Any, object] = handler.fn(msg)
-                self.runner.run(coro)
+                assert work.started is not None
+                self.runner.run(coro, max(0.0, self.limits.limit_s - (time.monotonic() - work.started)))
             else:
                 handler.call_sync(msg)
         except Exception as exc:

@@ -54,7 +54,13 @@ class Runtime:
         self.blocked: BlockedKeys[Work] | None = (
             BlockedKeys(self._write_marker) if app.ordering == "block-key" else None
         )
-        sinks = Sinks(lambda: app.scheduler, self._dead_letter, self._finish, self._requeue_front)
+        sinks = Sinks(
+            lambda: app.scheduler,
+            self._dead_letter,
+            self._finish,
+            self._requeue_front,
+            self._abandon,
+        )
         self.processor = Processor(
             self.group, app.handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
         )
@@ -89,6 +95,9 @@ class Runtime:
     def _requeue_front(self, work: Work, parked: list[Work]) -> None:
         self.executor.push_front(work.ref, parked)
 
+    def _abandon(self, work: Work, successor: Work) -> bool:
+        return self.executor.abandon(work, successor)
+
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
         for topic in self.app.handlers:
@@ -102,6 +111,7 @@ class Runtime:
         stats = self.metrics.stats_callback(self.group)
         consumer = kafka_config.new_consumer(self.settings, self.group, stats)
         http = self._start_http()
+        self.processor.limits.start()
         try:
             consumer.subscribe(
                 sorted(self.source_of),
@@ -219,14 +229,8 @@ class Runtime:
 
     # -- health, metrics, shutdown ----------------------------------------------------------------------------
     def _start_http(self) -> HttpServer | None:
-        running = self.executor.running
-        timeout = self.settings.handler_timeout_s
-
-        def no_stuck_handler() -> bool:
-            now = time.monotonic()
-            return all(w.started is None or now - w.started <= timeout for w in running())
-
-        self.health.set_live_check("no_stuck_handler", no_stuck_handler)
+        limits = self.processor.limits
+        self.health.set_live_check("no_stuck_handler", lambda: not limits.overdue(time.monotonic()))
         if self.settings.metrics_port is None:
             return None
         http = HttpServer(self.registry, self.health, self.settings.metrics_host, self.settings.metrics_port)
@@ -240,6 +244,7 @@ class Runtime:
             lag = {tp: now_wall - min(ts.values()) if ts else 0.0 for tp, ts in self.timestamps.items()}
         self.metrics.in_flight.labels(self.group).set(pending)
         self.metrics.keys_blocked.labels(self.group).set(self.blocked.count() if self.blocked else 0)
+        self.metrics.abandoned_threads.labels(self.group).set(self.processor.limits.abandoned())
         starts = [w.started for w in self.executor.running() if w.started is not None]
         self.metrics.oldest_in_flight_seconds.labels(self.group).set(now - min(starts) if starts else 0.0)
         for (topic, partition), seconds in lag.items():
@@ -260,6 +265,7 @@ class Runtime:
         self.processor.stopping.set()
         self._commit(consumer, None)
         consumer.close()
+        self.processor.limits.stop()
         self.executor.stop()
         self.processor.runner.stop()
         self.producer.flush(10)

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers import InMemoryStore, Message, NonRetryable, RetryPolicy
 from consumers.blocking import BlockedKeys
+from consumers.executor import KeyOrderedExecutor
 from consumers.handlers import Handler
 from consumers.headers import RawHeaders
 from consumers.idempotency import IdempotencyStore
@@ -80,6 +81,7 @@ class Harness:
         handler: Callable[[Harness], HandlerFn] | None = None,
         policy: RetryPolicy | None = None,
         store: IdempotencyStore | None = None,
+        settings: ConsumerSettings | None = None,
     ) -> None:
         self.scheduler = FakeScheduler()
         self.markers: list[tuple[bytes, bytes | None]] = []
@@ -93,7 +95,7 @@ class Harness:
         self.store = store if store is not None else InMemoryStore()
         fn = (handler or fail_first_attempt(fail or set()))(self)
 
-        sinks = Sinks(lambda: self.scheduler, self._dead_letter, self._finish, self._requeue)  # type: ignore[arg-type,return-value]
+        sinks = Sinks(lambda: self.scheduler, self._dead_letter, self._finish, self._requeue, self._abandon)  # type: ignore[arg-type,return-value]
         blocked = (
             BlockedKeys[Work](lambda t, p, k, v: self.markers.append((k, v)))
             if ordering == "block-key"
@@ -106,9 +108,10 @@ class Harness:
             self.store,
             blocked,
             sinks,
-            ConsumerSettings(),
+            settings or ConsumerSettings(),
             ConsumerMetrics(self.registry),
         )
+        self.executor: KeyOrderedExecutor[Work] | None = None
 
     def _dead_letter(
         self, topic: str, partition: int, key: bytes | None, value: bytes | None, h: RawHeaders
@@ -123,6 +126,28 @@ class Harness:
 
     def _requeue(self, work: Work, parked: list[Work]) -> None:
         self.requeued.extend(parked)
+
+    def _abandon(self, work: Work, successor: Work) -> bool:
+        return self.executor is not None and self.executor.abandon(work, successor)
+
+    def start_executor(self, concurrency: int = 2) -> KeyOrderedExecutor[Work]:
+        """Run records on a real executor with the time-limit watchdog, as the runtime does."""
+        self.executor = KeyOrderedExecutor(self.processor.process, concurrency, name="test")
+        self.processor.limits.start()
+        return self.executor
+
+    def stop_executor(self) -> None:
+        self.processor.limits.stop()
+        if self.executor is not None:
+            self.executor.stop(1.0)
+        self.processor.runner.stop()
+
+    def submit(self, raw: RawRecord) -> Work:
+        assert self.executor is not None
+        key = raw.key if raw.key is not None else -1
+        work = Work(raw, "orders", ("orders", raw.partition, key))
+        self.executor.submit(work.ref, work)
+        return work
 
     def run(self, topic: str, offset: int, key: bytes, value: bytes, headers: RawHeaders = ()) -> Work:
         return self.run_raw(RawRecord(topic, 0, offset, key, value, headers, 1_000))
