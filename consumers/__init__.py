@@ -11,6 +11,8 @@ from consumers.message import Context, Message
 from consumers.metrics import ConsumerMetrics
 from consumers.retry import DltReason, NonRetryable, RetryPolicy, compute_backoff
 from consumers.settings import ConsumerSettings
+from consumers.shutdown import ShutdownIncomplete
+from consumers.timeouts import HandlerTimeout
 
 __all__ = [
     "DEFAULT_STORE",
@@ -21,6 +23,7 @@ __all__ = [
     "Context",
     "DeserializationError",
     "DltReason",
+    "HandlerTimeout",
     "IdempotencyStore",
     "InMemoryStore",
     "Message",
@@ -28,5 +31,6 @@ __all__ = [
     "Ordering",
     "RetryPolicy",
     "SQLiteStore",
+    "ShutdownIncomplete",
     "compute_backoff",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +23,9 @@ from scheduler.config import ClientSettings
 from scheduler.errors import ConfigError
 
 __all__ = ["DEFAULT_STORE", "App", "Ordering"]
+
+log = logging.getLogger(__name__)
+BACKSTOP_S = 0.5  # after the shutdown deadline, a process that is still alive exits hard
 
 Ordering = Literal["block-key", "relaxed"]
 
@@ -106,12 +111,16 @@ class App:
             return self._store
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Consume until `stop` is set; without one, until SIGTERM or SIGINT (then drain and commit)."""
+        """Consume until `stop` is set; without one, until SIGTERM or SIGINT (then drain and commit).
+
+        Raises `ShutdownIncomplete` when work was still unfinished at the shutdown deadline. Driven by signals,
+        the process exits hard (status 1) if shutdown overruns its deadline anyway; a second signal exits at once.
+        """
         if not self.handlers:
-            raise ValueError("no handlers registered: decorate a function with @app.handler('topic')")
+            raise ConfigError("no handlers registered: decorate a function with @app.handler('topic')")
         if stop is None:
             stop = threading.Event()
-            _install_signals(stop)
+            _install_signals(stop, self.settings.shutdown_timeout_s)
         Runtime(self, stop).run()
 
     @contextlib.contextmanager
@@ -138,9 +147,23 @@ class App:
             raise failure[0]
 
 
-def _install_signals(stop: threading.Event) -> None:
+def _install_signals(stop: threading.Event, timeout_s: float) -> None:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.error("%s again: exiting now, unfinished work runs again after a restart", name)
+            os._exit(1)
+        log.info("%s: draining, at most shutdown_timeout_s=%g", name, timeout_s)
         stop.set()
+        backstop = threading.Timer(timeout_s + BACKSTOP_S, _overdue)
+        backstop.daemon = True
+        backstop.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _overdue() -> None:
+    log.error("shutdown overran its deadline (a close that did not return); exiting now")
+    logging.shutdown()
+    os._exit(1)

@@ -213,10 +213,12 @@ class AsyncRunner:
                 self._loop = loop
             return self._loop
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop; a loop still busy after `timeout` (a handler blocking it) is left to die with the process."""
         with self._lock:
             if self._loop is not None and self._thread is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join(5)
-                self._loop.close()
+                self._thread.join(timeout)
+                if not self._thread.is_alive():
+                    self._loop.close()
                 self._loop = None

@@ -27,6 +27,7 @@ from consumers.message import RawRecord
 from consumers.metrics import ConsumerMetrics
 from consumers.offsets import OffsetTracker
 from consumers.processor import Processor, Sinks, Work
+from consumers.shutdown import Deadline, ShutdownIncomplete, report_abandoned
 from scheduler.http import HealthState, HttpServer
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class Runtime:
         self.timestamps: dict[TP, dict[int, float]] = {}
         self.committed: dict[TP, int] = {}
         self.paused: dict[TP, Work | None] = {}
+        self.closing: Deadline | None = (
+            None  # set once shutdown begins: the revoke in close() does not wait again
+        )
         self._nulls = itertools.count()
 
     # -- sinks called from workers -------------------------------------------------------------------------
@@ -130,7 +134,12 @@ class Runtime:
                     last_commit = time.monotonic()
                 self._gauges()
         finally:
-            self._shutdown(consumer, http)
+            abandoned = self._shutdown(consumer, http)
+        if abandoned:
+            raise ShutdownIncomplete(
+                f"{abandoned} record(s) unfinished at the shutdown deadline (shutdown_timeout_s="
+                f"{self.settings.shutdown_timeout_s:g}), named in the log; they run again after a restart"
+            )
 
     def _poll(self, consumer: Consumer) -> None:
         for msg in consumer.consume(self.settings.poll_batch, 0.1):
@@ -212,9 +221,11 @@ class Runtime:
             return (w.raw.topic, w.raw.partition) in parts
 
         self.executor.drop(owned)
-        if not self.executor.wait_idle(owned, self.settings.revoke_timeout_s):
+        if self.closing is None and not self.executor.wait_idle(owned, self.settings.revoke_timeout_s):
             log.warning(
-                "revoke: in-flight work of %s still running after %ss", parts, self.settings.revoke_timeout_s
+                "revoke: in-flight work of %s still running after %gs",
+                sorted(parts),
+                self.settings.revoke_timeout_s,
             )
         if commit:
             self._commit(consumer, parts)
@@ -250,24 +261,30 @@ class Runtime:
         for (topic, partition), seconds in lag.items():
             self.metrics.lag_seconds.labels(self.group, topic, str(partition)).set(max(0.0, seconds))
 
-    def _shutdown(self, consumer: Consumer, http: HttpServer | None) -> None:
-        """1. stop fetching 2. finish in-flight work up to the deadline 3. commit 4. close."""
+    def _shutdown(self, consumer: Consumer, http: HttpServer | None) -> int:
+        """Within shutdown_timeout_s in all; returns how many records were abandoned.
+
+        1. readiness 503, stop fetching 2. let queued and running work finish until the drain deadline
+        3. name what is left, stop taking work 4. commit 5. close the consumer (its revoke waits no more)
+        6. stop workers, the async loop and the producer with whatever time is left.
+        """
+        deadline = self.closing = Deadline.after(self.settings.shutdown_timeout_s)
         self.health.start_draining()
         try:
             consumer.pause(consumer.assignment())
         except KafkaException as exc:
             log.warning("could not pause on shutdown: %s", exc)
-        if not self.executor.wait_idle(lambda _w: True, self.settings.shutdown_timeout_s):
-            log.warning(
-                "shutdown: work still in flight after %ss; it re-runs after restart",
-                self.settings.shutdown_timeout_s,
-            )
+        abandoned = 0
+        if not self.executor.wait_idle(lambda _w: True, deadline.left(deadline.drain_until)):
+            queued = self.executor.drop(lambda _w: True)
+            abandoned = report_abandoned(self.executor.running(), queued, self.settings.shutdown_timeout_s)
         self.processor.stopping.set()
         self._commit(consumer, None)
         consumer.close()
         self.processor.limits.stop()
-        self.executor.stop()
-        self.processor.runner.stop()
-        self.producer.flush(10)
+        self.executor.stop(deadline.left())
+        self.processor.runner.stop(deadline.left())
+        self.producer.flush(deadline.left())
         if http is not None:
             http.stop()
+        return abandoned

@@ -39,5 +39,5 @@ def test_app_validates_its_arguments_and_handlers() -> None:
 
     with pytest.raises(ValueError, match="already has a handler"):
         app.handler("t")(first)
-    with pytest.raises(ValueError, match="no handlers"):
+    with pytest.raises(ConfigError, match="no handlers"):
         App("empty", idempotency=None).run()
