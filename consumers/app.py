@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Literal
 
-from consumers.handlers import Deserializer, Handler, HandlerFn
+from consumers.handlers import Deserializer, Handler, HandlerFn, Hook, Middleware
 from consumers.idempotency import IdempotencyStore, SQLiteStore, default_store_path
 from consumers.kafka_config import scheduler_client_config
 from consumers.retry import RetryPolicy
@@ -66,23 +66,45 @@ class App:
         if bootstrap_servers is not None:
             self.settings = self.settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
         self.handlers: dict[str, Handler] = {}
+        self.middlewares: list[Middleware] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
         self._idempotency = idempotency
         self._store: IdempotencyStore | None = None
         self._scheduler = scheduler
         self._lock = threading.Lock()
 
     def handler(
-        self, topic: str, *, deserializer: Deserializer | None = None
+        self, topic: str, *, deserializer: Deserializer | None = None, retry: RetryPolicy | None = None
     ) -> Callable[[HandlerFn], HandlerFn]:
-        """Register `fn(message)` (plain or async) for `topic`; its retries arrive on the group's retry topic."""
+        """Register `fn(message)` (plain or async) for `topic`; its retries arrive on the group's retry topic.
+
+        `deserializer(value bytes or None)` fills `message.decoded` (raising dead-letters the record);
+        `retry` replaces the App's policy for this topic.
+        """
 
         def register(fn: HandlerFn) -> HandlerFn:
             if topic in self.handlers:
-                raise ValueError(f"topic {topic!r} already has a handler ({self.handlers[topic].fn!r})")
-            self.handlers[topic] = Handler(topic, fn, deserializer)
+                raise ConfigError(f"topic {topic!r} already has a handler ({self.handlers[topic].fn!r})")
+            self.handlers[topic] = Handler(topic, fn, deserializer, retry)
             return fn
 
         return register
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register `fn(message, call_next)` around every handler call (first registered = outermost)."""
+        self.middlewares.append(fn)
+        return fn
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Run `fn()` once the brokers are reached, before consuming (async: on the handlers' event loop)."""
+        self.startup_hooks.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Run `fn()` after the last handler returned or was abandoned; counts against shutdown_timeout_s."""
+        self.shutdown_hooks.append(fn)
+        return fn
 
     @property
     def bootstrap_servers(self) -> str:

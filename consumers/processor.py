@@ -7,10 +7,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from consumers.blocking import BlockedKeys, KeyRef
 from consumers.executor import AsyncRunner
@@ -19,7 +18,7 @@ from consumers.headers import Failure, RawHeaders, dlt_headers, idempotency_key,
 from consumers.idempotency import AlreadyDone, IdempotencyStore, SQLiteStore
 from consumers.message import Context, Inbox, Message, RawRecord, build_message
 from consumers.metrics import ConsumerMetrics
-from consumers.retry import DltReason, RetryPolicy
+from consumers.retry import DltReason, Retry, RetryPolicy
 from consumers.scheduling import Scheduling
 from consumers.settings import ConsumerSettings
 from consumers.timeouts import HandlerTimeout, TimeLimits
@@ -156,12 +155,7 @@ class Processor:
                 except Exception as exc:
                     raise DeserializationError(f"{type(exc).__name__}: {exc}") from exc
                 msg = dataclasses.replace(msg, decoded=decoded)
-            if handler.is_async:
-                coro: Coroutine[Any, Any, object] = handler.fn(msg)
-                assert work.started is not None
-                self.runner.run(coro, max(0.0, self.limits.limit_s - (time.monotonic() - work.started)))
-            else:
-                handler.call_sync(msg)
+            handler.invoke(msg, lambda coro: self.runner.run(coro, self._time_left(work)))
         except Exception as exc:
             log.warning("handler for %s failed (attempt %d): %r", msg.topic, msg.attempt, exc)
             return exc
@@ -169,20 +163,26 @@ class Processor:
             self.metrics.handler_seconds.labels(self.group, msg.topic).observe(time.perf_counter() - begin)
         return None
 
+    def _time_left(self, work: Work) -> float:
+        started = work.started if work.started is not None else time.monotonic()
+        return max(0.0, self.limits.limit_s - (time.monotonic() - started))
+
     def _fail(self, work: Work, msg: Message, key: str, exc: BaseException) -> None:
         """Retry through the scheduler, or dead-letter; raises if the write did not reach the broker."""
+        policy = self.handlers[work.source_topic].retry or self.policy
         if isinstance(exc, DeserializationError):
             reason: DltReason | None = DltReason.DESERIALIZATION_ERROR
-            exc = exc.__cause__ or exc  # the user's class, not our wrapper
         else:
-            reason = self.policy.decide(exc, msg.attempt)
+            reason = policy.decide(exc, msg.attempt)
         if reason is None:
-            self._schedule_retry(work, msg, key)
+            self._schedule_retry(work, msg, key, policy.delay(msg.attempt, self._rng, exc))
             ref = key_ref(work)
             if self.blocked is not None and ref is not None:
                 self.blocked.block(ref, msg.offset)
             self._count(msg, "retry_scheduled")
             return
+        if isinstance(exc, (DeserializationError, Retry)):
+            exc = exc.__cause__ or exc  # the user's class, not a framework wrapper
         failure = Failure(reason, exc, self.group, msg.attempt, int(time.time() * 1000))
         headers = dlt_headers(msg.headers, msg.origin, failure)
         dlt = self.settings.dlt_for(msg.topic, self.group)
@@ -190,7 +190,7 @@ class Processor:
         self._count(msg, "dead_lettered")
         self._resolve(work, msg)
 
-    def _schedule_retry(self, work: Work, msg: Message, key: str) -> None:
+    def _schedule_retry(self, work: Work, msg: Message, key: str, delay_s: float) -> None:
         nxt = msg.attempt + 1
         origin = msg.origin
         scheduler = self.sinks.scheduler()
@@ -200,7 +200,7 @@ class Processor:
             value=msg.value,
             key=msg.key,
             headers=list(retry_headers(msg.headers, origin, nxt, key.removeprefix(f"{self.group}|"))),
-            delay=timedelta(seconds=self.policy.delay(msg.attempt, self._rng)),
+            delay=timedelta(seconds=delay_s),
             partition=msg.partition,
         )
         remaining = scheduler.flush(30.0)

@@ -10,6 +10,7 @@ Commit protocol (every `commit_interval_s`, on revoke, on shutdown):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from consumers import kafka_config, kafka_io
 from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
+from consumers.handlers import Hook, run_hook
 from consumers.headers import RawHeaders
 from consumers.message import RawRecord
 from consumers.metrics import ConsumerMetrics
@@ -62,8 +64,10 @@ class Runtime:
             self._requeue_front,
             self._abandon,
         )
+        chain = tuple(app.middlewares)
+        handlers = {t: dataclasses.replace(h, middleware=chain) for t, h in app.handlers.items()}
         self.processor = Processor(
-            self.group, app.handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
+            self.group, handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
         )
         self.executor: KeyOrderedExecutor[Work] = KeyOrderedExecutor(
             self.processor.process, app.concurrency, name=self.group
@@ -112,6 +116,11 @@ class Runtime:
             if self.blocked is not None:
                 derived[self.settings.blocked_for(topic, self.group)] = True
             kafka_io.ensure_topics(self.admin, topic, derived, self.settings.create_topics)
+        try:
+            self._run_hooks(self.app.startup_hooks, None)  # a failing startup hook stops the start
+        except Exception:
+            self.processor.runner.stop()
+            raise
         stats = self.metrics.stats_callback(self.group)
         consumer = kafka_config.new_consumer(self.settings, self.group, stats)
         http = self._start_http()
@@ -248,6 +257,18 @@ class Runtime:
         http.start()
         return http
 
+    def _run_hooks(self, hooks: list[Hook], deadline: Deadline | None) -> None:
+        """Startup hooks raise; shutdown hooks are logged and the next one runs (async ones within the deadline)."""
+        for hook in hooks:
+            try:
+                run_hook(
+                    hook, lambda coro: self.processor.runner.run(coro, deadline.left() if deadline else None)
+                )
+            except Exception:
+                if deadline is None:
+                    raise
+                log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
+
     def _gauges(self) -> None:
         now_wall, now = time.time(), time.monotonic()
         with self.lock:
@@ -283,6 +304,7 @@ class Runtime:
         consumer.close()
         self.processor.limits.stop()
         self.executor.stop(deadline.left())
+        self._run_hooks(self.app.shutdown_hooks, deadline)
         self.processor.runner.stop(deadline.left())
         self.producer.flush(deadline.left())
         if http is not None:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from consumers import InMemoryStore, Message, NonRetryable, RetryPolicy
 from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
-from consumers.handlers import Handler
+from consumers.handlers import Handler, Middleware
 from consumers.headers import RawHeaders
 from consumers.idempotency import IdempotencyStore
 from consumers.message import RawRecord
@@ -82,6 +82,8 @@ class Harness:
         policy: RetryPolicy | None = None,
         store: IdempotencyStore | None = None,
         settings: ConsumerSettings | None = None,
+        handler_retry: RetryPolicy | None = None,
+        middleware: tuple[Middleware, ...] = (),
     ) -> None:
         self.scheduler = FakeScheduler()
         self.markers: list[tuple[bytes, bytes | None]] = []
@@ -103,7 +105,7 @@ class Harness:
         )
         self.processor = Processor(
             "g",
-            {"orders": Handler("orders", fn)},
+            {"orders": Handler("orders", fn, retry=handler_retry, middleware=middleware)},
             policy or RetryPolicy(max_attempts=3),
             self.store,
             blocked,

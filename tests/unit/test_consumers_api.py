@@ -37,7 +37,7 @@ def test_app_validates_its_arguments_and_handlers() -> None:
     def first(message: consumers.Message) -> None:
         pass
 
-    with pytest.raises(ValueError, match="already has a handler"):
+    with pytest.raises(ConfigError, match="already has a handler"):
         app.handler("t")(first)
     with pytest.raises(ConfigError, match="no handlers"):
         App("empty", idempotency=None).run()
