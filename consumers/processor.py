@@ -44,6 +44,15 @@ class Work:
         return self.raw.topic != self.source_topic
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a failure leads to: another attempt after `delay_s` (reason None) or a dead letter for `reason`."""
+
+    reason: DltReason | None
+    delay_s: float
+    max_attempts: int
+
+
 @dataclass(frozen=True)
 class Sinks:
     """Where the processor's outputs go; all synchronous (flushed) because offsets are finished after them."""
@@ -126,10 +135,21 @@ class Processor:
         self.sinks.finish(work)
 
     def _failed(self, work: Work, msg: Message, key: str, error: BaseException) -> None:
+        """Decide once (retry with which delay, or which dead-letter reason), log it, then write it durably."""
         if self.store is not None:
             self.store.release(key)
-        if self._durably(msg, lambda: self._fail(work, msg, key, error)):
+        verdict = self._verdict(work, msg, error)
+        _log_failure(work, msg, error, verdict, self.settings.dlt_for(msg.topic, self.group))
+        if self._durably(msg, lambda: self._fail(work, msg, key, error, verdict)):
             self.sinks.finish(work)
+
+    def _verdict(self, work: Work, msg: Message, exc: BaseException) -> Verdict:
+        policy = (self.handlers[work.source_topic].retry or self.policy).for_exception(exc)
+        if isinstance(exc, DeserializationError):
+            return Verdict(DltReason.DESERIALIZATION_ERROR, 0.0, policy.max_attempts)
+        reason = policy.decide(exc, msg.attempt)
+        delay = policy.delay(msg.attempt, self._rng, exc) if reason is None else 0.0
+        return Verdict(reason, delay, policy.max_attempts)
 
     def _expired(self, work: Work, elapsed: float, abandoned: int) -> None:
         """Called by the watchdog (under its lock) for a call past its limit: abandon its worker, fail the record."""
@@ -157,7 +177,6 @@ class Processor:
                 msg = dataclasses.replace(msg, decoded=decoded)
             handler.invoke(msg, lambda coro: self.runner.run(coro, self._time_left(work)))
         except Exception as exc:
-            log.warning("handler for %s failed (attempt %d): %r", msg.topic, msg.attempt, exc)
             return exc
         finally:
             self.metrics.handler_seconds.labels(self.group, msg.topic).observe(time.perf_counter() - begin)
@@ -167,15 +186,11 @@ class Processor:
         started = work.started if work.started is not None else time.monotonic()
         return max(0.0, self.limits.limit_s - (time.monotonic() - started))
 
-    def _fail(self, work: Work, msg: Message, key: str, exc: BaseException) -> None:
+    def _fail(self, work: Work, msg: Message, key: str, exc: BaseException, verdict: Verdict) -> None:
         """Retry through the scheduler, or dead-letter; raises if the write did not reach the broker."""
-        policy = self.handlers[work.source_topic].retry or self.policy
-        if isinstance(exc, DeserializationError):
-            reason: DltReason | None = DltReason.DESERIALIZATION_ERROR
-        else:
-            reason = policy.decide(exc, msg.attempt)
+        reason = verdict.reason
         if reason is None:
-            self._schedule_retry(work, msg, key, policy.delay(msg.attempt, self._rng, exc))
+            self._schedule_retry(work, msg, key, verdict.delay_s)
             ref = key_ref(work)
             if self.blocked is not None and ref is not None:
                 self.blocked.block(ref, msg.offset)
@@ -232,6 +247,34 @@ class Processor:
 
     def _count(self, msg: Message, outcome: str) -> None:
         self.metrics.outcome(self.group, msg.topic, outcome)
+
+
+def _log_failure(work: Work, msg: Message, exc: BaseException, verdict: Verdict, dlt: str) -> None:
+    """One line per failed attempt: where, which attempt, what follows, and the traceback."""
+    fields = {**work.raw.fields(), "attempt": msg.attempt}
+    if verdict.reason is None:
+        log.warning(
+            "handler failed (attempt %d of %d), retry in %.3gs: %s: %s",
+            msg.attempt,
+            verdict.max_attempts,
+            verdict.delay_s,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields,
+        )
+    else:
+        log.error(
+            "handler failed (attempt %d of %d), dead-lettered to %s (%s): %s: %s",
+            msg.attempt,
+            verdict.max_attempts,
+            dlt,
+            verdict.reason.value,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields,
+        )
 
 
 def key_ref(work: Work) -> KeyRef | None:

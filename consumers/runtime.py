@@ -25,6 +25,7 @@ from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
 from consumers.handlers import Hook, run_hook
 from consumers.headers import RawHeaders
+from consumers.idempotency import IdempotencyStore
 from consumers.message import RawRecord
 from consumers.metrics import ConsumerMetrics
 from consumers.offsets import OffsetTracker
@@ -39,6 +40,7 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
+WAITING_NOTE_S = 5.0
 
 
 class Runtime:
@@ -77,9 +79,8 @@ class Runtime:
         self.timestamps: dict[TP, dict[int, float]] = {}
         self.committed: dict[TP, int] = {}
         self.paused: dict[TP, Work | None] = {}
-        self.closing: Deadline | None = (
-            None  # set once shutdown begins: the revoke in close() does not wait again
-        )
+        self.assigned_once = False
+        self.closing: Deadline | None = None  # from the start of shutdown: close()'s revoke waits no more
         self._nulls = itertools.count()
 
     # -- sinks called from workers -------------------------------------------------------------------------
@@ -108,19 +109,7 @@ class Runtime:
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
-        for topic in self.app.handlers:
-            derived = {
-                self.settings.retry_for(topic, self.group): False,
-                self.settings.dlt_for(topic, self.group): False,
-            }
-            if self.blocked is not None:
-                derived[self.settings.blocked_for(topic, self.group)] = True
-            kafka_io.ensure_topics(self.admin, topic, derived, self.settings.create_topics)
-        try:
-            self._run_hooks(self.app.startup_hooks, None)  # a failing startup hook stops the start
-        except Exception:
-            self.processor.runner.stop()
-            raise
+        self._prepare()
         stats = self.metrics.stats_callback(self.group)
         consumer = kafka_config.new_consumer(self.settings, self.group, stats)
         http = self._start_http()
@@ -133,15 +122,7 @@ class Runtime:
                 on_lost=self._on_lost,
             )
             self.health.mark_started()
-            last_commit = time.monotonic()
-            while not self.stop.is_set():
-                self.health.tick()
-                self._poll(consumer)
-                self._backpressure(consumer)
-                if time.monotonic() - last_commit >= self.settings.commit_interval_s:
-                    self._commit(consumer, None)
-                    last_commit = time.monotonic()
-                self._gauges()
+            self._loop(consumer)
         finally:
             abandoned = self._shutdown(consumer, http)
         if abandoned:
@@ -149,6 +130,56 @@ class Runtime:
                 f"{abandoned} record(s) unfinished at the shutdown deadline (shutdown_timeout_s="
                 f"{self.settings.shutdown_timeout_s:g}), named in the log; they run again after a restart"
             )
+        log.info("stopped cleanly: every fetched record finished and committed")
+
+    def _prepare(self) -> None:
+        """Derived topics checked or created, startup hooks run; the start line says what will run."""
+        for topic in self.app.handlers:
+            derived = {
+                self.settings.retry_for(topic, self.group): False,
+                self.settings.dlt_for(topic, self.group): False,
+            }
+            if self.blocked is not None:
+                derived[self.settings.blocked_for(topic, self.group)] = True
+            kafka_io.ensure_topics(self.admin, topic, derived, self.settings.create_topics)
+        log.info(
+            "consumer group %s on %s: handlers for %s, concurrency %d, ordering %s, idempotency %s, "
+            "handler time limit %gs, shutdown within %gs",
+            self.group,
+            self.settings.bootstrap_servers,
+            ", ".join(sorted(self.app.handlers)),
+            self.app.concurrency,
+            self.app.ordering,
+            _describe(self.app.store),
+            self.settings.handler_timeout_s,
+            self.settings.shutdown_timeout_s,
+        )
+        try:
+            self._run_hooks(self.app.startup_hooks, None)  # a failing startup hook stops the start
+        except Exception:
+            self.processor.runner.stop()
+            raise
+
+    def _loop(self, consumer: Consumer) -> None:
+        subscribed = last_commit = time.monotonic()
+        waiting_noted = False
+        while not self.stop.is_set():
+            self.health.tick()
+            self._poll(consumer)
+            self._backpressure(consumer)
+            now = time.monotonic()
+            if now - last_commit >= self.settings.commit_interval_s:
+                self._commit(consumer, None)
+                last_commit = time.monotonic()
+            if not waiting_noted and not self.assigned_once and now - subscribed > WAITING_NOTE_S:
+                waiting_noted = True
+                log.info(
+                    "no partitions assigned after %gs: the group is rebalancing; a member that died without "
+                    "leaving keeps its partitions until its session times out (session.timeout.ms=%s)",
+                    WAITING_NOTE_S,
+                    kafka_config.consumer_config(self.settings, self.group)["session.timeout.ms"],
+                )
+            self._gauges()
 
     def _poll(self, consumer: Consumer) -> None:
         for msg in consumer.consume(self.settings.poll_batch, 0.1):
@@ -208,19 +239,27 @@ class Runtime:
     # -- rebalance ------------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "assigned")
+        self.assigned_once = True
+        log.info("assigned %s", _partitions(partitions))
         for tp in partitions:
             if self.blocked is not None and tp.topic in self.app.handlers:
                 topic = self.settings.blocked_for(tp.topic, self.group)
                 conf = kafka_config.reader_config(self.settings)
                 markers = kafka_io.read_markers(conf, topic, tp.partition)
                 self.blocked.load(tp.topic, tp.partition, markers)
+                if markers:
+                    log.info(
+                        "%d key(s) of %s[%d] still wait for a retry", len(markers), tp.topic, tp.partition
+                    )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "revoked")
+        log.info("revoked %s", _partitions(partitions))
         self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=True)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "lost")
+        log.warning("lost %s (session timed out): their offsets are not committed", _partitions(partitions))
         self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=False)
 
     def _release(self, consumer: Consumer, parts: set[TP], commit: bool) -> None:
@@ -255,6 +294,7 @@ class Runtime:
             return None
         http = HttpServer(self.registry, self.health, self.settings.metrics_host, self.settings.metrics_port)
         http.start()
+        log.info("metrics and health on http://%s:%d", self.settings.metrics_host, http.port)
         return http
 
     def _run_hooks(self, hooks: list[Hook], deadline: Deadline | None) -> None:
@@ -303,10 +343,29 @@ class Runtime:
         self._commit(consumer, None)
         consumer.close()
         self.processor.limits.stop()
-        self.executor.stop(deadline.left())
+        self.executor.stop(
+            0.0 if abandoned else deadline.left()
+        )  # abandoned handlers will not return in time
         self._run_hooks(self.app.shutdown_hooks, deadline)
-        self.processor.runner.stop(deadline.left())
+        self.processor.runner.stop(0.0 if abandoned else deadline.left())
         self.producer.flush(deadline.left())
         if http is not None:
             http.stop()
         return abandoned
+
+
+def _partitions(partitions: list[TopicPartition]) -> str:
+    """`orders[0,1], orders.g.retry[0,1]`."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return (
+        ", ".join(f"{t}[{','.join(map(str, sorted(p)))}]" for t, p in sorted(by_topic.items())) or "nothing"
+    )
+
+
+def _describe(store: IdempotencyStore | None) -> str:
+    if store is None:
+        return "off"
+    path = getattr(store, "path", None)
+    return f"{type(store).__name__}({path})" if path is not None else type(store).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,3 +109,19 @@ def test_a_hung_handler_within_the_drain_is_timed_out_and_sigterm_exits_0(
         proc.kill()
     assert code == 0, stderr
     assert "past handler_timeout_s=1" in stderr and "abandoning" not in stderr
+    lines = stderr.strip().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 [A-Z]+ ", line) for line in lines), (
+        lines
+    )
+    expected = [  # what an operator needs to see, in order: SIGTERM came while the handler hung
+        "INFO consumers.runtime consumer group g-",
+        f"INFO consumers.runtime assigned {topic}[0], {topic}.g-",
+        "INFO consumers.app SIGTERM: draining",
+        "ERROR consumers.processor a handler ran",
+        f"ERROR consumers.processor handler failed (attempt 1 of 1), dead-lettered to {topic}.g-",
+        "INFO consumers.runtime stopped cleanly",
+    ]
+    found = [next((i for i, line in enumerate(lines) if e in line), -1) for e in expected]
+    assert -1 not in found and found == sorted(found), (expected, lines)
+    failure = lines[found[4]]
+    assert all(f in failure for f in (f"topic={topic}", "offset=0", "key=K-7", "attempt=1", "HandlerTimeout"))

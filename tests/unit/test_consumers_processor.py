@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+
+import pytest
 
 from consumers import Message
 from consumers.handlers import Handler
@@ -82,3 +85,18 @@ def test_a_stale_retry_of_another_record_does_not_release_a_blocked_key() -> Non
     )
     h.run("orders.g.retry", 9, b"A", b"a1", stale)
     assert h.requeued == [] and h.markers[-1] == (b"A", b'{"offset": 5}'), "K must stay blocked by offset 5"
+
+
+def test_a_failure_is_one_line_with_where_which_attempt_what_follows_and_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(fail={b"a0", b"poison"})
+    with caplog.at_level(logging.INFO, logger="consumers"):
+        h.run("orders", 4, b"A", b"a0")
+        h.run("orders", 5, b"B", b"poison")
+    retry, dead = [r for r in caplog.records if r.name == "consumers.processor"]
+    assert retry.levelno == logging.WARNING and retry.exc_info is not None
+    assert "handler failed (attempt 1 of 3), retry in" in retry.getMessage()
+    assert (retry.topic, retry.partition, retry.offset, retry.key, retry.attempt) == ("orders", 0, 4, "A", 1)  # type: ignore[attr-defined]
+    assert dead.levelno == logging.ERROR
+    assert "dead-lettered to orders.g.dlt (non_retryable_error): NonRetryable: poison" in dead.getMessage()
