@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -93,6 +94,10 @@ class App:
 
     def middleware(self, fn: Middleware) -> Middleware:
         """Register `fn(message, call_next)` around every handler call (first registered = outermost)."""
+        if inspect.iscoroutinefunction(fn):
+            raise ConfigError(
+                f"middleware {fn.__qualname__} is async: middleware runs on the worker thread, use def"
+            )
         self.middlewares.append(fn)
         return fn
 

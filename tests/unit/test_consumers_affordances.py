@@ -148,3 +148,17 @@ def test_contextvars_set_by_middleware_reach_an_async_handler() -> None:
     h.run_raw(RECORD)
     h.processor.runner.stop()
     assert seen == ["span-3"] and h.finished == [3]
+
+
+def test_async_middleware_is_refused_at_registration() -> None:
+    """It would return an un-awaited coroutine: the handler would silently never run."""
+    from consumers import App
+    from scheduler.errors import ConfigError
+
+    app = App("g", idempotency=None)
+
+    async def timing(message: Message, call_next: Callable[[Message], None]) -> None:
+        call_next(message)
+
+    with pytest.raises(ConfigError, match="async"):
+        app.middleware(timing)
