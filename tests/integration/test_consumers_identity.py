@@ -3,45 +3,42 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from consumers import Message, RetryPolicy
+from consumers import Message
 from scheduler.cli import app as cli_app
 from scheduler.client import SchedulerClient
 from tests.conftest import wait_until
-from tests.integration.consumer_helpers import make_app, produce_raw, read_all
+from tests.integration.consumer_helpers import produce_raw, read_all, retrying_app
 from tests.scheduler_proc import SchedulerStack
 
 
-def _fire(stack: SchedulerStack, topic: str, schedule_id: str, key: str) -> dict[str, bytes]:
-    """Schedule one record due now; return the headers of the record the scheduler fired."""
+def _fire(
+    stack: SchedulerStack, create_topic: Callable[..., str], schedule_id: str
+) -> tuple[str, dict[str, bytes]]:
+    """A fresh topic with one record the scheduler fired into it (key = the id's middle); its headers."""
+    topic = create_topic(f"reminders-{uuid.uuid4().hex[:10]}", partitions=2)
+    key = schedule_id.split("-")[1]
     client = SchedulerClient(stack.bootstrap, settings=stack.client_settings)
     client.schedule(schedule_id, topic=topic, key=key, value=b"remind", delay=timedelta(0))
     assert client.flush(30) == 0
     client.close()
     [(_, _, headers)] = read_all(stack.bootstrap, topic, 1)
-    return headers
+    return topic, headers
 
 
 def test_a_record_that_succeeded_on_its_third_attempt_keeps_its_identity_and_its_original_is_skipped(
     scheduler_stack: SchedulerStack, unique: Callable[[str], str], create_topic: Callable[..., str]
 ) -> None:
-    topic = create_topic(unique("reminders"), partitions=2)
-    fired = _fire(scheduler_stack, topic, "rem-C-1", "C")
+    topic, fired = _fire(scheduler_stack, create_topic, "rem-C-1")
     seen: list[Message] = []
     registry = CollectorRegistry()
-    policy = RetryPolicy(max_attempts=5, base=0.2, cap=0.3, min_delay=0.2)
-    app = make_app(
-        scheduler_stack.bootstrap,
-        unique("reminders"),
-        retry=policy,
-        scheduled_topic=scheduler_stack.scheduled_topic,
-        registry=registry,
-    )
+    app = retrying_app(scheduler_stack, unique("reminders"), max_attempts=5, registry=registry)
 
     @app.handler(topic)
     def remind(message: Message) -> None:
@@ -67,14 +64,10 @@ def test_a_record_that_succeeded_on_its_third_attempt_keeps_its_identity_and_its
 def test_a_dead_letter_after_retries_shows_the_original_fire_id_in_dlq_inspect(
     scheduler_stack: SchedulerStack, unique: Callable[[str], str], create_topic: Callable[..., str]
 ) -> None:
-    topic = create_topic(unique("reminders"), partitions=2)
-    fired = _fire(scheduler_stack, topic, "rem-D-1", "D")
+    topic, fired = _fire(scheduler_stack, create_topic, "rem-D-1")
     attempts: list[int] = []
     group = unique("reminders")
-    policy = RetryPolicy(max_attempts=2, base=0.2, cap=0.3, min_delay=0.2)
-    app = make_app(
-        scheduler_stack.bootstrap, group, retry=policy, scheduled_topic=scheduler_stack.scheduled_topic
-    )
+    app = retrying_app(scheduler_stack, group, max_attempts=2)
 
     @app.handler(topic)
     def remind(message: Message) -> None:

@@ -6,9 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from consumers import Message, RetryPolicy
+from consumers import Message
 from tests.conftest import wait_until
-from tests.integration.consumer_helpers import make_app, produce
+from tests.integration.consumer_helpers import produce, retrying_app
 from tests.scheduler_proc import SchedulerStack
 
 
@@ -19,14 +19,7 @@ def test_a_hung_handler_is_retried_after_its_time_limit_and_later_records_of_its
     produce(scheduler_stack.bootstrap, topic, [(b"K", b"hang", 0), (b"K", b"next", 0), (b"J", b"other", 0)])
     release = threading.Event()
     done: list[tuple[bytes, int]] = []
-    policy = RetryPolicy(max_attempts=3, base=0.2, cap=0.3, min_delay=0.2)
-    app = make_app(
-        scheduler_stack.bootstrap,
-        unique("g"),
-        retry=policy,
-        scheduled_topic=scheduler_stack.scheduled_topic,
-        handler_timeout_s=1.0,
-    )
+    app = retrying_app(scheduler_stack, unique("g"), handler_timeout_s=1.0)
 
     @app.handler(topic)
     def handle(message: Message) -> None:
