@@ -145,10 +145,12 @@ class App:
         """
         if not self.handlers:
             raise ConfigError("no handlers registered: decorate a function with @app.handler('topic')")
-        if stop is None:
-            stop = threading.Event()
-            _install_signals(stop, self.settings.shutdown_timeout_s)
-        Runtime(self, stop).run()
+        if stop is not None:
+            Runtime(self, stop).run()
+            return
+        stop = threading.Event()
+        with _signals(stop, self.settings.shutdown_timeout_s):
+            Runtime(self, stop).run()
 
     @contextlib.contextmanager
     def running(self, ready_timeout: float = 60.0) -> Iterator[threading.Event]:
@@ -174,7 +176,11 @@ class App:
             raise failure[0]
 
 
-def _install_signals(stop: threading.Event, timeout_s: float) -> None:
+@contextlib.contextmanager
+def _signals(stop: threading.Event, timeout_s: float) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop` and arm a backstop past the deadline; afterwards disarmed, old handlers back."""
+    armed: list[threading.Timer] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
@@ -185,9 +191,16 @@ def _install_signals(stop: threading.Event, timeout_s: float) -> None:
         backstop = threading.Timer(timeout_s + BACKSTOP_S, _overdue)
         backstop.daemon = True
         backstop.start()
+        armed.append(backstop)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for timer in armed:
+            timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _overdue() -> None:

@@ -31,6 +31,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.offsets import OffsetTracker
 from consumers.processor import Processor, Sinks, Work
 from consumers.shutdown import Deadline, ShutdownIncomplete, report_abandoned
+from scheduler.errors import KafkaFatalError
 from scheduler.http import HealthState, HttpServer
 
 if TYPE_CHECKING:
@@ -186,7 +187,9 @@ class Runtime:
             err = msg.error()
             if err is not None:
                 if err.fatal():
-                    raise KafkaException(err)
+                    raise KafkaFatalError(
+                        f"fatal consumer error: {err.str()}; the consumer must be recreated"
+                    )
                 log.warning("consumer error: %s", err)
                 continue
             self._dispatch(kafka_io.to_raw(msg), consumer)

@@ -61,6 +61,8 @@ def consume(
     ] = None,
 ) -> None:
     """Run a consumer App; on SIGTERM/SIGINT drain in-flight work and commit within shutdown_timeout_s."""
+    from confluent_kafka import KafkaException
+
     from scheduler.logs import configure_logging
 
     try:
@@ -75,7 +77,7 @@ def consume(
         _fail(f"refused: {exc}", EXIT_REFUSED)
     except ConfigError as exc:
         _fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    except SchedulerError as exc:
+    except (SchedulerError, KafkaException) as exc:  # the message says why; no traceback
         _fail(f"error: {exc}", EXIT_FAILED)
 
 

@@ -41,3 +41,36 @@ def test_app_validates_its_arguments_and_handlers() -> None:
         app.handler("t")(first)
     with pytest.raises(ConfigError, match="no handlers"):
         App("empty", idempotency=None).run()
+
+
+def test_signals_arm_a_backstop_only_while_the_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run() without a stop event owns SIGTERM/SIGINT; afterwards the old handlers are back and no hard exit looms."""
+    import signal
+    import threading
+
+    from consumers import app as app_module
+
+    fired = threading.Event()
+    monkeypatch.setattr(app_module, "_overdue", fired.set)
+    before = signal.getsignal(signal.SIGTERM)
+    stop = threading.Event()
+    with app_module._signals(stop, timeout_s=0.05):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler) and handler is not before
+        handler(signal.SIGTERM, None)
+        assert stop.is_set()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not fired.wait(1.0), "the backstop must be disarmed once run() returned"
+
+
+def test_the_backstop_fires_when_shutdown_overruns_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import threading
+
+    from consumers import app as app_module
+
+    fired = threading.Event()
+    monkeypatch.setattr(app_module, "_overdue", fired.set)
+    with app_module._signals(threading.Event(), timeout_s=0.05):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator,misc]
+        assert fired.wait(5.0), "still running 0.5 s past the deadline: the process must exit hard"
