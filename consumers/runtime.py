@@ -342,13 +342,12 @@ class Runtime:
         if not self.executor.wait_idle(lambda _w: True, deadline.left(deadline.drain_until)):
             queued = self.executor.drop(lambda _w: True)
             abandoned = report_abandoned(self.executor.running(), queued, self.settings.shutdown_timeout_s)
+        self.processor.limits.stop()  # time limits apply while draining, not to what was just abandoned
         self.processor.stopping.set()
         self._commit(consumer, None)
         consumer.close()
-        self.processor.limits.stop()
-        self.executor.stop(
-            0.0 if abandoned else deadline.left()
-        )  # abandoned handlers will not return in time
+        # abandoned handlers will not return in time: do not wait for their threads
+        self.executor.stop(0.0 if abandoned else deadline.left())
         self._run_hooks(self.app.shutdown_hooks, deadline)
         self.processor.runner.stop(0.0 if abandoned else deadline.left())
         self.producer.flush(deadline.left())
