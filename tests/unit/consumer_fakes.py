@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from consumers import InMemoryStore, Message, NonRetryable, RetryPolicy
 from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
-from consumers.handlers import Handler, Middleware
+from consumers.handlers import Handler
 from consumers.headers import RawHeaders
 from consumers.idempotency import IdempotencyStore
 from consumers.message import RawRecord
@@ -82,9 +82,9 @@ class Harness:
         policy: RetryPolicy | None = None,
         store: IdempotencyStore | None = None,
         settings: ConsumerSettings | None = None,
-        handler_retry: RetryPolicy | None = None,
-        middleware: tuple[Middleware, ...] = (),
+        route: Mapping[str, Any] | None = None,
     ) -> None:
+        """`route`: more fields of the topic's Handler (`retry=`, `middleware=`)."""
         self.scheduler = FakeScheduler()
         self.markers: list[tuple[bytes, bytes | None]] = []
         self.dead: list[tuple[str, int, bytes | None, RawHeaders]] = []
@@ -105,7 +105,7 @@ class Harness:
         )
         self.processor = Processor(
             "g",
-            {"orders": Handler("orders", fn, retry=handler_retry, middleware=middleware)},
+            {"orders": Handler("orders", fn, **(route or {}))},
             policy or RetryPolicy(max_attempts=3),
             self.store,
             blocked,

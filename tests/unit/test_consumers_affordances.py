@@ -33,7 +33,7 @@ def delay_of(h: Harness, index: int = 0) -> float:
 
 
 def test_a_handlers_own_policy_replaces_the_apps() -> None:
-    h = Harness(handler=raising(lambda m: RuntimeError("down")), handler_retry=RetryPolicy(max_attempts=1))
+    h = Harness(handler=raising(lambda m: RuntimeError("down")), route={"retry": RetryPolicy(max_attempts=1)})
     h.run_raw(RECORD)
     assert h.scheduler.scheduled == [] and len(h.dead) == 1, "max_attempts=1 of the handler: no retry"
 
@@ -121,7 +121,9 @@ def test_middleware_wraps_every_call_in_order_and_may_translate_an_exception() -
         calls.append(f"inner attempt {message.attempt}")
         call_next(message)
 
-    h = Harness(handler=raising(lambda m: TimeoutError("slow upstream")), middleware=(outer, inner))
+    h = Harness(
+        handler=raising(lambda m: TimeoutError("slow upstream")), route={"middleware": (outer, inner)}
+    )
     h.run_raw(RECORD)
     assert calls == ["outer>", "inner attempt 1", "<outer"]
     assert delay_of(h) == 5.0, "the middleware turned the TimeoutError into Retry(after=5)"
@@ -144,7 +146,7 @@ def test_contextvars_set_by_middleware_reach_an_async_handler() -> None:
 
         return handle
 
-    h = Harness(handler=make, middleware=(tracing,))
+    h = Harness(handler=make, route={"middleware": (tracing,)})
     h.run_raw(RECORD)
     h.processor.runner.stop()
     assert seen == ["span-3"] and h.finished == [3]
