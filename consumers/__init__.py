@@ -5,12 +5,14 @@ Declare an `App`, register handlers with `@app.handler("topic")`, then `app.run(
 """
 
 from consumers.app import DEFAULT_STORE, App, Ordering
-from consumers.handlers import DeserializationError
+from consumers.handlers import DeserializationError, Middleware
 from consumers.idempotency import AlreadyDone, IdempotencyStore, InMemoryStore, SQLiteStore
 from consumers.message import Context, Message
 from consumers.metrics import ConsumerMetrics
-from consumers.retry import DltReason, NonRetryable, RetryPolicy, compute_backoff
+from consumers.retry import DltReason, NonRetryable, Retry, RetryPolicy, compute_backoff
 from consumers.settings import ConsumerSettings
+from consumers.shutdown import ShutdownIncomplete
+from consumers.timeouts import HandlerTimeout
 
 __all__ = [
     "DEFAULT_STORE",
@@ -21,12 +23,16 @@ __all__ = [
     "Context",
     "DeserializationError",
     "DltReason",
+    "HandlerTimeout",
     "IdempotencyStore",
     "InMemoryStore",
     "Message",
+    "Middleware",
     "NonRetryable",
     "Ordering",
+    "Retry",
     "RetryPolicy",
     "SQLiteStore",
+    "ShutdownIncomplete",
     "compute_backoff",
 ]

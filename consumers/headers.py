@@ -1,6 +1,9 @@
 """Header names the consumer framework reads and writes, and the pure builders for retry and dead-letter records.
 
-Values are UTF-8 text, replaced never appended (conventions.md, "Reason headers").
+Values are UTF-8 text, replaced never appended (conventions.md, "Reason headers"). A retry travels as a new
+schedule, so the scheduler gives it `scheduler-*` headers of its own; the original's travel as
+`consumer-original-scheduler-*` and are put back (`logical_headers`) before anyone looks: the handler, the dead
+letter and the idempotency key see the original record's identity on every attempt.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "dlt_headers",
     "header",
     "idempotency_key",
+    "logical_headers",
     "retry_headers",
 ]
 
@@ -39,6 +43,8 @@ HEADER_IDEMPOTENCY_KEY = "consumer-idempotency-key"
 HEADER_MESSAGE_ID = "message-id"
 DLT_PREFIX = "consumer-dlt-"
 ORIGINAL_PREFIX = "consumer-original-"
+SCHEDULER_PREFIX = "scheduler-"
+CARRIED_PREFIX = ORIGINAL_PREFIX + SCHEDULER_PREFIX  # the original's scheduler-* headers on a retry
 MAX_EXCEPTION_MESSAGE_BYTES = 1024
 
 
@@ -61,11 +67,22 @@ def header(headers: RawHeaders, name: str) -> str | None:
     return found
 
 
-def idempotency_key(headers: RawHeaders, origin: Origin) -> str:
-    """Same effect, same key: the carried key on a retry, else the fire id, a message id, or topic/partition/offset."""
-    carried = header(headers, HEADER_IDEMPOTENCY_KEY)
-    if carried:
-        return carried
+def idempotency_key(headers: RawHeaders, origin: Origin, group: str) -> str:
+    """`<group>|<base>`, the same for a record and all its retries (the base is carried, never re-prefixed).
+
+    The base: the carried key on a retry, else the fire id, a message id, or topic/partition/offset. Retries written
+    by earlier versions carry an already prefixed key (`g|…`, `g|g|…`): the prefixes are dropped.
+    """
+    base = header(headers, HEADER_IDEMPOTENCY_KEY)
+    if base:
+        while base.startswith(f"{group}|"):
+            base = base[len(group) + 1 :]
+    else:
+        base = _own_key(headers, origin)
+    return f"{group}|{base}"
+
+
+def _own_key(headers: RawHeaders, origin: Origin) -> str:
     fire = header(headers, HEADER_FIRE_ID)
     if fire:
         return f"fire:{fire}"
@@ -73,6 +90,19 @@ def idempotency_key(headers: RawHeaders, origin: Origin) -> str:
     if message_id:
         return f"msg:{message_id}"
     return f"tpo:{origin.topic}/{origin.partition}/{origin.offset}"
+
+
+def logical_headers(headers: RawHeaders, retried: bool) -> RawHeaders:
+    """The headers as the original record had them: on a retry, its carried scheduler-* replace the retry's own."""
+    if not retried:
+        return headers
+    out: list[tuple[str, bytes | None]] = []
+    for name, value in headers:
+        if name.startswith(CARRIED_PREFIX):
+            out.append((name[len(ORIGINAL_PREFIX) :], value))
+        elif not name.startswith(SCHEDULER_PREFIX):
+            out.append((name, value))
+    return tuple(out)
 
 
 def _without(headers: RawHeaders, prefixes: Iterable[str]) -> list[tuple[str, bytes | None]]:
@@ -85,8 +115,12 @@ def _text(pairs: Iterable[tuple[str, object]]) -> list[tuple[str, bytes | None]]
 
 
 def retry_headers(headers: RawHeaders, origin: Origin, next_attempt: int, key: str) -> RawHeaders:
-    """User headers (scheduler-*/consumer-* dropped: the scheduler adds fresh ones) + attempt and origin."""
-    kept = _without(headers, ("scheduler-", "consumer-"))
+    """User headers + attempt, origin and the key's base; the original's scheduler-* ride as consumer-original-*.
+
+    `headers` are the logical ones (`logical_headers`); the scheduler gives the retry scheduler-* of its own.
+    """
+    kept = _without(headers, (SCHEDULER_PREFIX, "consumer-"))
+    carried = [(ORIGINAL_PREFIX + k, v) for k, v in headers if k.startswith(SCHEDULER_PREFIX)]
     ours = _text(
         [
             (HEADER_ATTEMPT, next_attempt),
@@ -97,7 +131,7 @@ def retry_headers(headers: RawHeaders, origin: Origin, next_attempt: int, key: s
             (HEADER_IDEMPOTENCY_KEY, key),
         ]
     )
-    return tuple(kept + ours)
+    return tuple(kept + carried + ours)
 
 
 def exception_type(exc: BaseException) -> str:

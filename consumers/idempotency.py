@@ -11,6 +11,9 @@ SQLite transaction, so effects kept in the store's database are applied exactly 
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -20,7 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["AlreadyDone", "IdempotencyStore", "InMemoryStore", "SQLiteStore"]
+from scheduler.errors import ConfigError
+
+__all__ = ["AlreadyDone", "IdempotencyStore", "InMemoryStore", "SQLiteStore", "default_store_path"]
+
+log = logging.getLogger(__name__)
 
 
 class AlreadyDone(Exception):
@@ -266,3 +273,32 @@ class SQLiteStore:
                     conn.close()
             self._conn = self._reader = None
             self._idle, self._opened = [], []
+
+
+def default_store_path(group: str, state_dir: Path | None) -> Path:
+    """`<state_dir>/<group>.idempotency.sqlite3`, never relative to the working directory.
+
+    Without a state dir (KAFKA_SCHEDULER_STATE_DIR): `$XDG_STATE_HOME/kafka-scheduler`, else
+    `~/.local/state/kafka-scheduler`. A store that earlier versions left in the working directory is still used,
+    with a warning, so upgrading does not forget what was done.
+    """
+    name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', group)}.idempotency.sqlite3"
+    try:
+        if state_dir is None:
+            legacy = Path.cwd() / f"{group}.idempotency.sqlite3"
+            if legacy.is_file():
+                log.warning(
+                    "using the idempotency store %s found in the working directory; set KAFKA_SCHEDULER_STATE_DIR "
+                    "(and move the file there) so it does not depend on where the process starts",
+                    legacy,
+                )
+                return legacy
+            xdg = os.environ.get("XDG_STATE_HOME")
+            state_dir = (Path(xdg) if xdg else Path.home() / ".local" / "state") / "kafka-scheduler"
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(
+            f"no directory for the idempotency store ({exc}): set KAFKA_SCHEDULER_STATE_DIR to a writable "
+            "directory (a persistent volume in production) or pass idempotency=SQLiteStore(path)"
+        ) from None
+    return (state_dir / name).resolve()

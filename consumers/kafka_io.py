@@ -1,9 +1,9 @@
-"""The only consumers module that touches confluent_kafka: clients with forced settings, topics, marker reads."""
+"""The consumers modules that touch confluent_kafka (with kafka_config): produce, topics, marker reads, records."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
@@ -12,50 +12,9 @@ from confluent_kafka.cimpl import NewTopic
 
 from consumers.headers import RawHeaders
 from consumers.message import RawRecord
-from scheduler.errors import ConfigError, TopicConfigError
+from scheduler.errors import TopicConfigError
 
-__all__ = [
-    "CONSUMER_FORCED",
-    "build_consumer",
-    "build_producer",
-    "ensure_topics",
-    "produce_sync",
-    "read_markers",
-    "to_raw",
-]
-
-# Correctness-critical: manual commits (the offset tracker decides), range assignment (co-partitioning of a
-# source topic with its retry topic, docs/consumers.md), read_committed (the scheduler fires in transactions).
-CONSUMER_FORCED: dict[str, Any] = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "partition.assignment.strategy": "range",
-    "isolation.level": "read_committed",
-}
-CONSUMER_DEFAULTS: dict[str, Any] = {"auto.offset.reset": "earliest", "statistics.interval.ms": 5000}
-PRODUCER_FORCED: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
-
-
-def _merge(defaults: Mapping[str, Any], user: Mapping[str, Any], forced: Mapping[str, Any]) -> dict[str, Any]:
-    for name, value in forced.items():
-        if name in user and str(user[name]).lower() != str(value).lower():
-            raise ConfigError(f"{name}={user[name]!r} contradicts the consumer framework's {name}={value!r}")
-    return {**defaults, **user, **forced}
-
-
-def build_consumer(
-    bootstrap: str, group: str, extra: Mapping[str, str], stats: Callable[[str], None] | None
-) -> Consumer:
-    conf = _merge(
-        CONSUMER_DEFAULTS, {"bootstrap.servers": bootstrap, "group.id": group, **extra}, CONSUMER_FORCED
-    )
-    if stats is not None:
-        conf["stats_cb"] = stats
-    return Consumer(conf)
-
-
-def build_producer(bootstrap: str, extra: Mapping[str, str]) -> Producer:
-    return Producer(_merge({"linger.ms": 5}, {"bootstrap.servers": bootstrap, **extra}, PRODUCER_FORCED))
+__all__ = ["ensure_topics", "produce_sync", "read_markers", "to_raw"]
 
 
 def produce_sync(
@@ -83,9 +42,8 @@ def produce_sync(
         raise KafkaException(errors[0])
 
 
-def ensure_topics(bootstrap: str, source: str, derived: Mapping[str, bool], create: bool) -> None:
+def ensure_topics(admin: AdminClient, source: str, derived: Mapping[str, bool], create: bool) -> None:
     """Give every derived topic (name → compacted?) the source's partition count, or refuse with the fix."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     topics = admin.list_topics(timeout=30).topics
     if source not in topics:
         raise TopicConfigError(
@@ -140,9 +98,11 @@ def _high_watermark(reader: Consumer, tp: TopicPartition, deadline: float) -> in
             time.sleep(0.2)
 
 
-def read_markers(bootstrap: str, topic: str, partition: int, timeout_s: float = 30.0) -> dict[bytes, bytes]:
+def read_markers(
+    conf: Mapping[str, Any], topic: str, partition: int, timeout_s: float = 30.0
+) -> dict[bytes, bytes]:
     """The live (non-tombstoned) keys of one compacted partition, read from the beginning to the high watermark."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    reader = Consumer(dict(conf))
     try:
         tp = TopicPartition(topic, partition)
         deadline = time.monotonic() + timeout_s

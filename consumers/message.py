@@ -17,6 +17,7 @@ from consumers.headers import (
     Origin,
     RawHeaders,
     header,
+    logical_headers,
 )
 from consumers.idempotency import SQLiteStore
 from consumers.scheduling import Scheduling
@@ -79,7 +80,11 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One delivery. `topic`/`partition` name the source record even when it arrived through the retry topic."""
+    """One delivery of a source record; on a retry every field but `attempt` and `record_*` is the original's.
+
+    `headers` are the original record's (its `scheduler-*` included) plus the framework's `consumer-*` bookkeeping;
+    `decoded` is what the handler's deserializer returned (None without one).
+    """
 
     key: bytes | None
     value: bytes | None
@@ -135,11 +140,16 @@ class RawRecord:
     headers: RawHeaders
     timestamp_ms: int | None
 
+    def fields(self) -> dict[str, object]:
+        """Where this record is, for a log line's `extra` (the key as text, cut to 100 characters)."""
+        key = None if self.key is None else self.key.decode("utf-8", "replace")[:100]
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "key": key}
+
 
 def build_message(raw: RawRecord, source_topic: str, context: Context) -> Message:
-    """Parse the scheduler-* and consumer-* headers once; a retry record reports its original coordinates."""
-    h = raw.headers
+    """Parse the scheduler-* and consumer-* headers once; a retry record reports its original's identity."""
     retried = raw.topic != source_topic
+    h = logical_headers(raw.headers, retried)
     partition = _int(header(h, HEADER_ORIGINAL_PARTITION), raw.partition) if retried else raw.partition
     offset = _int(header(h, HEADER_ORIGINAL_OFFSET), raw.offset) if retried else raw.offset
     ts_text = header(h, HEADER_ORIGINAL_TIMESTAMP) if retried else None

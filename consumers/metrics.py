@@ -19,11 +19,18 @@ class ConsumerMetrics:
     """Every consumer metric; labels are bounded (group, topic, partition, outcome, event), never a key."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.messages = Counter(
-            PREFIX + "consumer_messages",
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(PREFIX + name, doc, labels, registry=registry)
+
+        self.messages = counter(
+            "consumer_messages",
             "Records handled by the consumer framework, by outcome.",
-            ["group", "topic", "outcome"],
-            registry=registry,
+            "group",
+            "topic",
+            "outcome",
         )
         self.handler_seconds = Histogram(
             PREFIX + "consumer_handler_seconds",
@@ -32,41 +39,47 @@ class ConsumerMetrics:
             buckets=HANDLER_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
-            PREFIX + "consumer_in_flight",
-            "Records fetched and not yet finished (queued or running).",
-            ["group"],
-            registry=registry,
+        self.in_flight = gauge(
+            "consumer_in_flight", "Records fetched and not yet finished (queued or running).", "group"
         )
-        self.keys_blocked = Gauge(
-            PREFIX + "consumer_keys_blocked",
-            "Keys waiting behind a retrying record (block-key ordering).",
-            ["group"],
-            registry=registry,
+        self.keys_blocked = gauge(
+            "consumer_keys_blocked", "Keys waiting behind a retrying record (block-key ordering).", "group"
         )
-        self.lag_messages = Gauge(
-            PREFIX + "consumer_lag_messages",
+        self.lag_messages = gauge(
+            "consumer_lag_messages",
             "Consumer lag in records, from librdkafka statistics.",
-            ["group", "topic", "partition"],
-            registry=registry,
+            "group",
+            "topic",
+            "partition",
         )
-        self.lag_seconds = Gauge(
-            PREFIX + "consumer_lag_seconds",
+        self.lag_seconds = gauge(
+            "consumer_lag_seconds",
             "Age (by record timestamp) of the oldest fetched, unfinished record per partition; 0 when none.",
-            ["group", "topic", "partition"],
-            registry=registry,
+            "group",
+            "topic",
+            "partition",
         )
-        self.oldest_in_flight_seconds = Gauge(
-            PREFIX + "consumer_oldest_in_flight_seconds",
+        self.oldest_in_flight_seconds = gauge(
+            "consumer_oldest_in_flight_seconds",
             "How long the oldest unfinished record has been in flight.",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.rebalances = Counter(
-            PREFIX + "consumer_rebalances",
+        self.handler_timeouts = counter(
+            "consumer_handler_timeouts",
+            "Handler calls given up on past handler_timeout_s (then retried or dead-lettered).",
+            "group",
+            "topic",
+        )
+        self.abandoned_threads = gauge(
+            "consumer_abandoned_threads",
+            "Worker threads left behind in a sync handler past its time limit, still running.",
+            "group",
+        )
+        self.rebalances = counter(
+            "consumer_rebalances",
             "Rebalance callbacks, by event (assigned, revoked, lost).",
-            ["group", "event"],
-            registry=registry,
+            "group",
+            "event",
         )
 
     def outcome(self, group: str, topic: str, outcome: str) -> None:

@@ -7,10 +7,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from consumers.blocking import BlockedKeys, KeyRef
 from consumers.executor import AsyncRunner
@@ -19,9 +18,10 @@ from consumers.headers import Failure, RawHeaders, dlt_headers, idempotency_key,
 from consumers.idempotency import AlreadyDone, IdempotencyStore, SQLiteStore
 from consumers.message import Context, Inbox, Message, RawRecord, build_message
 from consumers.metrics import ConsumerMetrics
-from consumers.retry import DltReason, RetryPolicy
+from consumers.retry import DltReason, Retry, RetryPolicy
 from consumers.scheduling import Scheduling
 from consumers.settings import ConsumerSettings
+from consumers.timeouts import HandlerTimeout, TimeLimits
 
 __all__ = ["Processor", "Sinks", "Work"]
 
@@ -37,10 +37,20 @@ class Work:
     source_topic: str
     ref: tuple[str, int, bytes | int]
     started: float | None = field(default=None)
+    timed_out: bool = False  # the successor of a call abandoned past its time limit: only fail it
 
     @property
     def is_retry(self) -> bool:
         return self.raw.topic != self.source_topic
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a failure leads to: another attempt after `delay_s` (reason None) or a dead letter for `reason`."""
+
+    reason: DltReason | None
+    delay_s: float
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Sinks:
     dead_letter: DeadLetterWriter
     finish: Callable[[Work], None]
     requeue_front: Callable[[Work, list[Work]], None]
+    abandon: Callable[[Work, Work], bool]  # leave the worker running the first behind; the second runs next
 
 
 class Processor:
@@ -72,10 +83,18 @@ class Processor:
         self.context = Context(group, sinks.scheduler)
         self.runner = AsyncRunner()
         self.stopping = threading.Event()
+        self.limits: TimeLimits[Work] = TimeLimits(settings.handler_timeout_s, self._expired)
         self._rng = random.Random()
 
     def process(self, work: Work) -> None:
         msg = build_message(work.raw, work.source_topic, self.context)
+        key = idempotency_key(msg.headers, msg.origin, self.group)
+        if work.timed_out:
+            limit = self.settings.handler_timeout_s
+            self._failed(
+                work, msg, key, HandlerTimeout(f"the handler ran longer than {limit:g}s (abandoned)")
+            )
+            return
         ref = key_ref(work)
         if (
             self.blocked is not None
@@ -85,11 +104,8 @@ class Processor:
         ):
             self.blocked.park(ref, work)
             return
-        key = f"{self.group}|{idempotency_key(msg.headers, msg.origin)}"
         if self.store is not None and not self.store.claim(key):
-            self._count(msg, "duplicate_skipped")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
+            self._done(work, msg, "duplicate_skipped")
             return
         inbox = None
         if isinstance(
@@ -98,24 +114,56 @@ class Processor:
             inbox = Inbox(self.store, key)
             msg = dataclasses.replace(msg, context=dataclasses.replace(self.context, _inbox=inbox))
         work.started = time.monotonic()
+        self.limits.begin(work, work.started)
         error = self._handle(work, msg)
+        if not self.limits.end(work):  # abandoned past its time limit: its successor took the record over
+            log.info("an abandoned handler call returned; its outcome is ignored", extra=work.raw.fields())
+            return
         work.started = None
         if isinstance(error, AlreadyDone):  # a concurrent or earlier delivery committed it meanwhile
-            self._count(msg, "duplicate_skipped")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
-            return
-        if error is None:
+            self._done(work, msg, "duplicate_skipped")
+        elif error is None:
             if self.store is not None and (inbox is None or not inbox.committed):
                 self.store.mark_done(key)  # returns once durable: only then may the offset move past it
-            self._count(msg, "success")
-            self._resolve(work, msg)
-            self.sinks.finish(work)
-            return
+            self._done(work, msg, "success")
+        else:
+            self._failed(work, msg, key, error)
+
+    def _done(self, work: Work, msg: Message, outcome: str) -> None:
+        self._count(msg, outcome)
+        self._resolve(work, msg)
+        self.sinks.finish(work)
+
+    def _failed(self, work: Work, msg: Message, key: str, error: BaseException) -> None:
+        """Decide once (retry with which delay, or which dead-letter reason), log it, then write it durably."""
         if self.store is not None:
             self.store.release(key)
-        if self._durably(msg, lambda: self._fail(work, msg, key, error)):
+        verdict = self._verdict(work, msg, error)
+        _log_failure(work, msg, error, verdict, self.settings.dlt_for(msg.topic, self.group))
+        if self._durably(msg, lambda: self._fail(work, msg, key, error, verdict)):
             self.sinks.finish(work)
+
+    def _verdict(self, work: Work, msg: Message, exc: BaseException) -> Verdict:
+        policy = (self.handlers[work.source_topic].retry or self.policy).for_exception(exc)
+        if isinstance(exc, DeserializationError):
+            return Verdict(DltReason.DESERIALIZATION_ERROR, 0.0, policy.max_attempts)
+        reason = policy.decide(exc, msg.attempt)
+        delay = policy.delay(msg.attempt, self._rng, exc) if reason is None else 0.0
+        return Verdict(reason, delay, policy.max_attempts)
+
+    def _expired(self, work: Work, elapsed: float, abandoned: int) -> None:
+        """Called by the watchdog (under its lock) for a call past its limit: abandon its worker, fail the record."""
+        if not self.sinks.abandon(work, dataclasses.replace(work, started=None, timed_out=True)):
+            return
+        self.metrics.handler_timeouts.labels(self.group, work.source_topic).inc()
+        log.error(
+            "a handler ran %.1fs, past handler_timeout_s=%g: its thread is abandoned (%d now), the record goes on "
+            "to its retry or dead letter",
+            elapsed,
+            self.limits.limit_s,
+            abandoned,
+            extra=work.raw.fields(),
+        )
 
     def _handle(self, work: Work, msg: Message) -> BaseException | None:
         handler = self.handlers[work.source_topic]
@@ -127,32 +175,29 @@ class Processor:
                 except Exception as exc:
                     raise DeserializationError(f"{type(exc).__name__}: {exc}") from exc
                 msg = dataclasses.replace(msg, decoded=decoded)
-            if handler.is_async:
-                coro: Coroutine[Any, Any, object] = handler.fn(msg)
-                self.runner.run(coro)
-            else:
-                handler.call_sync(msg)
+            handler.invoke(msg, lambda coro: self.runner.run(coro, self._time_left(work)))
         except Exception as exc:
-            log.warning("handler for %s failed (attempt %d): %r", msg.topic, msg.attempt, exc)
             return exc
         finally:
             self.metrics.handler_seconds.labels(self.group, msg.topic).observe(time.perf_counter() - begin)
         return None
 
-    def _fail(self, work: Work, msg: Message, key: str, exc: BaseException) -> None:
+    def _time_left(self, work: Work) -> float:
+        started = work.started if work.started is not None else time.monotonic()
+        return max(0.0, self.limits.limit_s - (time.monotonic() - started))
+
+    def _fail(self, work: Work, msg: Message, key: str, exc: BaseException, verdict: Verdict) -> None:
         """Retry through the scheduler, or dead-letter; raises if the write did not reach the broker."""
-        if isinstance(exc, DeserializationError):
-            reason: DltReason | None = DltReason.DESERIALIZATION_ERROR
-            exc = exc.__cause__ or exc  # the user's class, not our wrapper
-        else:
-            reason = self.policy.decide(exc, msg.attempt)
+        reason = verdict.reason
         if reason is None:
-            self._schedule_retry(work, msg, key)
+            self._schedule_retry(work, msg, key, verdict.delay_s)
             ref = key_ref(work)
             if self.blocked is not None and ref is not None:
                 self.blocked.block(ref, msg.offset)
             self._count(msg, "retry_scheduled")
             return
+        if isinstance(exc, (DeserializationError, Retry)):
+            exc = exc.__cause__ or exc  # the user's class, not a framework wrapper
         failure = Failure(reason, exc, self.group, msg.attempt, int(time.time() * 1000))
         headers = dlt_headers(msg.headers, msg.origin, failure)
         dlt = self.settings.dlt_for(msg.topic, self.group)
@@ -160,7 +205,7 @@ class Processor:
         self._count(msg, "dead_lettered")
         self._resolve(work, msg)
 
-    def _schedule_retry(self, work: Work, msg: Message, key: str) -> None:
+    def _schedule_retry(self, work: Work, msg: Message, key: str, delay_s: float) -> None:
         nxt = msg.attempt + 1
         origin = msg.origin
         scheduler = self.sinks.scheduler()
@@ -169,8 +214,8 @@ class Processor:
             topic=self.settings.retry_for(work.source_topic, self.group),
             value=msg.value,
             key=msg.key,
-            headers=list(retry_headers(msg.headers, origin, nxt, key)),
-            delay=timedelta(seconds=self.policy.delay(msg.attempt, self._rng)),
+            headers=list(retry_headers(msg.headers, origin, nxt, key.removeprefix(f"{self.group}|"))),
+            delay=timedelta(seconds=delay_s),
             partition=msg.partition,
         )
         remaining = scheduler.flush(30.0)
@@ -202,6 +247,34 @@ class Processor:
 
     def _count(self, msg: Message, outcome: str) -> None:
         self.metrics.outcome(self.group, msg.topic, outcome)
+
+
+def _log_failure(work: Work, msg: Message, exc: BaseException, verdict: Verdict, dlt: str) -> None:
+    """One line per failed attempt: where, which attempt, what follows, and the traceback."""
+    fields = {**work.raw.fields(), "attempt": msg.attempt}
+    if verdict.reason is None:
+        log.warning(
+            "handler failed (attempt %d of %d), retry in %.3gs: %s: %s",
+            msg.attempt,
+            verdict.max_attempts,
+            verdict.delay_s,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields,
+        )
+    else:
+        log.error(
+            "handler failed (attempt %d of %d), dead-lettered to %s (%s): %s: %s",
+            msg.attempt,
+            verdict.max_attempts,
+            dlt,
+            verdict.reason.value,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields,
+        )
 
 
 def key_ref(work: Work) -> KeyRef | None:

@@ -10,6 +10,7 @@ Commit protocol (every `commit_interval_s`, on revoke, on shutdown):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -19,14 +20,18 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers import kafka_io
+from consumers import kafka_config, kafka_io
 from consumers.blocking import BlockedKeys
 from consumers.executor import KeyOrderedExecutor
+from consumers.handlers import Hook, run_hook
 from consumers.headers import RawHeaders
+from consumers.idempotency import IdempotencyStore
 from consumers.message import RawRecord
 from consumers.metrics import ConsumerMetrics
 from consumers.offsets import OffsetTracker
 from consumers.processor import Processor, Sinks, Work
+from consumers.shutdown import Deadline, ShutdownIncomplete, report_abandoned
+from scheduler.errors import KafkaFatalError
 from scheduler.http import HealthState, HttpServer
 
 if TYPE_CHECKING:
@@ -36,6 +41,7 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
+WAITING_NOTE_S = 5.0
 
 
 class Runtime:
@@ -49,13 +55,22 @@ class Runtime:
         self.source_of = {t: t for t in app.handlers} | {
             self.settings.retry_for(t, self.group): t for t in app.handlers
         }
-        self.producer = kafka_io.build_producer(app.bootstrap_servers, self.settings.kafka)
+        self.admin = kafka_config.connect_admin(self.settings)  # or one line naming the unreachable address
+        self.producer = kafka_config.new_producer(self.settings)
         self.blocked: BlockedKeys[Work] | None = (
             BlockedKeys(self._write_marker) if app.ordering == "block-key" else None
         )
-        sinks = Sinks(lambda: app.scheduler, self._dead_letter, self._finish, self._requeue_front)
+        sinks = Sinks(
+            lambda: app.scheduler,
+            self._dead_letter,
+            self._finish,
+            self._requeue_front,
+            self._abandon,
+        )
+        chain = tuple(app.middlewares)
+        handlers = {t: dataclasses.replace(h, middleware=chain) for t, h in app.handlers.items()}
         self.processor = Processor(
-            self.group, app.handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
+            self.group, handlers, app.retry, app.store, self.blocked, sinks, self.settings, self.metrics
         )
         self.executor: KeyOrderedExecutor[Work] = KeyOrderedExecutor(
             self.processor.process, app.concurrency, name=self.group
@@ -65,6 +80,8 @@ class Runtime:
         self.timestamps: dict[TP, dict[int, float]] = {}
         self.committed: dict[TP, int] = {}
         self.paused: dict[TP, Work | None] = {}
+        self.assigned_once = False
+        self.closing: Deadline | None = None  # from the start of shutdown: close()'s revoke waits no more
         self._nulls = itertools.count()
 
     # -- sinks called from workers -------------------------------------------------------------------------
@@ -88,19 +105,16 @@ class Runtime:
     def _requeue_front(self, work: Work, parked: list[Work]) -> None:
         self.executor.push_front(work.ref, parked)
 
+    def _abandon(self, work: Work, successor: Work) -> bool:
+        return self.executor.abandon(work, successor)
+
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
-        for topic in self.app.handlers:
-            derived = {
-                self.settings.retry_for(topic, self.group): False,
-                self.settings.dlt_for(topic, self.group): False,
-            }
-            if self.blocked is not None:
-                derived[self.settings.blocked_for(topic, self.group)] = True
-            kafka_io.ensure_topics(self.app.bootstrap_servers, topic, derived, self.settings.create_topics)
+        self._prepare()
         stats = self.metrics.stats_callback(self.group)
-        consumer = kafka_io.build_consumer(self.app.bootstrap_servers, self.group, self.settings.kafka, stats)
+        consumer = kafka_config.new_consumer(self.settings, self.group, stats)
         http = self._start_http()
+        self.processor.limits.start()
         try:
             consumer.subscribe(
                 sorted(self.source_of),
@@ -109,24 +123,73 @@ class Runtime:
                 on_lost=self._on_lost,
             )
             self.health.mark_started()
-            last_commit = time.monotonic()
-            while not self.stop.is_set():
-                self.health.tick()
-                self._poll(consumer)
-                self._backpressure(consumer)
-                if time.monotonic() - last_commit >= self.settings.commit_interval_s:
-                    self._commit(consumer, None)
-                    last_commit = time.monotonic()
-                self._gauges()
+            self._loop(consumer)
         finally:
-            self._shutdown(consumer, http)
+            abandoned = self._shutdown(consumer, http)
+        if abandoned:
+            raise ShutdownIncomplete(
+                f"{abandoned} record(s) unfinished at the shutdown deadline (shutdown_timeout_s="
+                f"{self.settings.shutdown_timeout_s:g}), named in the log; they run again after a restart"
+            )
+        log.info("stopped cleanly: every fetched record finished and committed")
+
+    def _prepare(self) -> None:
+        """Derived topics checked or created, startup hooks run; the start line says what will run."""
+        for topic in self.app.handlers:
+            derived = {
+                self.settings.retry_for(topic, self.group): False,
+                self.settings.dlt_for(topic, self.group): False,
+            }
+            if self.blocked is not None:
+                derived[self.settings.blocked_for(topic, self.group)] = True
+            kafka_io.ensure_topics(self.admin, topic, derived, self.settings.create_topics)
+        log.info(
+            "consumer group %s on %s: handlers for %s, concurrency %d, ordering %s, idempotency %s, "
+            "handler time limit %gs, shutdown within %gs",
+            self.group,
+            self.settings.bootstrap_servers,
+            ", ".join(sorted(self.app.handlers)),
+            self.app.concurrency,
+            self.app.ordering,
+            _describe(self.app.store),
+            self.settings.handler_timeout_s,
+            self.settings.shutdown_timeout_s,
+        )
+        try:
+            self._run_hooks(self.app.startup_hooks, None)  # a failing startup hook stops the start
+        except Exception:
+            self.processor.runner.stop()
+            raise
+
+    def _loop(self, consumer: Consumer) -> None:
+        subscribed = last_commit = time.monotonic()
+        waiting_noted = False
+        while not self.stop.is_set():
+            self.health.tick()
+            self._poll(consumer)
+            self._backpressure(consumer)
+            now = time.monotonic()
+            if now - last_commit >= self.settings.commit_interval_s:
+                self._commit(consumer, None)
+                last_commit = time.monotonic()
+            if not waiting_noted and not self.assigned_once and now - subscribed > WAITING_NOTE_S:
+                waiting_noted = True
+                log.info(
+                    "no partitions assigned after %gs: the group is rebalancing; a member that died without "
+                    "leaving keeps its partitions until its session times out (session.timeout.ms=%s)",
+                    WAITING_NOTE_S,
+                    kafka_config.consumer_config(self.settings, self.group)["session.timeout.ms"],
+                )
+            self._gauges()
 
     def _poll(self, consumer: Consumer) -> None:
         for msg in consumer.consume(self.settings.poll_batch, 0.1):
             err = msg.error()
             if err is not None:
                 if err.fatal():
-                    raise KafkaException(err)
+                    raise KafkaFatalError(
+                        f"fatal consumer error: {err.str()}; the consumer must be recreated"
+                    )
                 log.warning("consumer error: %s", err)
                 continue
             self._dispatch(kafka_io.to_raw(msg), consumer)
@@ -179,18 +242,27 @@ class Runtime:
     # -- rebalance ------------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "assigned")
+        self.assigned_once = True
+        log.info("assigned %s", _partitions(partitions))
         for tp in partitions:
             if self.blocked is not None and tp.topic in self.app.handlers:
                 topic = self.settings.blocked_for(tp.topic, self.group)
-                markers = kafka_io.read_markers(self.app.bootstrap_servers, topic, tp.partition)
+                conf = kafka_config.reader_config(self.settings)
+                markers = kafka_io.read_markers(conf, topic, tp.partition)
                 self.blocked.load(tp.topic, tp.partition, markers)
+                if markers:
+                    log.info(
+                        "%d key(s) of %s[%d] still wait for a retry", len(markers), tp.topic, tp.partition
+                    )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "revoked")
+        log.info("revoked %s", _partitions(partitions))
         self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=True)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalance(self.group, "lost")
+        log.warning("lost %s (session timed out): their offsets are not committed", _partitions(partitions))
         self._release(consumer, {(tp.topic, tp.partition) for tp in partitions}, commit=False)
 
     def _release(self, consumer: Consumer, parts: set[TP], commit: bool) -> None:
@@ -200,9 +272,11 @@ class Runtime:
             return (w.raw.topic, w.raw.partition) in parts
 
         self.executor.drop(owned)
-        if not self.executor.wait_idle(owned, self.settings.revoke_timeout_s):
+        if self.closing is None and not self.executor.wait_idle(owned, self.settings.revoke_timeout_s):
             log.warning(
-                "revoke: in-flight work of %s still running after %ss", parts, self.settings.revoke_timeout_s
+                "revoke: in-flight work of %s still running after %gs",
+                sorted(parts),
+                self.settings.revoke_timeout_s,
             )
         if commit:
             self._commit(consumer, parts)
@@ -217,19 +291,26 @@ class Runtime:
 
     # -- health, metrics, shutdown ----------------------------------------------------------------------------
     def _start_http(self) -> HttpServer | None:
-        running = self.executor.running
-        timeout = self.settings.handler_timeout_s
-
-        def no_stuck_handler() -> bool:
-            now = time.monotonic()
-            return all(w.started is None or now - w.started <= timeout for w in running())
-
-        self.health.set_live_check("no_stuck_handler", no_stuck_handler)
+        limits = self.processor.limits
+        self.health.set_live_check("no_stuck_handler", lambda: not limits.overdue(time.monotonic()))
         if self.settings.metrics_port is None:
             return None
         http = HttpServer(self.registry, self.health, self.settings.metrics_host, self.settings.metrics_port)
         http.start()
+        log.info("metrics and health on http://%s:%d", self.settings.metrics_host, http.port)
         return http
+
+    def _run_hooks(self, hooks: list[Hook], deadline: Deadline | None) -> None:
+        """Startup hooks raise; shutdown hooks are logged and the next one runs (async ones within the deadline)."""
+        for hook in hooks:
+            try:
+                run_hook(
+                    hook, lambda coro: self.processor.runner.run(coro, deadline.left() if deadline else None)
+                )
+            except Exception:
+                if deadline is None:
+                    raise
+                log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
 
     def _gauges(self) -> None:
         now_wall, now = time.time(), time.monotonic()
@@ -238,28 +319,55 @@ class Runtime:
             lag = {tp: now_wall - min(ts.values()) if ts else 0.0 for tp, ts in self.timestamps.items()}
         self.metrics.in_flight.labels(self.group).set(pending)
         self.metrics.keys_blocked.labels(self.group).set(self.blocked.count() if self.blocked else 0)
+        self.metrics.abandoned_threads.labels(self.group).set(self.processor.limits.abandoned())
         starts = [w.started for w in self.executor.running() if w.started is not None]
         self.metrics.oldest_in_flight_seconds.labels(self.group).set(now - min(starts) if starts else 0.0)
         for (topic, partition), seconds in lag.items():
             self.metrics.lag_seconds.labels(self.group, topic, str(partition)).set(max(0.0, seconds))
 
-    def _shutdown(self, consumer: Consumer, http: HttpServer | None) -> None:
-        """1. stop fetching 2. finish in-flight work up to the deadline 3. commit 4. close."""
+    def _shutdown(self, consumer: Consumer, http: HttpServer | None) -> int:
+        """Within shutdown_timeout_s in all; returns how many records were abandoned.
+
+        1. readiness 503, stop fetching 2. let queued and running work finish until the drain deadline
+        3. name what is left, stop taking work 4. commit 5. close the consumer (its revoke waits no more)
+        6. stop workers, the async loop and the producer with whatever time is left.
+        """
+        deadline = self.closing = Deadline.after(self.settings.shutdown_timeout_s)
         self.health.start_draining()
         try:
             consumer.pause(consumer.assignment())
         except KafkaException as exc:
             log.warning("could not pause on shutdown: %s", exc)
-        if not self.executor.wait_idle(lambda _w: True, self.settings.shutdown_timeout_s):
-            log.warning(
-                "shutdown: work still in flight after %ss; it re-runs after restart",
-                self.settings.shutdown_timeout_s,
-            )
+        abandoned = 0
+        if not self.executor.wait_idle(lambda _w: True, deadline.left(deadline.drain_until)):
+            queued = self.executor.drop(lambda _w: True)
+            abandoned = report_abandoned(self.executor.running(), queued, self.settings.shutdown_timeout_s)
+        self.processor.limits.stop()  # time limits apply while draining, not to what was just abandoned
         self.processor.stopping.set()
         self._commit(consumer, None)
         consumer.close()
-        self.executor.stop()
-        self.processor.runner.stop()
-        self.producer.flush(10)
+        # abandoned handlers will not return in time: do not wait for their threads
+        self.executor.stop(0.0 if abandoned else deadline.left())
+        self._run_hooks(self.app.shutdown_hooks, deadline)
+        self.processor.runner.stop(0.0 if abandoned else deadline.left())
+        self.producer.flush(deadline.left())
         if http is not None:
             http.stop()
+        return abandoned
+
+
+def _partitions(partitions: list[TopicPartition]) -> str:
+    """`orders[0,1], orders.g.retry[0,1]`."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return (
+        ", ".join(f"{t}[{','.join(map(str, sorted(p)))}]" for t, p in sorted(by_topic.items())) or "nothing"
+    )
+
+
+def _describe(store: IdempotencyStore | None) -> str:
+    if store is None:
+        return "off"
+    path = getattr(store, "path", None)
+    return f"{type(store).__name__}({path})" if path is not None else type(store).__name__

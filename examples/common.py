@@ -21,8 +21,8 @@ class ExampleConfig:
     """Topic and file names are overridable so tests run each example on fresh topics."""
 
     name: str
-    bootstrap: str = field(
-        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    bootstrap: str | None = field(  # None: the App's KAFKA_SCHEDULER_BOOTSTRAP_SERVERS (or -b)
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     )
     scheduled_topic: str = field(
         default_factory=lambda: os.environ.get("KAFKA_SCHEDULER_SCHEDULED_TOPIC", "scheduled")
@@ -50,16 +50,9 @@ class ExampleConfig:
             bootstrap_servers=self.bootstrap,
             concurrency=8,
             idempotency=SQLiteStore(self.db.with_suffix(".idempotency.sqlite3")),
-            settings=ConsumerSettings(
-                scheduled_topic=self.scheduled_topic, commit_interval_s=0.5, metrics_port=_metrics_port()
-            ),
+            # The rest (KAFKA_SCHEDULER_METRICS_PORT in docker-compose.yml and make demo, …) from the environment.
+            settings=ConsumerSettings(scheduled_topic=self.scheduled_topic, commit_interval_s=0.5),
         )
-
-
-def _metrics_port() -> int | None:
-    """KAFKA_SCHEDULER_METRICS_PORT serves /metrics, /livez and /readyz (as in docker-compose.yml and make demo)."""
-    port = os.environ.get("KAFKA_SCHEDULER_METRICS_PORT")
-    return int(port) if port else None
 
 
 @contextmanager

@@ -39,12 +39,15 @@ def _same(a: object, b: object) -> bool:
 
 
 def merge_config(
-    defaults: Mapping[str, Any], user: Mapping[str, Any], forced: Mapping[str, Any]
+    defaults: Mapping[str, Any],
+    user: Mapping[str, Any],
+    forced: Mapping[str, Any],
+    reasons: Mapping[str, str] = FORCED_REASONS,
 ) -> dict[str, Any]:
     """defaults < user < forced; a user value contradicting a forced one is an error, not overridden."""
     for key, value in user.items():
         if key in forced and not _same(value, forced[key]):
-            why = FORCED_REASONS.get(key, "correctness depends on it")
+            why = reasons.get(key, "correctness depends on it")
             raise ConfigError(
                 f"{key}={value!r} contradicts the forced {key}={forced[key]!r} ({why}): remove it"
             )

@@ -24,7 +24,7 @@ app = App(
     concurrency=8,
     idempotency=SQLiteStore(os.environ["CRASH_STORE"]),
     # A wide window of done-but-uncommitted records; a short session so the restart rejoins quickly.
-    settings=ConsumerSettings(commit_interval_s=30.0, kafka={"session.timeout.ms": "6000"}),
+    settings=ConsumerSettings(commit_interval_s=30.0, consumer={"session.timeout.ms": "6000"}),
 )
 
 

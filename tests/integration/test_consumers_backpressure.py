@@ -27,7 +27,7 @@ def test_a_hot_key_pauses_its_partition_and_resumes_when_drained(
         registry=registry,
         poll_batch=10,
         max_queued_per_key=5,
-        kafka={"statistics.interval.ms": "500"},
+        consumer={"statistics.interval.ms": "500"},
     )
 
     @app.handler(topic)

@@ -34,7 +34,7 @@ def _config(
 
 def _with_registry(app: Any) -> CollectorRegistry:
     registry = CollectorRegistry()
-    app.settings = dataclasses.replace(app.settings, registry=registry)
+    app.settings = app.settings.model_copy(update={"registry": registry})
     return registry
 
 

@@ -29,7 +29,7 @@ def test_two_member_rebalance_loses_nothing_and_keeps_key_order(
 
     def member(registry: CollectorRegistry) -> App:
         settings = ConsumerSettings(
-            commit_interval_s=0.5, kafka={"session.timeout.ms": "6000"}, registry=registry
+            commit_interval_s=0.5, consumer={"session.timeout.ms": "6000"}, registry=registry
         )
         app = App(
             group, bootstrap_servers=kafka_bootstrap, concurrency=4, idempotency=store, settings=settings

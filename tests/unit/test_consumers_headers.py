@@ -17,7 +17,7 @@ ORIGIN = Origin("orders", 3, 42, 1_700_000_000_000)
 USER = (("trace", b"t1"), ("scheduler-fire-id", b"s@7"), ("consumer-attempt", b"1"))
 
 
-def test_retry_headers_carry_attempt_origin_and_key_and_drop_scheduler_headers() -> None:
+def test_retry_headers_carry_attempt_origin_key_and_the_original_scheduler_headers() -> None:
     h = retry_headers(USER, ORIGIN, 2, "fire:s@7")
     assert header(h, "consumer-attempt") == "2"
     assert header(h, "consumer-original-topic") == "orders"
@@ -25,15 +25,21 @@ def test_retry_headers_carry_attempt_origin_and_key_and_drop_scheduler_headers()
     assert header(h, "consumer-original-offset") == "42"
     assert header(h, "consumer-idempotency-key") == "fire:s@7"
     assert header(h, "trace") == "t1"
-    assert header(h, "scheduler-fire-id") is None
+    assert header(h, "scheduler-fire-id") is None, "the scheduler gives the retry its own"
+    assert header(h, "consumer-original-scheduler-fire-id") == "s@7"
     assert [k for k, _ in h].count("consumer-attempt") == 1, "replaced, never appended"
 
 
 def test_idempotency_key_prefers_carried_then_fire_id_then_message_id_then_coordinates() -> None:
-    assert idempotency_key((("consumer-idempotency-key", b"x"),), ORIGIN) == "x"
-    assert idempotency_key(USER, ORIGIN) == "fire:s@7"
-    assert idempotency_key((("message-id", b"m1"),), ORIGIN) == "msg:m1"
-    assert idempotency_key((), ORIGIN) == "tpo:orders/3/42"
+    assert idempotency_key((("consumer-idempotency-key", b"x"),), ORIGIN, "g") == "g|x"
+    assert idempotency_key(USER, ORIGIN, "g") == "g|fire:s@7"
+    assert idempotency_key((("message-id", b"m1"),), ORIGIN, "g") == "g|msg:m1"
+    assert idempotency_key((), ORIGIN, "g") == "g|tpo:orders/3/42"
+
+
+def test_a_carried_key_is_namespaced_once_however_often_it_was_prefixed() -> None:
+    for carried in (b"fire:s@7", b"g|fire:s@7", b"g|g|g|fire:s@7"):
+        assert idempotency_key((("consumer-idempotency-key", carried),), ORIGIN, "g") == "g|fire:s@7"
 
 
 def test_dead_letter_headers_name_the_users_exception_and_cap_the_message() -> None:
@@ -52,11 +58,17 @@ def test_dead_letter_headers_name_the_users_exception_and_cap_the_message() -> N
     assert header(h, "trace") == "t1"
 
 
-def test_a_retry_record_reports_its_original_coordinates_and_the_scheduler_metadata() -> None:
-    headers = (
-        *retry_headers((), ORIGIN, 3, "k"),
+def test_a_retry_record_reports_its_original_coordinates_and_scheduler_metadata() -> None:
+    original = (
         ("scheduler-schedule-id", b"s"),
-        ("scheduler-fire-id", b"s@9"),
+        ("scheduler-fire-id", b"s@7"),
+        ("scheduler-due-at", b"1700000001000"),
+        ("scheduler-fired-at", b"1700000001100"),
+    )
+    headers = (
+        *retry_headers(original, ORIGIN, 3, "k"),  # + what the scheduler adds when it fires the retry:
+        ("scheduler-schedule-id", b"consumer-retry:billing:orders:3:42:3"),
+        ("scheduler-fire-id", b"consumer-retry:billing:orders:3:42:3@9"),
         ("scheduler-due-at", b"1700000005000"),
         ("scheduler-fired-at", b"1700000005100"),
     )
@@ -64,8 +76,9 @@ def test_a_retry_record_reports_its_original_coordinates_and_the_scheduler_metad
     msg = build_message(raw, "orders", Context("billing", lambda: None))  # type: ignore[arg-type,return-value]
     assert (msg.topic, msg.partition, msg.offset, msg.attempt) == ("orders", 3, 42, 3)
     assert msg.record_topic == "orders.billing.retry"
-    assert msg.fire_id == "s@9" and msg.schedule_id == "s"
-    assert msg.due_at == datetime.fromtimestamp(1_700_000_005, tz=UTC)
+    assert msg.fire_id == "s@7" and msg.schedule_id == "s", "the original's, not the retry schedule's"
+    assert msg.due_at == datetime.fromtimestamp(1_700_000_001, tz=UTC)
+    assert msg.fired_at == datetime.fromtimestamp(1_700_000_001.1, tz=UTC)
     assert msg.timestamp == datetime.fromtimestamp(1_700_000_000, tz=UTC)
 
 

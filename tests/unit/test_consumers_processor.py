@@ -2,87 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Any
 
-from prometheus_client import CollectorRegistry
+import pytest
 
-from consumers import InMemoryStore, Message, NonRetryable, RetryPolicy
-from consumers.blocking import BlockedKeys
+from consumers import Message
 from consumers.handlers import Handler
 from consumers.headers import RawHeaders
-from consumers.message import RawRecord
-from consumers.metrics import ConsumerMetrics
-from consumers.processor import Processor, Sinks, Work
-from consumers.settings import ConsumerSettings
-
-
-class FakeScheduler:
-    def __init__(self) -> None:
-        self.scheduled: list[tuple[str, dict[str, Any]]] = []
-
-    def schedule(self, schedule_id: str, **kwargs: Any) -> None:
-        self.scheduled.append((schedule_id, kwargs))
-
-    def cancel(self, schedule_id: str) -> None:
-        pass
-
-    def flush(self, timeout: float = 30.0) -> int:
-        return 0
-
-
-class Harness:
-    def __init__(self, fail: set[bytes], ordering: str = "block-key", dlt_fails: bool = False) -> None:
-        self.scheduler = FakeScheduler()
-        self.markers: list[tuple[bytes, bytes | None]] = []
-        self.dead: list[tuple[str, int, bytes | None, RawHeaders]] = []
-        self.finished: list[int] = []
-        self.requeued: list[Work] = []
-        self.handled: list[bytes] = []
-        self.dlt_fails = dlt_fails
-        self.registry = CollectorRegistry()
-
-        def handle(message: Message) -> None:
-            assert message.value is not None
-            if message.value in fail and message.attempt == 1:
-                raise NonRetryable("poison") if message.value.startswith(b"poison") else RuntimeError("flaky")
-            self.handled.append(message.value)
-
-        sinks = Sinks(lambda: self.scheduler, self._dead_letter, self._finish, self._requeue)  # type: ignore[arg-type,return-value]
-        blocked = (
-            BlockedKeys[Work](lambda t, p, k, v: self.markers.append((k, v)))
-            if ordering == "block-key"
-            else None
-        )
-        self.processor = Processor(
-            "g",
-            {"orders": Handler("orders", handle)},
-            RetryPolicy(max_attempts=3),
-            InMemoryStore(),
-            blocked,
-            sinks,
-            ConsumerSettings(),
-            ConsumerMetrics(self.registry),
-        )
-
-    def _dead_letter(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None, h: RawHeaders
-    ) -> None:
-        if self.dlt_fails:
-            self.processor.stopping.set()  # let the durable-write loop give up after one try
-            raise RuntimeError("broker unreachable")
-        self.dead.append((topic, partition, value, h))
-
-    def _finish(self, work: Work) -> None:
-        self.finished.append(work.raw.offset)
-
-    def _requeue(self, work: Work, parked: list[Work]) -> None:
-        self.requeued.extend(parked)
-
-    def run(self, topic: str, offset: int, key: bytes, value: bytes, headers: RawHeaders = ()) -> Work:
-        work = Work(RawRecord(topic, 0, offset, key, value, headers, 1_000), "orders", ("orders", 0, key))
-        self.processor.process(work)
-        return work
+from tests.unit.consumer_fakes import Harness
 
 
 def test_retry_blocks_the_key_parks_later_records_and_releases_them_in_order() -> None:
@@ -122,8 +50,7 @@ def test_an_unwritable_dead_letter_leaves_the_offset_unfinished() -> None:
     h = Harness(fail={b"poison"}, dlt_fails=True)
     h.run("orders", 7, b"A", b"poison")
     assert h.finished == [], "the offset must not be committed when the dead letter was not written"
-    failed = {"group": "g", "topic": "orders", "outcome": "failed"}
-    assert h.registry.get_sample_value("kafka_scheduler_consumer_messages_total", failed) == 1
+    assert h.count("failed") == 1
 
 
 def test_a_duplicate_fire_id_is_skipped() -> None:
@@ -158,3 +85,18 @@ def test_a_stale_retry_of_another_record_does_not_release_a_blocked_key() -> Non
     )
     h.run("orders.g.retry", 9, b"A", b"a1", stale)
     assert h.requeued == [] and h.markers[-1] == (b"A", b'{"offset": 5}'), "K must stay blocked by offset 5"
+
+
+def test_a_failure_is_one_line_with_where_which_attempt_what_follows_and_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(fail={b"a0", b"poison"})
+    with caplog.at_level(logging.INFO, logger="consumers"):
+        h.run("orders", 4, b"A", b"a0")
+        h.run("orders", 5, b"B", b"poison")
+    retry, dead = [r for r in caplog.records if r.name == "consumers.processor"]
+    assert retry.levelno == logging.WARNING and retry.exc_info is not None
+    assert "handler failed (attempt 1 of 3), retry in" in retry.getMessage()
+    assert (retry.topic, retry.partition, retry.offset, retry.key, retry.attempt) == ("orders", 0, 4, "A", 1)  # type: ignore[attr-defined]
+    assert dead.levelno == logging.ERROR
+    assert "dead-lettered to orders.g.dlt (non_retryable_error): NonRetryable: poison" in dead.getMessage()
