@@ -13,6 +13,9 @@ __all__ = [
     "HEADER_DELIVER_AT",
     "HEADER_DUE_AT",
     "HEADER_EPOCH",
+    "HEADER_ETF1_KEY",
+    "HEADER_ETF1_TIMESTAMP",
+    "HEADER_ETF1_TOPIC",
     "HEADER_FIRED_AT",
     "HEADER_FIRE_ID",
     "HEADER_FORWARDED_FROM",
@@ -43,6 +46,11 @@ HEADER_SCHEDULE_ID = "scheduler-schedule-id"
 HEADER_FIRE_ID = "scheduler-fire-id"
 HEADER_DUE_AT = "scheduler-due-at"
 HEADER_FIRED_AT = "scheduler-fired-at"
+# Added, like etf1 does, to fired records of commands that came in with `scheduler-epoch` (etf1's consumers read
+# them): the command's record time in epoch SECONDS, its key (the schedule id), the topic it came from.
+HEADER_ETF1_TIMESTAMP = "scheduler-timestamp"
+HEADER_ETF1_KEY = "scheduler-key"
+HEADER_ETF1_TOPIC = "scheduler-topic"
 # Written by the scheduler on `scheduled` itself: a command consumed from a partition other than its id's, copied
 # to the id's partition ("<partition>/<offset>" of the original), and a state record moved to its id's partition
 # ("<partition>" it was found in), see `service.routing`.

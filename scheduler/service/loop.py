@@ -279,7 +279,7 @@ class SchedulerLoop:
         if fire.dead_letter:
             message = f"could not deliver to {schedule.target_topic}"
             return dead_letter_record(self._settings.dlt, schedule, version, fire.dead_letter, message, now)
-        return fired_record(schedule, version, now)
+        return fired_record(schedule, version, now, self._settings.scheduled_topic)
 
     def _apply(self, plan: TickPlan, serving: dict[int, Any], now: int) -> None:
         """The transaction committed: now, and only now, the indexes and metrics change."""

@@ -18,11 +18,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from scheduler.model import Rejected, RejectReason, Schedule
 from scheduler.records import (
+    ETF1_HEADERS,
     HEADER_FRAMING,
     MAX_MESSAGE,
     REASON_PREFIX,
     RECORD_FRAMING,
     SCHEDULER_HEADERS,
+    is_etf1,
     record_size,
 )
 from scheduler.settings import ServiceSettings
@@ -137,6 +139,8 @@ class TargetCatalog:
 # What the scheduler adds to a fired record (schedule id and fire id carry the id; numbers are at most 20 digits),
 # and what a dead letter adds on top (reason word, message, failed-at; the target topic is counted per schedule).
 _FIRED_EXTRA = sum(len(h) + HEADER_FRAMING + 20 for h in SCHEDULER_HEADERS) + 1
+# etf1's: a timestamp (20 digits), the id (counted per schedule) and the commands' topic (at most 249 characters)
+_ETF1_EXTRA = sum(len(h) + HEADER_FRAMING for h in ETF1_HEADERS) + 20 + 249
 _DEAD_LETTER_EXTRA = (
     sum(len(REASON_PREFIX + h) + HEADER_FRAMING for h in _DLT_HEADERS) + 32 + MAX_MESSAGE + 20
 )
@@ -144,11 +148,10 @@ _DEAD_LETTER_EXTRA = (
 
 def fired_size(schedule: Schedule) -> int:
     """An upper bound of the fired record's size: the schedule's own key, payload and headers plus ours."""
-    return (
-        record_size(schedule.target_key, schedule.payload, schedule.headers)
-        + _FIRED_EXTRA
-        + 2 * len(schedule.id.encode())
-    )
+    size = record_size(schedule.target_key, schedule.payload, schedule.headers) + _FIRED_EXTRA
+    if is_etf1(schedule):
+        return size + _ETF1_EXTRA + 3 * len(schedule.id.encode())
+    return size + 2 * len(schedule.id.encode())
 
 
 def dead_letter_size(schedule: Schedule) -> int:
