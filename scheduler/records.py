@@ -13,6 +13,7 @@ from scheduler.model import (
     HEADER_ETF1_TOPIC,
     HEADER_FIRE_ID,
     HEADER_FIRED_AT,
+    HEADER_FIRED_TOPIC,
     HEADER_SCHEDULE_ID,
     Schedule,
     fire_id,
@@ -23,6 +24,7 @@ __all__ = [
     "dead_letter_record",
     "fired_record",
     "fit_reject",
+    "history_record",
     "is_etf1",
     "record_size",
     "reject_headers",
@@ -88,6 +90,13 @@ def fired_record(schedule: Schedule, version: int, fired_at_ms: int, source_topi
     return OutRecord(
         schedule.target_topic, schedule.target_key, schedule.payload, out, schedule.target_partition
     )
+
+
+def history_record(topic: str, fired: OutRecord) -> OutRecord:
+    """The audit copy of a fire (as etf1 keeps): its key, value and headers, plus the topic it went to."""
+    headers = [(k, v) for k, v in fired.headers if k != HEADER_FIRED_TOPIC]
+    headers.append((HEADER_FIRED_TOPIC, fired.topic.encode()))
+    return OutRecord(topic, fired.key, fired.value, headers)
 
 
 def _text(value: object) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from scheduler.model import Rejected, RejectReason, Schedule
+from scheduler.model import HEADER_FIRED_TOPIC, Rejected, RejectReason, Schedule
 from scheduler.records import (
     ETF1_HEADERS,
     HEADER_FRAMING,
@@ -59,6 +59,7 @@ class TargetCatalog:
         self._own = settings.own_topics
         self._state_topic = settings.state
         self._dlt_topic = settings.dlt
+        self._history_topic = settings.history_topic
         producer = {**settings.base_kafka(), **settings.producer}
         self.producer_limit = int(producer.get("message.max.bytes", PRODUCER_MAX_MESSAGE))
         self._allow = re.compile(settings.target_allow)
@@ -120,11 +121,14 @@ class TargetCatalog:
             return Rejected(RejectReason.INVALID_TARGET_TOPIC, message, schedule.id)
         # The fired record must fit the target, and (should the target refuse it later) the dead-letter topic;
         # the state record the state topic; all of them the producer's own message.max.bytes.
-        for what, record, where in (
+        checks = [
             ("fired record", fired_size(schedule), topic),
             ("dead letter", dead_letter_size(schedule), self._dlt_topic),
             ("state record", state_size + RECORD_FRAMING, self._state_topic),
-        ):
+        ]
+        if self._history_topic:
+            checks.append(("history copy", history_size(schedule), self._history_topic))
+        for what, record, where in checks:
             if record > self.limit(where):
                 limit = min(self.info(where).max_message_bytes, self.producer_limit)
                 message = (
@@ -152,6 +156,13 @@ def fired_size(schedule: Schedule) -> int:
     if is_etf1(schedule):
         return size + _ETF1_EXTRA + 3 * len(schedule.id.encode())
     return size + 2 * len(schedule.id.encode())
+
+
+def history_size(schedule: Schedule) -> int:
+    """An upper bound of the history copy's size: the fired record plus the target topic's name."""
+    return (
+        fired_size(schedule) + len(HEADER_FIRED_TOPIC) + HEADER_FRAMING + len(schedule.target_topic.encode())
+    )
 
 
 def dead_letter_size(schedule: Schedule) -> int:
