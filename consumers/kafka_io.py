@@ -13,6 +13,7 @@ from confluent_kafka.cimpl import NewTopic
 from consumers.headers import RawHeaders
 from consumers.message import RawRecord
 from scheduler.errors import ConfigError, TopicConfigError
+from scheduler.logs import LIBRDKAFKA_LOG
 
 __all__ = [
     "CONSUMER_FORCED",
@@ -32,7 +33,11 @@ CONSUMER_FORCED: dict[str, Any] = {
     "partition.assignment.strategy": "range",
     "isolation.level": "read_committed",
 }
-CONSUMER_DEFAULTS: dict[str, Any] = {"auto.offset.reset": "earliest", "statistics.interval.ms": 5000}
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    **LIBRDKAFKA_LOG,
+    "auto.offset.reset": "earliest",
+    "statistics.interval.ms": 5000,
+}
 PRODUCER_FORCED: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
 
 
@@ -55,7 +60,8 @@ def build_consumer(
 
 
 def build_producer(bootstrap: str, extra: Mapping[str, str]) -> Producer:
-    return Producer(_merge({"linger.ms": 5}, {"bootstrap.servers": bootstrap, **extra}, PRODUCER_FORCED))
+    defaults = {**LIBRDKAFKA_LOG, "linger.ms": 5}
+    return Producer(_merge(defaults, {"bootstrap.servers": bootstrap, **extra}, PRODUCER_FORCED))
 
 
 def produce_sync(
@@ -85,7 +91,7 @@ def produce_sync(
 
 def ensure_topics(bootstrap: str, source: str, derived: Mapping[str, bool], create: bool) -> None:
     """Give every derived topic (name → compacted?) the source's partition count, or refuse with the fix."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**LIBRDKAFKA_LOG, "bootstrap.servers": bootstrap})
     topics = admin.list_topics(timeout=30).topics
     if source not in topics:
         raise TopicConfigError(
@@ -142,7 +148,9 @@ def _high_watermark(reader: Consumer, tp: TopicPartition, deadline: float) -> in
 
 def read_markers(bootstrap: str, topic: str, partition: int, timeout_s: float = 30.0) -> dict[bytes, bytes]:
     """The live (non-tombstoned) keys of one compacted partition, read from the beginning to the high watermark."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    reader = Consumer(
+        {**LIBRDKAFKA_LOG, "bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
     try:
         tp = TopicPartition(topic, partition)
         deadline = time.monotonic() + timeout_s

@@ -22,6 +22,7 @@ from scheduler.errors import (
     SchedulerError,
     ValidationError,
 )
+from scheduler.logs import LIBRDKAFKA_LOG
 from scheduler.model import Headers, Schedule
 
 __all__ = ["DeliveryLatch", "HeadersIn", "SchedulerClient", "When"]
@@ -30,6 +31,7 @@ HeadersIn = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str |
 When = datetime | int | None
 # Reports for failures only: the latch needs nothing else, and a Python callback per success costs ~1 µs.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    **LIBRDKAFKA_LOG,
     "linger.ms": 5,
     "client.id": "kafka-scheduler-client",
     "delivery.report.only.error": True,

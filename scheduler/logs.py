@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
+__all__ = [
+    "LIBRDKAFKA_LOG",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "configure_logging_from_env",
+]
+
+# Every Kafka client the project builds takes these: librdkafka's own lines go through Python logging (the logger
+# "librdkafka", one line or JSON like ours) instead of raw `%N|...` lines on stderr; warnings and up by default
+# (a user's `log_level` setting still wins).
+LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -67,6 +79,15 @@ class TextFormatter(logging.Formatter):
         if exc:
             parts.append(f"exc={exc!r}")
         return " ".join(parts).replace("\n", "\\n")
+
+
+def configure_logging_from_env(default_level: str = "WARNING") -> None:
+    """For every `kafka-scheduler` command: KAFKA_SCHEDULER_LOG_JSON and _LOG_LEVEL, as `run` reads them."""
+    json = os.environ.get("KAFKA_SCHEDULER_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+    level = os.environ.get("KAFKA_SCHEDULER_LOG_LEVEL", "").strip() or default_level
+    configure_logging(
+        json=json, level=level if level.upper() in logging.getLevelNamesMapping() else default_level
+    )
 
 
 def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | None = None) -> None:

@@ -26,6 +26,15 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(config.app, name="config")
 
 
+@app.callback()
+def _logging() -> None:
+    """Every command logs (librdkafka's lines included) one line per event, JSON on request; `run` and `consume`
+    set their own level."""
+    from scheduler.logs import configure_logging_from_env
+
+    configure_logging_from_env()
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""

@@ -10,6 +10,7 @@ import typer
 
 from consumers.app import App
 from scheduler.errors import ConfigError, TopicConfigError
+from scheduler.logs import configure_logging_from_env
 
 __all__ = ["consume", "load_app"]
 
@@ -33,6 +34,7 @@ def load_app(target: str) -> App:
 
 def consume(target: str = typer.Argument(..., help="module:app, e.g. examples.reservations:app")) -> None:
     """Run a consumer App (drains in-flight work and commits on SIGTERM/SIGINT)."""
+    configure_logging_from_env("INFO")
     app = load_app(target)
     try:
         app.run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from scheduler.config import merge_config
+from scheduler.logs import LIBRDKAFKA_LOG
 from scheduler.settings import ServiceSettings
 
 __all__ = [
@@ -24,8 +24,6 @@ __all__ = [
     "producer_forced",
 ]
 
-# librdkafka's own log lines go through Python logging (one line per event, JSON when configured), warnings up.
-LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": 10,

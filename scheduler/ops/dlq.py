@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from scheduler.errors import DeliveryError
+from scheduler.logs import LIBRDKAFKA_LOG
 from scheduler.ops.query import iso, text_or_b64
 from scheduler.ops.reader import Progress, TopicRecord, partition_count, read_topic
 from scheduler.partitioner import partition_for
@@ -194,11 +195,12 @@ def replay(
 def _producer(settings: ServiceSettings) -> Producer:
     """Like the scheduler's producer (same partitioner for keyed records), idempotent, acks=all."""
     conf: dict[str, Any] = {
+        **LIBRDKAFKA_LOG,
+        "log_level": 3,  # errors only: a command's output is what the operator reads
         **settings.base_kafka(),
         **settings.producer,
         "enable.idempotence": True,
         "acks": "all",
         "allow.auto.create.topics": False,
-        "log_level": 3,
     }
     return Producer(conf)

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from scheduler.errors import SchedulerError
+from scheduler.logs import LIBRDKAFKA_LOG
 from scheduler.settings import ServiceSettings
 
 __all__ = ["Progress", "TopicRecord", "partition_count", "read_topic"]
@@ -37,6 +38,8 @@ class TopicRecord:
 
 def _consumer(settings: ServiceSettings) -> Consumer:
     conf: dict[str, Any] = {
+        **LIBRDKAFKA_LOG,
+        "log_level": 3,  # errors only: a command's output is what the operator reads
         **settings.base_kafka(),
         **settings.consumer,
         "group.id": f"{settings.group_id}.ops-{uuid.uuid4().hex[:8]}",
@@ -44,7 +47,6 @@ def _consumer(settings: ServiceSettings) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
-        "log_level": 3,
     }
     return Consumer(conf)
 

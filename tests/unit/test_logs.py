@@ -56,3 +56,22 @@ def test_configure_twice_installs_one_handler(stream: io.StringIO) -> None:
     logging.getLogger("y").info("filtered")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith("WARNING y once topic=t")
+
+
+def test_every_command_logs_in_our_format_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka-scheduler <any command>` reads KAFKA_SCHEDULER_LOG_JSON/_LOG_LEVEL; librdkafka's lines go there."""
+    from scheduler.logs import LIBRDKAFKA_LOG, configure_logging_from_env
+
+    monkeypatch.setenv("KAFKA_SCHEDULER_LOG_JSON", "true")
+    monkeypatch.setenv("KAFKA_SCHEDULER_LOG_LEVEL", "nonsense")
+    configure_logging_from_env()
+    root = logging.getLogger()
+    try:
+        assert root.level == logging.WARNING  # an unknown level falls back to the default, not a traceback
+        stream = io.StringIO()
+        (handler,) = [h for h in root.handlers if h.get_name() == "kafka-scheduler"]
+        handler.setStream(stream)  # type: ignore[attr-defined]
+        LIBRDKAFKA_LOG["logger"].error("FAIL [thrd:x]: Connect failed")
+        assert json.loads(stream.getvalue())["logger"] == "librdkafka"
+    finally:
+        configure_logging()
