@@ -26,8 +26,8 @@ DUE_IN = timedelta(
 def test_history_holds_exactly_the_fires_and_nothing_of_aborted_transactions(
     scheduler_topics: SchedulerStack,
 ) -> None:
-    """A fire the target refuses (its max.message.bytes lowered after intake) aborts the transactions it is in,
-    three times, then goes to the dead letters; the small fires aborted with it commit after."""
+    """A fire its target refuses (max.message.bytes lowered after intake) aborts the transactions it is in,
+    three times, then goes to the dead letters; the other fires aborted with it commit after."""
     stack = scheduler_topics
     history = f"{stack.scheduled_topic}.history"
     settings = ServiceSettings(
@@ -39,17 +39,19 @@ def test_history_holds_exactly_the_fires_and_nothing_of_aborted_transactions(
     wait_until(lambda: history in stack.admin().list_topics(timeout=5).topics, 30, "the history topic")
     assert not [p for p in verify_topics(stack.admin(), settings) if p.fatal]
 
-    target = stack.create_target(f"{stack.scheduled_topic}-target", partitions=1)
+    target = stack.create_target(f"{stack.scheduled_topic}-target")
+    # its own topic: in a batch with the small fires, the broker would refuse them all
+    refusing = stack.create_target(f"{stack.scheduled_topic}-refusing", partitions=1)
     stack.start_instance(KAFKA_SCHEDULER_HISTORY_TOPIC=history)
     due = time.monotonic() + DUE_IN.total_seconds()
     with SchedulerClient(settings=stack.client_settings) as client:
         for i in range(SMALL):
             client.schedule(f"small-{i}", topic=target, value=str(i), delay=DUE_IN)
         big = os.urandom(300_000)  # incompressible: lz4 cannot bring it under the lowered limit
-        client.schedule("big", topic=target, value=big, delay=DUE_IN)
+        client.schedule("big", topic=refusing, value=big, delay=DUE_IN)
     wait_until(lambda: pending_in_state(stack) == SMALL + 1, 30, "all accepted")
     lowered = ConfigEntry("max.message.bytes", "100000", incremental_operation=AlterConfigOpType.SET)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, target, incremental_configs=[lowered])
+    resource = ConfigResource(ConfigResource.Type.TOPIC, refusing, incremental_configs=[lowered])
     for future in stack.admin().incremental_alter_configs([resource]).values():
         future.result(timeout=30)
     assert time.monotonic() < due - 2, "the limit was lowered too close to the fires: inconclusive"
@@ -59,6 +61,7 @@ def test_history_holds_exactly_the_fires_and_nothing_of_aborted_transactions(
     fires = Counter(r.header("scheduler-fire-id") for r in read_all(stack.bootstrap, target))
     copies = read_all(stack.bootstrap, history)
     assert len(fires) == SMALL and set(fires.values()) == {1}
+    assert read_all(stack.bootstrap, refusing) == []
     assert Counter(r.header("scheduler-fire-id") for r in copies) == fires
     assert {r.header("scheduler-fired-topic") for r in copies} == {target}
     uncommitted = Counter(
