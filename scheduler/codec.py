@@ -63,6 +63,7 @@ ROUTING_HEADERS = (HEADER_FORWARDED_FROM, HEADER_FORWARDED_TIMESTAMP, HEADER_REL
 CONTROL_HEADERS = frozenset(
     (HEADER_TARGET_TOPIC, HEADER_TARGET_KEY, HEADER_TARGET_PARTITION, *DUE_HEADERS, *ROUTING_HEADERS)
 )
+ETF1_CONTROL_HEADERS = frozenset((HEADER_EPOCH, HEADER_TARGET_TOPIC, HEADER_TARGET_KEY))
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
 _RFC3339_RE = re.compile(
@@ -623,12 +624,15 @@ def _check_schedule(s: Schedule, ts: int) -> Schedule | Rejected:
 def _split_headers(
     headers: Sequence[tuple[str, bytes | None]],
 ) -> tuple[dict[str, list[bytes | None]], list[tuple[str, bytes | None]]]:
+    """Control headers by name, and what passes through: an etf1 command (`scheduler-epoch`) keeps etf1's own
+    control headers, as etf1 does, which also marks its fires for etf1's `scheduler-timestamp`/`-key`/`-topic`."""
+    etf1 = any(name == HEADER_EPOCH for name, _ in headers)
     control: dict[str, list[bytes | None]] = {}
     passthrough: list[tuple[str, bytes | None]] = []
     for name, hv in headers:
         if name in CONTROL_HEADERS:
             control.setdefault(name, []).append(hv)
-        else:
+        if name not in CONTROL_HEADERS or (etf1 and name in ETF1_CONTROL_HEADERS):
             passthrough.append((name, hv))
     return control, passthrough
 

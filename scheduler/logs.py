@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
 import re
 import sys
 import threading
@@ -12,7 +13,35 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "RepeatFilter", "TextFormatter", "configure_logging"]
+__all__ = [
+    "LIBRDKAFKA_LOG",
+    "JsonFormatter",
+    "RepeatFilter",
+    "TextFormatter",
+    "configure_logging",
+    "configure_logging_from_env",
+]
+
+# Every Kafka client the project builds takes these: librdkafka's own lines go through Python logging (the logger
+# "librdkafka", one line or JSON like ours) instead of raw `%N|...` lines on stderr; warnings and up by default
+# (a user's `log_level` setting still wins).
+# librdkafka logs a broker connection that fails or drops (FAIL, and ERROR events nobody handles) at ERR, once per
+# reconnect attempt. It retries by itself, and what it costs shows where it matters (/readyz, a one-line error of
+# a command): a warning, rate-limited by the handler's RepeatFilter.
+_RETRIED_BY_LIBRDKAFKA = frozenset({"FAIL", "ERROR"})
+
+
+class _Demote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args and args[0] in _RETRIED_BY_LIBRDKAFKA and record.levelno > 30:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+_LIBRDKAFKA_LOGGER.addFilter(_Demote())
+LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": _LIBRDKAFKA_LOGGER}
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -108,6 +137,15 @@ class RepeatFilter(logging.Filter):
             record.msg = f"{record.getMessage()} ({dropped} more like this in the last {self._window:.0f}s)"
             record.args = ()
         return True
+
+
+def configure_logging_from_env(default_level: str = "WARNING") -> None:
+    """For every `kafka-scheduler` command: KAFKA_SCHEDULER_LOG_JSON and _LOG_LEVEL, as `run` reads them."""
+    json = os.environ.get("KAFKA_SCHEDULER_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+    level = os.environ.get("KAFKA_SCHEDULER_LOG_LEVEL", "").strip() or default_level
+    configure_logging(
+        json=json, level=level if level.upper() in logging.getLevelNamesMapping() else default_level
+    )
 
 
 def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | None = None) -> None:

@@ -13,7 +13,11 @@ __all__ = [
     "HEADER_DELIVER_AT",
     "HEADER_DUE_AT",
     "HEADER_EPOCH",
+    "HEADER_ETF1_KEY",
+    "HEADER_ETF1_TIMESTAMP",
+    "HEADER_ETF1_TOPIC",
     "HEADER_FIRED_AT",
+    "HEADER_FIRED_TOPIC",
     "HEADER_FIRE_ID",
     "HEADER_FORWARDED_FROM",
     "HEADER_FORWARDED_TIMESTAMP",
@@ -44,6 +48,13 @@ HEADER_SCHEDULE_ID = "scheduler-schedule-id"
 HEADER_FIRE_ID = "scheduler-fire-id"
 HEADER_DUE_AT = "scheduler-due-at"
 HEADER_FIRED_AT = "scheduler-fired-at"
+# On the copy in the history topic (KAFKA_SCHEDULER_HISTORY_TOPIC): the target topic the fire went to.
+HEADER_FIRED_TOPIC = "scheduler-fired-topic"
+# Added, like etf1 does, to fired records of commands that came in with `scheduler-epoch` (etf1's consumers read
+# them): the command's record time in epoch SECONDS, its key (the schedule id), the topic it came from.
+HEADER_ETF1_TIMESTAMP = "scheduler-timestamp"
+HEADER_ETF1_KEY = "scheduler-key"
+HEADER_ETF1_TOPIC = "scheduler-topic"
 # Written by the scheduler on `scheduled` itself: a command consumed from a partition other than its id's, copied
 # to the id's partition ("<partition>/<offset>" of the original, and the original's timestamp, the base of a
 # delay), and a pending schedule moved to its id's partition ("<partition>" it was found in), see

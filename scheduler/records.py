@@ -7,16 +7,32 @@ from dataclasses import dataclass
 
 from scheduler.model import (
     HEADER_DUE_AT,
+    HEADER_EPOCH,
+    HEADER_ETF1_KEY,
+    HEADER_ETF1_TIMESTAMP,
+    HEADER_ETF1_TOPIC,
     HEADER_FIRE_ID,
     HEADER_FIRED_AT,
+    HEADER_FIRED_TOPIC,
     HEADER_SCHEDULE_ID,
     Schedule,
     fire_id,
 )
 
-__all__ = ["OutRecord", "dead_letter_record", "fired_record", "fit_reject", "record_size", "reject_headers"]
+__all__ = [
+    "OutRecord",
+    "dead_letter_record",
+    "fired_record",
+    "fit_reject",
+    "history_record",
+    "is_etf1",
+    "record_size",
+    "reject_headers",
+]
 
 SCHEDULER_HEADERS = frozenset({HEADER_SCHEDULE_ID, HEADER_FIRE_ID, HEADER_DUE_AT, HEADER_FIRED_AT})
+ETF1_HEADERS = frozenset({HEADER_ETF1_TIMESTAMP, HEADER_ETF1_KEY, HEADER_ETF1_TOPIC})
+_ETF1_OURS = SCHEDULER_HEADERS | ETF1_HEADERS
 REASON_PREFIX = "scheduler-dlt-"
 REJECT_PREFIX = "scheduler-reject-"
 MAX_MESSAGE = 1024
@@ -44,7 +60,13 @@ def _replace(
     return kept + extra
 
 
-def fired_record(schedule: Schedule, version: int, fired_at_ms: int) -> OutRecord:
+def is_etf1(schedule: Schedule) -> bool:
+    """Came in with etf1's headers: the codec keeps `scheduler-epoch` (and etf1's target headers), as etf1 does."""
+    return any(name == HEADER_EPOCH for name, _ in schedule.headers)
+
+
+def fired_record(schedule: Schedule, version: int, fired_at_ms: int, source_topic: str = "") -> OutRecord:
+    """The payload for the target; `source_topic` (the commands' topic) goes into etf1's `scheduler-topic`."""
     sid = schedule.id
     ours: Headers = [
         (HEADER_SCHEDULE_ID, sid.encode()),
@@ -53,13 +75,27 @@ def fired_record(schedule: Schedule, version: int, fired_at_ms: int) -> OutRecor
         (HEADER_FIRED_AT, b"%d" % fired_at_ms),
     ]
     headers = schedule.headers
+    if not headers:
+        out = ours
+    elif is_etf1(schedule):
+        ours += [
+            (HEADER_ETF1_TIMESTAMP, b"%d" % (schedule.created_ms // 1000)),
+            (HEADER_ETF1_KEY, sid.encode()),
+            (HEADER_ETF1_TOPIC, source_topic.encode()),
+        ]
+        out = _replace(headers, _ETF1_OURS, ours)
+    else:
+        out = _replace(headers, SCHEDULER_HEADERS, ours)
     return OutRecord(
-        schedule.target_topic,
-        schedule.target_key,
-        schedule.payload,
-        _replace(headers, SCHEDULER_HEADERS, ours) if headers else ours,
-        schedule.target_partition,
+        schedule.target_topic, schedule.target_key, schedule.payload, out, schedule.target_partition
     )
+
+
+def history_record(topic: str, fired: OutRecord) -> OutRecord:
+    """The audit copy of a fire (as etf1 keeps): its key, value and headers, plus the topic it went to."""
+    headers = [(k, v) for k, v in fired.headers if k != HEADER_FIRED_TOPIC]
+    headers.append((HEADER_FIRED_TOPIC, fired.topic.encode()))
+    return OutRecord(topic, fired.key, fired.value, headers)
 
 
 def _text(value: object) -> bytes:

@@ -122,6 +122,10 @@ class ServiceSettings(BaseSettings):
     state_topic: str | None = Field(default=None, description="default: <scheduled>.state")
     rejected_topic: str | None = Field(default=None, description="default: <scheduled>.rejected")
     dlt_topic: str | None = Field(default=None, description="default: <scheduled>.dlt")
+    history_topic: str | None = Field(
+        default=None,
+        description="a copy of every fire, written in the fire's transaction (audit log, as etf1's); off by default",
+    )
     group_id: str = "kafka-scheduler"
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
@@ -201,7 +205,8 @@ class ServiceSettings(BaseSettings):
 
     @property
     def own_topics(self) -> frozenset[str]:
-        return own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
+        own = own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
+        return own | {self.history_topic} if self.history_topic else own
 
     @property
     def transactional_id(self) -> str:

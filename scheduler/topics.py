@@ -60,11 +60,12 @@ class Problem:
 
 
 def topic_specs(settings: ServiceSettings, partitions: int, replication: int) -> list[NewTopic]:
+    """The history topic (when configured) is an audit log like the others: delete, 7 days until changed."""
+    logs = [settings.rejected, settings.dlt, *filter(None, [settings.history_topic])]
     return [
         NewTopic(settings.scheduled_topic, partitions, replication, config=dict(LOG_CONFIG)),
         NewTopic(settings.state, partitions, replication, config=dict(STATE_CONFIG)),
-        NewTopic(settings.rejected, partitions, replication, config=dict(LOG_CONFIG)),
-        NewTopic(settings.dlt, partitions, replication, config=dict(LOG_CONFIG)),
+        *(NewTopic(name, partitions, replication, config=dict(LOG_CONFIG)) for name in logs),
     ]
 
 
@@ -173,7 +174,21 @@ def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem
     problems += _compaction_warnings(state_config, settings.state)
     problems += _retention_warnings(_describe(admin, settings.scheduled_topic), settings.scheduled_topic)
     problems += _durability_warnings(settings, metadata)
+    if settings.history_topic:
+        problems += _history_warnings(settings.history_topic, _describe(admin, settings.history_topic))
     return problems
+
+
+def _history_warnings(topic: str, config: dict[str, str]) -> list[Problem]:
+    """Compaction keeps one fire per key: the audit log would lose fires (warn; it does not lose schedules)."""
+    policy = config.get("cleanup.policy", "")
+    if policy == "delete":
+        return []
+    fix = (
+        f"kafka-configs --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=delete"
+    )
+    problem = f"has cleanup.policy={policy}: the history would keep only the last fire per key"
+    return [Problem(topic, problem, fix, fatal=False)]
 
 
 def _state_config_problems(config: dict[str, str], settings: ServiceSettings) -> list[Problem]:

@@ -35,6 +35,11 @@ SERVICES = ("run", "consume")  # they log librdkafka themselves (warnings up, ra
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
+    """Every command logs (librdkafka's lines included) one line per event, JSON on request; `run` and `consume`
+    set their own level, the operator commands keep librdkafka quiet (their one-line error says what failed)."""
+    from scheduler.logs import configure_logging_from_env
+
+    configure_logging_from_env()
     if ctx.invoked_subcommand not in SERVICES:
         ctx.call_on_close(quiet_librdkafka(os.environ.get("KAFKA_SCHEDULER_LOG_LEVEL", "INFO")))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from scheduler.errors import LocalBrokerError
+from scheduler.logs import LIBRDKAFKA_LOG
 
 __all__ = [
     "KAFKA_VERSION",
@@ -396,7 +397,7 @@ def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, deadline_s:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     end = time.monotonic() + deadline_s
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**LIBRDKAFKA_LOG, "bootstrap.servers": bootstrap, "log_level": 0})
     last: Exception | None = None
     while True:
         if proc is not None and proc.poll() is not None:
@@ -417,7 +418,12 @@ def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, deadline_s:
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"readiness-{uuid.uuid4()}", "log_level": 0}
+        {
+            **LIBRDKAFKA_LOG,
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"readiness-{uuid.uuid4()}",
+            "log_level": 0,
+        }
     )
     producer.init_transactions(60)
     producer.begin_transaction()
@@ -425,6 +431,7 @@ def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, deadline_s:
     producer.commit_transaction(60)
     consumer = Consumer(
         {
+            **LIBRDKAFKA_LOG,
             "bootstrap.servers": bootstrap,
             "group.id": "readiness-probe",
             "enable.auto.commit": False,

@@ -20,6 +20,7 @@ from typing import cast
 from confluent_kafka import Consumer
 
 from scheduler.dev import broker
+from scheduler.logs import LIBRDKAFKA_LOG
 
 __all__ = ["run_demo", "stop_demo"]
 
@@ -68,7 +69,7 @@ def _create_topics(bootstrap: str) -> None:
     from scheduler.settings import ServiceSettings
     from scheduler.topics import create_topics
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**LIBRDKAFKA_LOG, "bootstrap.servers": bootstrap})
     create_topics(admin, ServiceSettings(bootstrap_servers=bootstrap, scheduled_topic=SCHEDULED), 6, 1)
     try:
         admin.create_topics([NewTopic(TARGET, 6, 1)])[TARGET].result(timeout=30)
@@ -149,6 +150,7 @@ def _wait_ready(partitions: int = 6, timeout_s: float = 90.0) -> None:
 def _watcher(bootstrap: str) -> Consumer:
     consumer = Consumer(
         {
+            **LIBRDKAFKA_LOG,
             "bootstrap.servers": bootstrap,
             "group.id": f"demo-watch-{uuid.uuid4().hex[:6]}",
             "isolation.level": "read_committed",

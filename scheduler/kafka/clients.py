@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from scheduler.config import merge_config
 from scheduler.errors import ConfigError
+from scheduler.logs import LIBRDKAFKA_LOG
 from scheduler.settings import ServiceSettings
 
 __all__ = [
@@ -30,24 +31,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-# librdkafka logs a broker connection that fails or drops (FAIL, and ERROR events nobody handles) at ERR, once per
-# reconnect attempt. It retries by itself, and what it costs shows where it matters (/readyz, a one-line error of
-# a command): a warning, rate-limited by the handler's RepeatFilter (scheduler/logs.py).
-_RETRIED_BY_LIBRDKAFKA = frozenset({"FAIL", "ERROR"})
-
-
-class _Demote(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args and args[0] in _RETRIED_BY_LIBRDKAFKA and record.levelno > 30:
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-_LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
-_LIBRDKAFKA_LOGGER.addFilter(_Demote())
-# librdkafka's own log lines go through Python logging (one line per event, JSON when configured), warnings up.
-LIBRDKAFKA_LOG: dict[str, Any] = {"log_level": 4, "logger": _LIBRDKAFKA_LOGGER}
 DEFAULT_PARTITIONER = "murmur2_random"
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",

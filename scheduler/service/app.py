@@ -85,7 +85,11 @@ class SchedulerService:
         txn_log = None
         if settings.txn_log is not None:
             txn_log = TransactionLog(
-                settings.txn_log, settings.instance_id, state_topic=settings.state, dlt_topic=settings.dlt
+                settings.txn_log,
+                settings.instance_id,
+                state_topic=settings.state,
+                dlt_topic=settings.dlt,
+                history_topic=settings.history_topic,
             )
             log.info("logging every transaction to %s", settings.txn_log)
         self.loop = SchedulerLoop(

@@ -33,6 +33,7 @@ from scheduler.records import (
     dead_letter_record,
     fired_record,
     fit_reject,
+    history_record,
     record_size,
     reject_headers,
 )
@@ -256,11 +257,13 @@ class SchedulerLoop:
         fires: list[OutRecord] = []
         others: list[OutRecord] = []
         by_topic: dict[str, list[tuple[int, bytes]]] = {}
-        state = self._settings.state
+        state, history = self._settings.state, self._settings.history_topic
         for fire in plan.fires:
             fires_or_dlt = self._fire_record(fire, now)
             (others if fire.dead_letter else fires).append(fires_or_dlt)
             by_topic.setdefault(fires_or_dlt.topic, []).append((fire.partition, fire.schedule_id))
+        if history:  # in the fires' transaction: the history holds exactly the committed fires
+            others.extend(history_record(history, record) for record in fires)
         for (partition, sid), value in plan.state_writes.items():
             others.append(OutRecord(state, sid, value, [], partition))
         others.extend(self._routed(plan))
@@ -307,7 +310,7 @@ class SchedulerLoop:
         if fire.dead_letter:
             message = f"could not deliver to {schedule.target_topic}"
             return dead_letter_record(self._settings.dlt, schedule, version, fire.dead_letter, message, now)
-        return fired_record(schedule, version, now)
+        return fired_record(schedule, version, now, self._settings.scheduled_topic)
 
     def _apply(self, plan: TickPlan, serving: dict[int, Any], now: int) -> None:
         """The transaction committed: now, and only now, the indexes and metrics change."""

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from scheduler.model import Rejected, RejectReason, Schedule
+from scheduler.model import HEADER_FIRED_TOPIC, Rejected, RejectReason, Schedule
 from scheduler.records import (
+    ETF1_HEADERS,
     HEADER_FRAMING,
     MAX_MESSAGE,
     REASON_PREFIX,
     RECORD_FRAMING,
     SCHEDULER_HEADERS,
+    is_etf1,
     record_size,
 )
 from scheduler.settings import ServiceSettings, forbidden_target
@@ -57,6 +59,7 @@ class TargetCatalog:
         self._own = settings.own_topics
         self._state_topic = settings.state
         self._dlt_topic = settings.dlt
+        self._history_topic = settings.history_topic
         producer = {**settings.base_kafka(), **settings.producer}
         self.producer_limit = int(producer.get("message.max.bytes", PRODUCER_MAX_MESSAGE))
         self._allow = re.compile(settings.target_allow)
@@ -112,11 +115,14 @@ class TargetCatalog:
             return Rejected(RejectReason.INVALID_TARGET_TOPIC, message, schedule.id)
         # The fired record must fit the target, and (should the target refuse it later) the dead-letter topic;
         # the state record the state topic; all of them the producer's own message.max.bytes.
-        for what, record, where in (
+        checks = [
             ("fired record", fired_size(schedule), topic),
             ("dead letter", dead_letter_size(schedule), self._dlt_topic),
             ("state record", state_size + RECORD_FRAMING, self._state_topic),
-        ):
+        ]
+        if self._history_topic:
+            checks.append(("history copy", history_size(schedule), self._history_topic))
+        for what, record, where in checks:
             if record > self.limit(where):
                 limit = min(self.info(where).max_message_bytes, self.producer_limit)
                 message = (
@@ -131,6 +137,8 @@ class TargetCatalog:
 # What the scheduler adds to a fired record (schedule id and fire id carry the id; numbers are at most 20 digits),
 # and what a dead letter adds on top (reason word, message, failed-at; the target topic is counted per schedule).
 _FIRED_EXTRA = sum(len(h) + HEADER_FRAMING + 20 for h in SCHEDULER_HEADERS) + 1
+# etf1's: a timestamp (20 digits), the id (counted per schedule) and the commands' topic (at most 249 characters)
+_ETF1_EXTRA = sum(len(h) + HEADER_FRAMING for h in ETF1_HEADERS) + 20 + 249
 _DEAD_LETTER_EXTRA = (
     sum(len(REASON_PREFIX + h) + HEADER_FRAMING for h in _DLT_HEADERS) + 32 + MAX_MESSAGE + 20
 )
@@ -138,10 +146,16 @@ _DEAD_LETTER_EXTRA = (
 
 def fired_size(schedule: Schedule) -> int:
     """An upper bound of the fired record's size: the schedule's own key, payload and headers plus ours."""
+    size = record_size(schedule.target_key, schedule.payload, schedule.headers) + _FIRED_EXTRA
+    if is_etf1(schedule):
+        return size + _ETF1_EXTRA + 3 * len(schedule.id.encode())
+    return size + 2 * len(schedule.id.encode())
+
+
+def history_size(schedule: Schedule) -> int:
+    """An upper bound of the history copy's size: the fired record plus the target topic's name."""
     return (
-        record_size(schedule.target_key, schedule.payload, schedule.headers)
-        + _FIRED_EXTRA
-        + 2 * len(schedule.id.encode())
+        fired_size(schedule) + len(HEADER_FIRED_TOPIC) + HEADER_FRAMING + len(schedule.target_topic.encode())
     )
 
 

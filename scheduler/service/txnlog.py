@@ -4,7 +4,7 @@ Set `KAFKA_SCHEDULER_TXN_LOG=/path/file.jsonl` (appended to; one file per instan
 for the chaos checker, which matches every fire it reads back against the attempt that wrote it:
 
     {"attempt": "c0.4711.9f3a1c.17", "t": 1732370000123, "fires": [["orders", "r-42@1093"]], "dead_letters": [],
-     "state": [[3, "r-42", "del"]], "rejects": 0, "offsets": {"3": 1094}}
+     "state": [[3, "r-42", "del"]], "rejects": 0, "history": 1, "offsets": {"3": 1094}}
     {"attempt": "c0.4711.9f3a1c.17", "outcome": "committed"}
 
 Outcomes: `committed`, `aborted` (rolled back; the instance rewinds and tries again), `fenced` (refused because a
@@ -40,12 +40,15 @@ def _text(raw: bytes | None) -> str | None:
 class TransactionLog:
     """Appends attempts of one process to a JSON-lines file; ids are `<instance>.<pid>.<random>.<n>`."""
 
-    def __init__(self, path: Path, instance: str, *, state_topic: str, dlt_topic: str) -> None:
+    def __init__(
+        self, path: Path, instance: str, *, state_topic: str, dlt_topic: str, history_topic: str | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._prefix = f"{instance}.{os.getpid()}.{secrets.token_hex(3)}."  # pids are reused across restarts
         self._state = state_topic
         self._dlt = dlt_topic
+        self._history = history_topic
         self._n = 0
 
     def begin(
@@ -63,7 +66,8 @@ class TransactionLog:
                 for r in others
                 if r.topic == self._state
             ],
-            "rejects": sum(r.topic not in (self._state, self._dlt) for r in others),
+            "rejects": sum(r.topic not in (self._state, self._dlt, self._history) for r in others),
+            "history": sum(r.topic == self._history for r in others),
             "offsets": {str(tp.partition): tp.offset for tp in offsets},
         }
         self._write(entry)

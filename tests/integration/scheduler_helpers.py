@@ -20,6 +20,7 @@ class Record:
     headers: dict[str, bytes | None]
     timestamp_ms: int
     seen_ms: int = 0
+    header_list: tuple[tuple[str, bytes | None], ...] = ()  # as sent, duplicates included
 
     def header(self, name: str) -> str:
         raw = self.headers.get(name)
@@ -67,6 +68,7 @@ def _record(msg: object) -> Record:
         dict(m.headers() or []),  # type: ignore[attr-defined]
         m.timestamp()[1],  # type: ignore[attr-defined]
         int(time.time() * 1000),
+        tuple(m.headers() or ()),  # type: ignore[attr-defined]
     )
 
 

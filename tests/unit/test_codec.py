@@ -248,6 +248,23 @@ def test_etf1_epoch_is_seconds() -> None:
     assert isinstance(s, Schedule) and s.due_ms == NOW
 
 
+def test_etf1_command_keeps_etf1_control_headers_through_the_state_record() -> None:
+    """etf1 passes its control headers through to the fire; they also mark the fire for etf1's headers."""
+    hdrs = [*hp(topic=b"t", key=b"k", epoch=b"1767225600"), ("custom", b"1")]
+    s = decode(b"a", b"p", hdrs)
+    assert isinstance(s, Schedule) and s.target_key == b"k"
+    kept = dict(s.headers)
+    assert kept == {
+        "scheduler-target-topic": b"t",
+        "scheduler-target-key": b"k",
+        "scheduler-epoch": b"1767225600",
+        "custom": b"1",
+    }
+    assert codec.decode_state(codec.encode_state(s, 9))[0].headers == s.headers
+    plain = decode(b"a", b"p", [*hp(topic=b"t", key=b"k", at=b"1"), ("custom", b"1")])
+    assert isinstance(plain, Schedule) and plain.headers == (("custom", b"1"),)
+
+
 def test_delay_is_relative_to_the_record_timestamp() -> None:
     s = decode(b"a", b"p", hp(topic=b"t", delay=b"0"), ts=NOW)
     assert isinstance(s, Schedule) and s.due_ms == NOW

@@ -98,3 +98,22 @@ def test_librdkafka_connection_failures_are_warnings_not_errors(stream: io.Strin
     first, second = stream.getvalue().splitlines()
     assert " WARNING librdkafka FAIL [rdkafka#producer-1] Connect to x failed" in first
     assert " ERROR librdkafka TXNERR" in second
+
+
+def test_every_command_logs_in_our_format_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka-scheduler <any command>` reads KAFKA_SCHEDULER_LOG_JSON/_LOG_LEVEL; librdkafka's lines go there."""
+    from scheduler.logs import LIBRDKAFKA_LOG, configure_logging_from_env
+
+    monkeypatch.setenv("KAFKA_SCHEDULER_LOG_JSON", "true")
+    monkeypatch.setenv("KAFKA_SCHEDULER_LOG_LEVEL", "nonsense")
+    configure_logging_from_env()
+    root = logging.getLogger()
+    try:
+        assert root.level == logging.WARNING  # an unknown level falls back to the default, not a traceback
+        stream = io.StringIO()
+        (handler,) = [h for h in root.handlers if h.get_name() == "kafka-scheduler"]
+        handler.setStream(stream)  # type: ignore[attr-defined]
+        LIBRDKAFKA_LOG["logger"].error("FAIL [thrd:x]: Connect failed")
+        assert json.loads(stream.getvalue())["logger"] == "librdkafka"
+    finally:
+        configure_logging()

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from scheduler.errors import KafkaFatalError
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.model import Schedule
-from scheduler.records import OutRecord, dead_letter_record, fired_record
+from scheduler.records import OutRecord, dead_letter_record, fired_record, history_record
 from scheduler.service.txnlog import TransactionLog
 
 
@@ -147,3 +147,15 @@ def test_a_fire_the_producer_refuses_locally_aborts_and_is_charged_to_its_schedu
     assert runner.run([small, big], [], []) is Outcome.ABORTED
     assert producer.calls[-1] == "abort"
     assert runner.failed_topics.keys() == {"orders"} and runner.failed_ids == {b"big"}
+
+
+def test_the_transaction_log_counts_history_copies_apart_from_rejects(tmp_path: Path) -> None:
+    path = tmp_path / "txn.jsonl"
+    log = TransactionLog(path, "c0", state_topic="s.state", dlt_topic="s.dlt", history_topic="s.history")
+    fire = fired_record(Schedule("r-42", "orders", 1_000, b"payload"), 7, 1_001)
+    others = [history_record("s.history", fire), OutRecord("s.rejected", b"bad", b"x", [])]
+    log.begin([fire], others, [])
+    log.close()
+    entry = json.loads(path.read_text())
+    assert (entry["history"], entry["rejects"]) == (1, 1)
+    assert dict(others[0].headers)["scheduler-fired-topic"] == b"orders"
