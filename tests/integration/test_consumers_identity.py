@@ -80,7 +80,7 @@ def test_a_dead_letter_after_retries_shows_the_original_fire_id_in_dlq_inspect(
             lambda: len(read_all(scheduler_stack.bootstrap, dlt, 1, timeout_s=2)) == 1, 60, "dead letter"
         )
     result = CliRunner().invoke(
-        cli_app, ["dlq", "inspect", "--topic", dlt, "-o", "json", "-b", scheduler_stack.bootstrap]
+        cli_app, ["dlq", "inspect", "--dlt", dlt, "-o", "json", "-b", scheduler_stack.bootstrap]
     )
     assert result.exit_code == 0, result.output
     [letter] = json.loads(result.stdout)["items"]
