@@ -48,6 +48,7 @@ class Phase(enum.Enum):
     OFFSETS = "offsets"
     REPLAY = "replay"
     RELOCATING = "relocating"  # rebuilt, firing, paused until its misplaced state records have moved home
+    RESUMING = "resuming"  # rebuilt; seeking it failed while the group rebalanced: tried again each step
     SERVING = "serving"
 
 
@@ -144,6 +145,8 @@ class Partitions:
             self._fetch_offsets(pending)
         if any(o.phase is Phase.REPLAY for o in self.owned.values()):
             self._replay(wait_s)
+        for owned in [o for o in self.owned.values() if o.phase is Phase.RESUMING]:
+            self._serve(owned)
         now = self._clock()
         for owned in self.owned.values():
             if owned.phase is not Phase.SERVING and now - owned.last_progress > self._stall:
@@ -261,8 +264,20 @@ class Partitions:
 
     def _serve(self, owned: Owned) -> None:
         tp = TopicPartition(self._input, owned.partition, owned.committed)
-        self._consumer.seek(tp)
-        self._consumer.resume([tp])
+        try:
+            self._consumer.seek(tp)
+            self._consumer.resume([tp])
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            if err is None or err.fatal():
+                raise
+            # the group is rebalancing (the partition is being revoked or was lost): the callback that drops it
+            # comes with the next poll; until then it neither takes commands nor fires
+            owned.phase = Phase.RESUMING
+            log.info(
+                "partition %d is rebuilt but cannot resume yet (%s): retrying", owned.partition, err.str()
+            )
+            return
         owned.position = owned.committed
         owned.phase = Phase.SERVING
         seconds = self._clock() - owned.started
