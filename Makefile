@@ -1,11 +1,11 @@
-# kafka-scheduler: `make demo` shows it working, `make test` proves it. Needs Python 3.11, Java 17, Maven.
+# kafka-scheduler: `make demo` shows it working, `make test` proves it. Needs Python 3.11, Java 17, Maven, Rust.
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 WITH_BROKER := deploy/kafka-local/with-broker.sh
 
-.PHONY: help install lint typecheck unit check test test-fast demo stop broker-start broker-stop bench chaos clean
+.PHONY: help install lint typecheck native-test unit check test test-fast demo stop broker-start broker-stop bench chaos clean
 
 help:
 	@echo "make demo    broker + 2 schedulers + example consumer + Prometheus; schedules that visibly fire"
@@ -18,7 +18,7 @@ help:
 	python3 -m venv .tools
 	.tools/bin/pip install -q "uv==$(UV_VERSION)"
 
-.venv/.installed: pyproject.toml uv.lock | $(UV)
+.venv/.installed: pyproject.toml uv.lock native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs) | $(UV)
 	$(UV) sync --frozen
 	touch $@
 
@@ -33,7 +33,11 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-check: lint typecheck
+# The native core's own tests (pure Rust, no Python); the Python tests then use the extension `make install` built.
+native-test:
+	cd native && cargo test --quiet --locked
+
+check: lint typecheck native-test
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Starts the local broker (or uses KAFKA_BOOTSTRAP_SERVERS), runs everything, stops the broker even on failure.
