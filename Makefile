@@ -18,7 +18,7 @@ help:
 	python3 -m venv .tools
 	.tools/bin/pip install -q "uv==$(UV_VERSION)"
 
-.venv/.installed: pyproject.toml uv.lock native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs) | $(UV)
+.venv/.installed: pyproject.toml uv.lock native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs native/src/*/*.rs) | $(UV)
 	$(UV) sync --frozen
 	touch $@
 

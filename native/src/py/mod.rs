@@ -1,6 +1,10 @@
-//! `scheduler._native`: the Python face of the core modules.
+//! `scheduler._native`: the Python face of the core modules. Each submodule registers its own classes and
+//! functions; the types Python sees are in scheduler/_native.pyi.
 
 use pyo3::prelude::*;
+
+mod codec;
+mod index;
 
 #[pyfunction]
 fn murmur2(data: &[u8]) -> i32 {
@@ -21,5 +25,7 @@ fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
+    codec::register(m)?;
+    index::register(m)?;
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! The packed due index of one partition, without Python types.
