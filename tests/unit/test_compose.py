@@ -151,3 +151,17 @@ def test_dockerfile_uses_slim_python_and_the_lock() -> None:
     assert "FROM python:3.11-slim" in text
     assert "uv sync --frozen" in text
     assert 'ENTRYPOINT ["kafka-scheduler"]' in text
+
+
+def test_dockerfile_builds_the_native_core_and_ships_no_compiler() -> None:
+    """The Rust extension is built in a build stage (cargo present, the crate copied in, a real wheel install),
+    and the runtime stage starts from slim Python again and takes only the built venv."""
+    text = (ROOT / "Dockerfile").read_text()
+    stages = text.split("\nFROM ")
+    build = next(s for s in stages if " AS build" in s.splitlines()[0])
+    runtime = stages[-1]
+    assert "/usr/local/cargo" in build and "COPY native ./native" in build
+    assert "--no-editable" in build  # the venv must not point back at the build stage's sources
+    assert runtime.startswith("python:3.11-slim")
+    assert "cargo" not in runtime and "gcc" not in runtime
+    assert "COPY --from=build /app/.venv /app/.venv" in runtime
