@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from confluent_kafka import KafkaException
@@ -44,6 +45,7 @@ class SchedulerService:
         self.stopping = threading.Event()
         self.http: HttpServer | None = None
         self.loop: SchedulerLoop | None = None
+        self.on_http_port: Callable[[int], None] | None = None  # a worker tells its unit where it serves
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -147,6 +149,8 @@ class SchedulerService:
                 "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
             ) from None
         log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
+        if self.on_http_port is not None:
+            self.on_http_port(self.http.port)
 
     def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
         """The admin client and the topic warnings; an unreachable cluster, bad credentials or a failed TLS
