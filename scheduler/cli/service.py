@@ -55,8 +55,10 @@ def run(
 
     unit = WorkerUnit(settings, count)
     unit.install_signal_handlers()
-    code = unit.run()  # each worker prints its own failure line
+    code = unit.run()
     if code:
+        if unit.failure:
+            typer.echo(unit.failure, err=True)  # the last line, as a single instance's failure is
         raise typer.Exit(code)
 
 

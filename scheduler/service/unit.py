@@ -36,7 +36,10 @@ __all__ = ["WorkerUnit", "worker_settings"]
 
 log = logging.getLogger(__name__)
 
-ASK_TIMEOUT_S = 2.0  # a worker that cannot answer its own loopback port in this long counts as not answering
+# A worker that cannot answer its loopback port in this long counts as not answering: health answers within a
+# probe's usual 1 s timeout even when a worker hangs; a scrape waits longer (Prometheus allows 10 s).
+HEALTH_TIMEOUT_S = 0.8
+METRICS_TIMEOUT_S = 5.0
 WATCH_INTERVAL_S = 0.1
 KILL_MARGIN_S = 5.0  # beyond a worker's own shutdown deadline, before the unit SIGKILLs it
 
@@ -61,16 +64,18 @@ class Worker:
     index: int
     proc: subprocess.Popen[bytes]
     port: int | None = None  # known once the worker serves
+    failure: str | None = None  # the one line a worker that failed printed
+    reports: threading.Thread | None = None
 
     @property
     def label(self) -> str:
         return str(self.index)
 
-    def ask(self, path: str) -> tuple[int, bytes] | None:
+    def ask(self, path: str, timeout_s: float = HEALTH_TIMEOUT_S) -> tuple[int, bytes] | None:
         """GET path on the worker's loopback port (no proxy: http.client); None if it did not answer."""
         if self.port is None:
             return None
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=ASK_TIMEOUT_S)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -126,6 +131,7 @@ class WorkerUnit:
         self.health = UnitHealth(self)
         self.stopping = threading.Event()
         self.workers: list[Worker] = []
+        self.failure: str | None = None  # after run(): the line to end on when it returns non-zero
         self.http: HttpServer | None = None
         self._pool = ThreadPoolExecutor(max_workers=min(64, 2 * self.count), thread_name_prefix="ask-worker")
 
@@ -160,24 +166,23 @@ class WorkerUnit:
             code = self._shutdown(exited)
         return code
 
-    def ask_all(self, path: str) -> dict[str, tuple[int, bytes] | None]:
+    def ask_all(self, path: str, timeout_s: float = HEALTH_TIMEOUT_S) -> dict[str, tuple[int, bytes] | None]:
         """Every worker's answer to GET path, asked at once."""
         workers = list(self.workers)
-        return dict(
-            zip((w.label for w in workers), self._pool.map(lambda w: w.ask(path), workers), strict=True)
-        )
+        answers = self._pool.map(lambda w: w.ask(path, timeout_s), workers)
+        return dict(zip((w.label for w in workers), answers, strict=True))
 
     def scrape_all(self) -> dict[str, str | None]:
         return {
             w: a[1].decode("utf-8", "replace") if a is not None and a[0] == 200 else None
-            for w, a in self.ask_all("/metrics").items()
+            for w, a in self.ask_all("/metrics", METRICS_TIMEOUT_S).items()
         }
 
     def _spawn(self, index: int) -> Worker:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.service.worker", str(index), str(write_fd)],
+                [sys.executable, "-m", "scheduler.cli.worker", str(index), str(write_fd)],
                 stdin=subprocess.PIPE,
                 pass_fds=(write_fd,),
                 process_group=0,  # a terminal's Ctrl-C reaches the unit only, which stops the workers in order
@@ -191,9 +196,10 @@ class WorkerUnit:
         proc.stdin.write(pickle.dumps(worker_settings(self.settings, index)))
         proc.stdin.flush()  # and kept open: its end of file tells the worker the unit is gone
         worker = Worker(index, proc)
-        threading.Thread(
+        worker.reports = threading.Thread(
             target=_read_reports, args=(worker, read_fd), name=f"worker-{index}-reports", daemon=True
-        ).start()
+        )
+        worker.reports.start()
         return worker
 
     def _watch(self) -> Worker | None:
@@ -233,8 +239,13 @@ class WorkerUnit:
                 worker.proc.kill()
                 worker.proc.wait()
             if worker is not exited and worker.proc.returncode != 0:
+                if worker.reports is not None:
+                    worker.reports.join(timeout=2.0)  # its pipe closed when it exited: its last line is in
                 log.error(
-                    "worker %d exited with %s while stopping", worker.index, _describe(worker.proc.returncode)
+                    "worker %d exited with %s while stopping%s",
+                    worker.index,
+                    _describe(worker.proc.returncode),
+                    f": {worker.failure}" if worker.failure else "",
                 )
                 code = code or 1
             if worker.proc.stdin is not None:
@@ -245,7 +256,21 @@ class WorkerUnit:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if code == 0:
             log.info("all %d workers stopped cleanly", len(self.workers))
+        elif exited is not None:
+            self.failure = self._failure_line(exited)
         return code
+
+    def _failure_line(self, exited: Worker) -> str:
+        """The line the unit ends on: the first failed worker's own, or what ended it."""
+        if exited.reports is not None:
+            exited.reports.join(timeout=2.0)  # its pipe closed when it exited: the last line is in
+        if exited.failure:
+            return exited.failure
+        return (
+            f"error: worker {exited.index} (instance {self.settings.instance_id}-w{exited.index}) ended with "
+            f"{_describe(exited.proc.returncode)}, so the unit stopped its other workers: restart the unit "
+            "(its new workers fence the old transactional ids)"
+        )
 
     def _start_http(self) -> None:
         if self.settings.http_port is None:
@@ -268,6 +293,8 @@ def _read_reports(worker: Worker, fd: int) -> None:
             kind, _sep, value = line.strip().partition(" ")
             if kind == "port" and value.isdigit():
                 worker.port = int(value)
+            elif kind == "failed":
+                worker.failure = value
 
 
 def _describe(returncode: int) -> str:

@@ -1,8 +1,8 @@
-"""One worker of a multi-worker unit: `python -m scheduler.service.worker K FD`, started by `WorkerUnit`.
+"""One worker of a multi-worker unit: `python -m scheduler.cli.worker K FD`, started by `WorkerUnit`.
 
 The unit writes the worker's settings (pickled) on stdin and keeps that pipe open: end of file means the unit is
 gone (SIGKILLed too), and the worker then drains and exits as after SIGTERM, so no worker outlives its unit. The
-worker says where it serves metrics and health on fd FD (`port N`).
+worker says where it serves metrics and health on fd FD (`port N`), and why it failed (`failed <line>`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
             service.run()
         except (SchedulerError, KafkaException) as exc:
             code, line = exit_for(exc)
-            print(line, file=sys.stderr, flush=True)
+            print("failed " + line.replace("\n", " "), file=report)  # the unit prints it, once
             return code
     return 0
 
