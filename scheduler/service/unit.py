@@ -26,8 +26,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from scheduler.errors import SchedulerError
-from scheduler.http import HealthState, HttpServer
+from scheduler.http import HealthState, HttpServer, serve
 from scheduler.metrics import PREFIX, package_version
 from scheduler.service.merge import WorkerMetricsCollector
 from scheduler.settings import ServiceSettings
@@ -276,14 +275,7 @@ class WorkerUnit:
         if self.settings.http_port is None:
             return
         host, port = self.settings.http_host, self.settings.http_port
-        self.http = HttpServer(self.registry, self.health, host, port)
-        try:
-            self.http.start()
-        except OSError as exc:
-            raise SchedulerError(
-                f"cannot serve metrics and health on {host}:{port}: {exc.strerror or exc}: stop what holds the "
-                "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
-            ) from None
+        self.http = serve(self.registry, self.health, host, port)
         log.info("metrics and health of the unit on http://%s:%d", host, self.http.port)
 
 
