@@ -161,7 +161,8 @@ class ServiceSettings(BaseSettings):
     )
     txn_log: Path | None = Field(
         default=None,
-        description="append one JSON line per transaction and its outcome (forensics, chaos checker)",
+        description="append one JSON line per transaction and its outcome (forensics, chaos checker); "
+        "with several workers, one file each: <stem>-wK<suffix>",
     )
     log_json: bool = False
     log_level: str = "INFO"

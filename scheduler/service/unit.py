@@ -192,8 +192,9 @@ class WorkerUnit:
         finally:
             os.close(write_fd)
         assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps(worker_settings(self.settings, index)))
-        proc.stdin.flush()  # and kept open: its end of file tells the worker the unit is gone
+        with contextlib.suppress(BrokenPipeError):  # it died at once: the watch reports its exit
+            proc.stdin.write(pickle.dumps(worker_settings(self.settings, index)))
+            proc.stdin.flush()  # and kept open: its end of file tells the worker the unit is gone
         worker = Worker(index, proc)
         worker.reports = threading.Thread(
             target=_read_reports, args=(worker, read_fd), name=f"worker-{index}-reports", daemon=True
