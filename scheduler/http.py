@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["AdminHandler", "HealthState", "HttpServer", "ReadyCheck"]
+from scheduler.errors import SchedulerError
+
+__all__ = ["AdminHandler", "HealthState", "HttpServer", "ReadyCheck", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,19 @@ class HttpServer:
             log.exception("admin handler failed", extra={"path": path})
             return _json(500, {"error": type(exc).__name__})
         return _json(status, body)
+
+
+def serve(registry: CollectorRegistry, health: HealthState, host: str, port: int) -> HttpServer:
+    """A started server for the scheduler's metrics and health; a port in use says what to do about it."""
+    server = HttpServer(registry, health, host, port)
+    try:
+        server.start()
+    except OSError as exc:
+        raise SchedulerError(
+            f"cannot serve metrics and health on {host}:{port}: {exc.strerror or exc}: stop what holds the "
+            "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
+        ) from None
+    return server
 
 
 def _health_response(ok: bool, checks: dict[str, bool]) -> tuple[int, str, bytes]:

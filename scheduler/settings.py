@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scheduler.cpus import usable_cpus
 from scheduler.errors import ConfigError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 DEFAULT_DENY = r"^__.*"
+MAX_WORKERS = 256
 # librdkafka names its properties with dots; these few have underscores (the rest of `*_cb` are callbacks).
 _UNDERSCORED = frozenset({"log_level"})
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
@@ -131,6 +133,10 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
         description="part of the transactional.id; see docs/transactional-id.md",
     )
+    workers: int | Literal["auto"] = Field(
+        default="auto",
+        description="group members this unit runs, one process each; auto: the cores it may use (docs/operations.md)",
+    )
     target_allow: str = Field(default=r".*", description="regex a target topic must match")
     target_deny: str = Field(default=DEFAULT_DENY, description="regex a target topic must not match")
     misrouted: Literal["forward", "reject"] = Field(
@@ -155,7 +161,8 @@ class ServiceSettings(BaseSettings):
     )
     txn_log: Path | None = Field(
         default=None,
-        description="append one JSON line per transaction and its outcome (forensics, chaos checker)",
+        description="append one JSON line per transaction and its outcome (forensics, chaos checker); "
+        "with several workers, one file each: <stem>-wK<suffix>",
     )
     log_json: bool = False
     log_level: str = "INFO"
@@ -174,6 +181,16 @@ class ServiceSettings(BaseSettings):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> int | str:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+            raise ValueError(f"expected 'auto' or a whole number of worker processes from 1 to {MAX_WORKERS}")
+        return int(text)
 
     @field_validator("kafka", "consumer", "producer", mode="before")
     @classmethod
@@ -207,6 +224,11 @@ class ServiceSettings(BaseSettings):
     def own_topics(self) -> frozenset[str]:
         own = own_topics(self.scheduled_topic, self.state_topic, self.rejected_topic, self.dlt_topic)
         return own | {self.history_topic} if self.history_topic else own
+
+    @property
+    def worker_count(self) -> int:
+        """`workers` resolved: "auto" is the cores this process may use (affinity, cgroup quota)."""
+        return usable_cpus() if self.workers == "auto" else self.workers
 
     @property
     def transactional_id(self) -> str:

@@ -175,6 +175,10 @@ class SchedulerStack:
             "KAFKA_SCHEDULER_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_SCHEDULER_TRANSACTION_TIMEOUT_MS": "10000",
             "KAFKA_SCHEDULER_SHUTDOWN_TIMEOUT_S": "20",
+            # One group member per process: tests and chaos signal, pause and fail-point that process, and
+            # count on its instance id being its transactional id's (tests/integration/test_workers.py
+            # runs units of several).
+            "KAFKA_SCHEDULER_WORKERS": "1",
             **self.extra_env,
             **extra,
         }

@@ -21,18 +21,45 @@ def run(
     group: Annotated[str | None, typer.Option(help="Consumer group (env KAFKA_SCHEDULER_GROUP_ID).")] = None,
     http_port: Annotated[int | None, typer.Option(help="Metrics/health port; 0 picks a free one.")] = None,
     json_logs: Annotated[bool | None, typer.Option("--json-logs/--text-logs", help="Log format.")] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            help="Group members in this unit, one process each: a number, or auto for the cores this process "
+            "may use (env KAFKA_SCHEDULER_WORKERS; default auto)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a scheduler instance (exit 0 after SIGTERM; 1 on a fatal Kafka error; 3 if topics are unsafe)."""
+    """Run a scheduler instance (exit 0 after SIGTERM; 1 on a fatal Kafka error or a worker's exit; 3 if topics
+    are unsafe)."""
     from scheduler.logs import configure_logging
-    from scheduler.service.app import SchedulerService
 
     settings = load_settings(
-        bootstrap, props, scheduled_topic=topic, group_id=group, http_port=http_port, log_json=json_logs
+        bootstrap,
+        props,
+        scheduled_topic=topic,
+        group_id=group,
+        http_port=http_port,
+        log_json=json_logs,
+        workers=workers,
     )
     configure_logging(json=settings.log_json, level=settings.log_level)
-    service = SchedulerService(settings)
-    service.install_signal_handlers()
-    service.run()  # its errors end in one line and an exit code (scheduler/cli/failures.py)
+    count = settings.worker_count
+    if count == 1:
+        from scheduler.service.app import SchedulerService
+
+        service = SchedulerService(settings)
+        service.install_signal_handlers()
+        service.run()  # its errors end in one line and an exit code (scheduler/cli/failures.py)
+        return
+    from scheduler.service.unit import WorkerUnit
+
+    unit = WorkerUnit(settings, count)
+    unit.install_signal_handlers()
+    code = unit.run()
+    if code:
+        if unit.failure:
+            typer.echo(unit.failure, err=True)  # the last line, as a single instance's failure is
+        raise typer.Exit(code)
 
 
 @topics_app.command("create")

@@ -93,6 +93,7 @@ def _start_processes(bootstrap: str) -> None:
     base = {"KAFKA_SCHEDULER_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SCHEDULER_SCHEDULED_TOPIC": SCHEDULED}
     for n, port in enumerate(SCHEDULER_PORTS):
         env = {**base, "KAFKA_SCHEDULER_HTTP_PORT": str(port), "KAFKA_SCHEDULER_INSTANCE_ID": f"demo-{n}"}
+        env["KAFKA_SCHEDULER_WORKERS"] = "1"  # two members in the group, whatever the machine's cores
         _spawn(f"scheduler-{n}", [sys.executable, "-m", "scheduler.cli", "run"], env)
     consume = [sys.executable, "-m", "scheduler.cli", "consume", "examples.reservations:app"]
     _spawn("consumer", consume, _example_env(bootstrap))

@@ -8,14 +8,15 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from scheduler.errors import ClusterUnreachable, KafkaFatalError, SchedulerError
-from scheduler.http import HealthState, HttpServer
+from scheduler.errors import ClusterUnreachable, KafkaFatalError
+from scheduler.http import HealthState, HttpServer, serve
 from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
 from scheduler.kafka.reach import BrokerProbe, check_reachable
 from scheduler.kafka.txn import TransactionRunner
@@ -44,6 +45,7 @@ class SchedulerService:
         self.stopping = threading.Event()
         self.http: HttpServer | None = None
         self.loop: SchedulerLoop | None = None
+        self.on_http_port: Callable[[int], None] | None = None  # a worker tells its unit where it serves
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -138,15 +140,10 @@ class SchedulerService:
         if self.settings.http_port is None:
             return
         host, port = self.settings.http_host, self.settings.http_port
-        self.http = HttpServer(self.registry, self.health, host, port)
-        try:
-            self.http.start()
-        except OSError as exc:
-            raise SchedulerError(
-                f"cannot serve metrics and health on {host}:{port}: {exc.strerror or exc}: stop what holds the "
-                "port, or pass --http-port / KAFKA_SCHEDULER_HTTP_PORT (0 picks a free port)"
-            ) from None
+        self.http = serve(self.registry, self.health, host, port)
         log.info("metrics and health on http://%s:%d", self.settings.http_host, self.http.port)
+        if self.on_http_port is not None:
+            self.on_http_port(self.http.port)
 
     def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
         """The admin client and the topic warnings; an unreachable cluster, bad credentials or a failed TLS

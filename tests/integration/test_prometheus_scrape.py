@@ -59,6 +59,24 @@ def api(port: int, path: str, **params: str) -> Any:
     return body["data"]
 
 
+@pytest.fixture(params=[1, 2], ids=["one-process", "unit-of-2-workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture
+def scheduler_stack(
+    workers: int, kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path
+) -> Iterator[SchedulerStack]:
+    """A single process, and a unit of two workers behind one port (its series carry a worker label)."""
+    stack = SchedulerStack(kafka_bootstrap, unique("scheduled"), tmp_path).create()
+    stack.start_instance(KAFKA_SCHEDULER_WORKERS=str(workers))
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
 @pytest.fixture
 def endpoints(scheduler_stack: SchedulerStack) -> Iterator[tuple[int, int]]:
     """A real `kafka-scheduler run` that has fired 3 schedules, and a consumer App that handled them."""
@@ -120,7 +138,7 @@ def prometheus(tmp_path: Path, endpoints: tuple[int, int]) -> Iterator[int]:
 
 
 def test_prometheus_scrapes_scheduler_and_consumer_and_loads_the_rules(
-    prometheus: int, endpoints: tuple[int, int]
+    prometheus: int, endpoints: tuple[int, int], workers: int
 ) -> None:
     def targets_up() -> list[dict[str, Any]] | None:
         targets = api(prometheus, "targets")["activeTargets"]
@@ -135,12 +153,14 @@ def test_prometheus_scrapes_scheduler_and_consumer_and_loads_the_rules(
         return result or None
 
     (build,) = wait_for("build_info", lambda: query("kafka_scheduler_build_info"))
-    assert build["value"][1] == "1"
-    (fired,) = wait_for("fired_total", lambda: query('kafka_scheduler_fired_total{result="ok"}'))
+    assert build["value"][1] == "1"  # one per unit, whatever its workers
+    members = wait_for("assigned_partitions", lambda: query("kafka_scheduler_assigned_partitions"))
+    assert len(members) == workers and sum(float(m["value"][1]) for m in members) == 3
+    (fired,) = wait_for("fired_total", lambda: query('sum(kafka_scheduler_fired_total{result="ok"})'))
     assert fired["value"][1] == "3"
     pending = wait_for("pending", lambda: query("sum(kafka_scheduler_pending_schedules)"))
     assert pending[0]["value"][1] == "1"  # "later" is still waiting
-    lateness = wait_for("lateness", lambda: query("kafka_scheduler_fire_lateness_seconds_count"))
+    lateness = wait_for("lateness", lambda: query("sum(kafka_scheduler_fire_lateness_seconds_count)"))
     assert lateness[0]["value"][1] == "3"
     handled = wait_for(
         "consumer outcomes", lambda: query('sum(kafka_scheduler_consumer_messages_total{outcome="success"})')

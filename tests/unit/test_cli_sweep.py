@@ -193,9 +193,18 @@ def test_the_installed_command_too(env: dict[str, str]) -> None:
     run = run_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "abc"})
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr[-3000:]
     assert run.stderr.startswith("bad configuration: KAFKA_SCHEDULER_HTTP_PORT='abc'")
-    down = run_cli("run", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})  # a service: it logs, then one last line
+    single = {"KAFKA_SCHEDULER_HTTP_PORT": "0", "KAFKA_SCHEDULER_WORKERS": "1"}
+    down = run_cli("run", env=single)  # a service: it logs, then one last line
     last = down.stderr.strip().splitlines()[-1]
     assert down.returncode == 1 and last.startswith(
         f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s"
     )
     assert "Traceback" not in down.stderr and len(down.stderr.splitlines()) <= 5, down.stderr[-3000:]
+    # A unit of workers ends on the same line, printed once (each worker's failure is logged once too).
+    unit = run_cli("run", "--workers", "2", env={"KAFKA_SCHEDULER_HTTP_PORT": "0"})
+    lines = unit.stderr.strip().splitlines()
+    assert unit.returncode == 1 and lines[-1].startswith(
+        f"fatal: cannot reach Kafka at {env['bootstrap']} within 1s"
+    ), unit.stderr[-3000:]
+    assert "Traceback" not in unit.stderr
+    assert sum(line.startswith("fatal: ") for line in lines) == 1, unit.stderr[-3000:]

@@ -15,6 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
         "scheduler.errors",
         "scheduler.model",
         "scheduler.settings",
+        "scheduler.cpus",
         "scheduler.failpoints",
         "scheduler.partitioner",
         "scheduler.logs",
