@@ -11,8 +11,8 @@ producer in large lz4 batches. Then one `kafka-scheduler run` process starts; tw
 - process start -> /readyz (polled every 10 ms): the above plus interpreter start, imports and the group join;
   the same for an empty state topic is printed as the fixed part.
 Baselines, same run, each in its own process as the scheduler is: a plain read_committed consumer replaying the
-topic to its high watermarks, and the same keeping every record in a dict (the least any Python index does per
-record). Goal: assignment -> serving / raw replay <= 1.5.
+topic to its high watermarks (twice, before and after the next one; the faster counts), and the same keeping
+every record in a dict (the least any Python index does per record). Goal: assignment -> serving / raw replay <= 1.5.
 """
 
 from __future__ import annotations
@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         records = preload_state(st, target, n, lambda i: due + i, extra_tombstones=n // 10)
         load_s = time.perf_counter() - loading
         console.print(f"loaded {records:,} state records in {load_s:.1f}s ({records / load_s:,.0f}/s)")
-        raw_s, raw_count = in_own_process(raw_replay, st.settings.state, parts)
+        first_s, raw_count = in_own_process(raw_replay, st.settings.state, parts)
         dict_s, _ = in_own_process(raw_replay, st.settings.state, parts, True)
+        again_s, _ = in_own_process(raw_replay, st.settings.state, parts)
+        raw_s = min(first_s, again_s)  # the floor: the first replay may pay for what the second finds warm
         ours = start_scheduler_until_ready(st)
     serving_s = ours["assignment_to_serving_s"]
     ratio = serving_s / raw_s
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"B3 rebuild: {records:,} state records, {n:,} pending, {parts} partitions",
         ["measure", "seconds", "records", "ratio to raw"],
         [
-            ["raw read_committed replay to HWM", raw_s, raw_count, 1.0],
+            ["raw read_committed replay to HWM (faster of 2)", raw_s, raw_count, 1.0],
+            ["  the two replays", f"{first_s:.2f}, {again_s:.2f}", "", ""],
             ["raw replay into a dict (a Python floor)", dict_s, raw_count, dict_s / raw_s],
             ["scheduler assignment -> all partitions serving", serving_s, ours["replayed"], ratio],
             ["  slowest partition's own 'rebuilt in'", ours["slowest_partition_s"], "", ""],
@@ -165,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "partitions": parts,
         "load_s": load_s,
         "raw_replay_s": raw_s,
+        "raw_replays_s": [first_s, again_s],
         "raw_records": raw_count,
         "raw_replay_into_dict_s": dict_s,
         "assignment_to_serving_s": serving_s,
