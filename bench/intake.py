@@ -10,7 +10,8 @@ The baseline, same run, same commands: the physical floor of intake, an EOS loop
 scheduler is) that consumes `scheduled` read_committed in batches of the scheduler's INTAKE_BATCH and, per batch,
 writes one state-record-sized value per command to the same partition of a compacted topic co-partitioned like
 the state topic, in one transaction with send_offsets_to_transaction of the consumed offsets; no decoding. Its
-rate is counted the same way (N / last record visible - loop start). Goal: scheduler / floor >= 0.7. Printed
+rate is counted the same way (N / last record visible - loop start), once before the scheduler and once after
+(fresh group and topic each time): the figure is the mean of the two. Goal: scheduler / floor >= 0.7. Printed
 beside it, as before: a plain read_committed consume of the same commands to the high watermarks.
 
 A second pass on fresh topics sends a share (`--misrouted`, default half) to another partition, as a producer on
@@ -74,13 +75,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     floor = home["floor"]
     rows = [
         [
-            "physical floor: consume -> txn produce + offsets",
+            "physical floor: consume -> txn produce + offsets (mean of 2)",
             floor["count"],
             floor["s"],
             floor["rate"],
             1.0,
             "",
         ],
+        ["  the two floor runs, records/s", "", "", ", ".join(f"{r:,.0f}" for r in floor["rates"]), "", ""],
         [
             "raw read_committed consume",
             home["raw_count"],
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch": INTAKE_BATCH,
         "floor_records_per_s": floor["rate"],
         "floor_s": floor["s"],
+        "floor_runs_records_per_s": floor["rates"],
         "floor_last_commit_s": floor["commit_s"],
         "floor_complete": floor["complete"],
         "raw_records_per_s": home["raw"],
@@ -160,9 +163,8 @@ def one_pass(n: int, parts: int, misrouted: float, profile: str | None, floor: b
                     bar.update(task, completed=i)
         assert producer.flush(60) == 0
         out: dict[str, Any] = {}
-        if floor:
-            state_size = len(encode_state(schedule(0, target, due, due), 0))
-            out["floor"] = physical_floor(st, n, parts, state_size)
+        state_size = len(encode_state(schedule(0, target, due, due), 0))
+        floors = [physical_floor(st, n, parts, state_size)] if floor else []
         out["raw_s"], out["raw_count"] = in_own_process(raw_replay, st.scheduled_topic, parts)
         out["raw"] = out["raw_count"] / out["raw_s"]
         counter = Counter(st.settings.state).start()
@@ -171,9 +173,25 @@ def one_pass(n: int, parts: int, misrouted: float, profile: str | None, floor: b
         out["complete"] = counter.wait(n, timeout_s=max(120.0, n / 300), label="state records committed")
         counter.stop()
         out["ours_s"] = counter.last_at - ready
+        instance.stop(timeout_s=30)
+        if floor:  # once before and once after the scheduler, so drift of a shared machine falls on both
+            floors.append(physical_floor(st, n, parts, state_size))
+            out["floor"] = _mean_floor(floors)
     out["count"] = len(counter.seen)
     out["ours"] = out["count"] / out["ours_s"]
     return out
+
+
+def _mean_floor(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [run["rate"] for run in runs]
+    return {
+        "count": min(run["count"] for run in runs),
+        "s": sum(run["s"] for run in runs) / len(runs),
+        "rate": sum(rates) / len(rates),
+        "rates": rates,
+        "commit_s": max(run["commit_s"] for run in runs),
+        "complete": all(run["complete"] for run in runs),
+    }
 
 
 def physical_floor(st: Any, n: int, parts: int, state_size: int) -> dict[str, Any]:
