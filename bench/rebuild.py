@@ -42,10 +42,11 @@ from bench.common import (
 )
 
 GOAL = 1.5  # assignment -> serving / raw replay (issue 14)
-_STAMP = r"^(\S+) \S+ \S+ "
-ASSIGNED = re.compile(_STAMP + r"assigned partitions \[", re.MULTILINE)
+_STAMP = r"^(\S+) [^\n]*?"  # the text format's timestamp, then level, logger (and any worker prefix)
+ASSIGNED = re.compile(_STAMP + r"\bassigned partitions \[", re.MULTILINE)
 REBUILT = re.compile(
-    _STAMP + r"partition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending", re.MULTILINE
+    _STAMP + r"\bpartition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending",
+    re.MULTILINE,
 )
 
 

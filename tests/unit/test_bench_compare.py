@@ -85,3 +85,11 @@ def test_assignment_to_serving_runs_from_the_assignment_to_the_last_partition_se
 def test_a_log_without_a_rebuild_is_an_error_not_a_zero() -> None:
     with pytest.raises(RuntimeError, match="rebuilt in"):
         rebuild_times(LOG.splitlines()[0])
+
+
+def test_a_prefix_before_the_message_such_as_a_worker_name_still_reads() -> None:
+    log = LOG.replace("partitions assigned", "partitions worker-1: assigned").replace(
+        "partitions partition 1", "partitions worker-1: partition 1"
+    )
+    assert log != LOG
+    assert rebuild_times(log)["assignment_to_serving_s"] == pytest.approx(4.005)
