@@ -106,6 +106,18 @@ def in_own_process(fn: Callable[..., Any], *args: Any) -> Any:
         return pool.apply(fn, args)
 
 
+def counted_in_own_process(label: str, counter: Counter, n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a fresh process while a bar shows what `counter` sees of its `n` records; its return value."""
+    with spawn_pool() as pool:
+        pending = pool.apply_async(fn, args)
+        with progress() as bar:
+            task = bar.add_task(label, total=n)
+            while not pending.ready():
+                bar.update(task, completed=len(counter.seen))
+                time.sleep(0.05)
+        return pending.get()
+
+
 def produce(producer: Producer, topic: str, value: bytes | None, key: bytes, partition: int) -> None:
     while True:
         try:

@@ -14,7 +14,6 @@ its own process, counted the same way at its own target. Goal: ratio >= 0.8 (iss
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from bench.common import (
     bootstrap,
     closing,
     console,
+    counted_in_own_process,
     preload_state,
-    progress,
     save,
     schedule,
     stack,
@@ -82,14 +81,9 @@ def raw_baseline(n: int, partitions: int, batch: int) -> dict[str, Any]:
         target = st.create_target(uid("bench-fire-raw-target"), partitions)
         counter = Counter(target).start()
         topics = (target, st.settings.state, st.scheduled_topic, st.group)
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            pending = pool.apply_async(raw_producer, (bootstrap(), topics, n, partitions, batch))
-            with progress() as bar:
-                task = bar.add_task("raw transactional produce", total=n)
-                while not pending.ready():
-                    bar.update(task, completed=len(counter.seen))
-                    time.sleep(0.05)
-            start, committed = pending.get()
+        start, committed = counted_in_own_process(
+            "raw transactional produce", counter, n, raw_producer, bootstrap(), topics, n, partitions, batch
+        )
         counter.wait(n, timeout_s=120, label="raw fires visible")
         counter.stop()
         return {

@@ -34,13 +34,13 @@ from bench.common import (
     bootstrap,
     closing,
     console,
+    counted_in_own_process,
     fast_producer,
     in_own_process,
     produce,
     progress,
     save,
     schedule,
-    spawn_pool,
     stack,
     start_scheduler,
     table,
@@ -199,14 +199,13 @@ def physical_floor(st: Any, n: int, parts: int, state_size: int) -> dict[str, An
     out_topic = st.create_target(uid("bench-intake-floor-state"), parts, config=dict(STATE_CONFIG))
     counter = Counter(out_topic).start()
     topics = (st.scheduled_topic, out_topic, uid("bench-intake-floor"))
-    with spawn_pool() as pool:
-        pending = pool.apply_async(floor_loop, (bootstrap(), topics, n, parts, state_size, INTAKE_BATCH))
-        with progress() as bar:
-            task = bar.add_task("physical floor (consume -> txn produce)", total=n)
-            while not pending.ready():
-                bar.update(task, completed=len(counter.seen))
-                time.sleep(0.05)
-        start, committed = pending.get()
+    start, committed = counted_in_own_process(
+        "physical floor (consume -> txn produce)",
+        counter,
+        n,
+        floor_loop,
+        *(bootstrap(), topics, n, parts, state_size, INTAKE_BATCH),
+    )
     complete = counter.wait(n, timeout_s=120, label="floor records visible")
     counter.stop()
     seconds = counter.last_at - start
@@ -264,7 +263,7 @@ def floor_loop(
         producer.begin_transaction()
         for msg in messages:
             partition = msg.partition()
-            _produce(producer, out_topic, msg.key(), value, partition)
+            produce(producer, out_topic, value, msg.key(), partition)
             positions[partition] = msg.offset() + 1
         offsets = [TopicPartition(scheduled, p, o) for p, o in positions.items()]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
@@ -273,15 +272,6 @@ def floor_loop(
     committed = time.perf_counter()
     consumer.close()
     return start, committed
-
-
-def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key, partition=partition)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 if __name__ == "__main__":
