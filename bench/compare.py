@@ -1,15 +1,18 @@
 """Before/after: chosen benches for two git revisions, interleaved on one broker, as a Markdown table.
 
     python -m bench.compare --before a76bfe7 --after HEAD --bench intake rebuild fire client memory --rounds 2
-        [--args "rebuild=--n 100000"] [--workdir .run/compare]
+        [--args "rebuild=--n 100000"] [--own-bench memory] [--workdir .run/compare] [--keep-trees]
 
-Each revision gets its own detached worktree under --workdir with its own venv (`uv sync --frozen`: an old
-revision builds with hatchling, a new one with maturin; worktrees are kept and reused by commit). Both run this
-checkout's bench/ (copied over theirs), so the harness and its baselines are the same code on both sides and only
-the scheduler differs. Rounds interleave: round 1 runs each bench on before then after, round 2 again, and so on,
-so drift of the shared machine falls on both. Every run's bench/results/<name>.json is kept under
---workdir/results/<revision>/r<round>/; the table (median of rounds) is printed and written to
---workdir/compare.md. The broker: KAFKA_BOOTSTRAP_SERVERS, or a local one (deploy/kafka-local/with-broker.sh).
+Each revision gets its own detached worktree under --workdir/trees with its own venv (`uv sync --frozen`: an old
+revision builds with hatchling, a new one with maturin); the worktrees are removed at the end unless
+--keep-trees. Both run this checkout's bench/ (copied over theirs), so the harness and its baselines are the same
+code on both sides and only the scheduler differs; `--own-bench NAME` keeps a revision's own bench/NAME.py
+instead (for a bench whose new version needs what the old revision lacks; old result names are read as a
+fallback). Rounds interleave: round 1 runs each bench on before then after, round 2 again, and so on, so drift of
+the shared machine falls on both. Every run's bench/results/<name>.json is kept under
+--workdir/results/<commit>/r<round>/, its output under --workdir/logs/; the table (median of the rounds) is
+printed and written to --workdir/compare.md. The broker: KAFKA_BOOTSTRAP_SERVERS, or else a local one for the
+whole run (deploy/kafka-local/with-broker.sh).
 """
 
 from __future__ import annotations
@@ -165,8 +168,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def prepare(rev: str, workdir: Path, uv: str) -> Path:
-    """A worktree of `rev` with its venv built and this checkout's bench/ copied in (reused if kept)."""
+def prepare(rev: str, workdir: Path, uv: str, own: Sequence[str] = ()) -> Path:
+    """A worktree of `rev` with its venv built and this checkout's bench/ copied in (reused if kept), except the
+    benches in `own`, which keep the revision's own file."""
     tree = workdir / "trees" / rev[:12]
     if not (tree / ".git").exists():
         say(f"git worktree add {tree} {rev[:12]}")
@@ -180,9 +184,9 @@ def prepare(rev: str, workdir: Path, uv: str) -> Path:
     if done.returncode != 0:
         raise SystemExit(f"uv sync --frozen failed in {tree}:\n{done.stdout}\n{done.stderr}")
     say(f"{rev[:12]}: venv ready in {time.monotonic() - started:.0f}s")
-    shutil.copytree(
-        HERE, tree / "bench", dirs_exist_ok=True, ignore=shutil.ignore_patterns("results", "__pycache__")
-    )
+    git("checkout", "--force", "HEAD", "--", "bench", cwd=tree)  # a kept tree: the revision's own files first
+    skip = shutil.ignore_patterns("results", "__pycache__", *(f"{name}.py" for name in own))
+    shutil.copytree(HERE, tree / "bench", dirs_exist_ok=True, ignore=skip)
     return tree
 
 
@@ -225,6 +229,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help='per bench, e.g. "rebuild=--n 100000"',
     )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".run" / "compare")
+    parser.add_argument(
+        "--own-bench",
+        nargs="+",
+        default=[],
+        choices=BENCHES,
+        metavar="NAME",
+        help="run each revision's own bench/NAME.py for these (when this harness's needs a newer API)",
+    )
     parser.add_argument(
         "--keep-trees", action="store_true", help="keep the worktrees and venvs for the next run (by commit)"
     )
@@ -306,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trees: dict[str, Path] = {}
     try:
         for side, rev in revs.items():
-            trees[side] = prepare(rev, args.workdir, uv)
+            trees[side] = prepare(rev, args.workdir, uv, args.own_bench)
         results = run_rounds(args, revs, trees)
     finally:
         if not args.keep_trees:
