@@ -7,7 +7,8 @@ before the scheduler starts, each to its id's murmur2 partition; then one `kafka
 in. Rate = N / (last state record visible read_committed - /readyz answered 200).
 
 The baseline, same run, same commands: the physical floor of intake, an EOS loop in its own process (as the
-scheduler is) that consumes `scheduled` read_committed in batches of the scheduler's INTAKE_BATCH and, per batch,
+scheduler is) that consumes `scheduled` read_committed in batches of the scheduler's INTAKE_BATCH and, per batch
+(as the scheduler does: 2 000 state records stay far below its max_transaction_bytes),
 writes one state-record-sized value per command to the same partition of a compacted topic co-partitioned like
 the state topic, in one transaction with send_offsets_to_transaction of the consumed offsets; no decoding. Its
 rate is counted the same way (N / last record visible - loop start), once before the scheduler and once after
