@@ -7,6 +7,7 @@ is shared and absolute numbers drift; the ratio is the figure to compare across 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from rich.table import Table
 
 from scheduler.codec import encode_state
 from scheduler.model import HEADER_DUE_AT, HEADER_FIRED_AT, HEADER_SCHEDULE_ID, Schedule
+from scheduler.partitioner import partition_for
 from tests.scheduler_proc import SchedulerProcess, SchedulerStack
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,6 +82,42 @@ def fast_producer(**extra: Any) -> Producer:
     return Producer(conf)
 
 
+def loader() -> Producer:
+    """A plain producer for pre-loading topics: large lz4 batches, a deep queue (1M records in seconds)."""
+    return fast_producer(
+        **{
+            "linger.ms": 50,
+            "batch.num.messages": 100_000,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+
+
+def spawn_pool() -> Pool:
+    """One fresh interpreter: a baseline (or a raw loop) runs in its own process, as the scheduler does."""
+    return multiprocessing.get_context("spawn").Pool(1)
+
+
+def in_own_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a fresh process (fn at a module's top level); its return value."""
+    with spawn_pool() as pool:
+        return pool.apply(fn, args)
+
+
+def counted_in_own_process(label: str, counter: Counter, n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a fresh process while a bar shows what `counter` sees of its `n` records; its return value."""
+    with spawn_pool() as pool:
+        pending = pool.apply_async(fn, args)
+        with progress() as bar:
+            task = bar.add_task(label, total=n)
+            while not pending.ready():
+                bar.update(task, completed=len(counter.seen))
+                time.sleep(0.05)
+        return pending.get()
+
+
 def produce(producer: Producer, topic: str, value: bytes | None, key: bytes, partition: int) -> None:
     while True:
         try:
@@ -91,8 +130,9 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes, par
 def preload_state(
     stack_: SchedulerStack, target: str, n: int, due: Callable[[int], int], extra_tombstones: int = 0
 ) -> int:
-    """Write `n` pending state records (plus tombstoned ids) straight into the state topic; returns records."""
-    producer = fast_producer()
+    """Write `n` pending state records (plus tombstoned ids) straight into the state topic, each in its id's
+    partition (where the scheduler keeps it: one elsewhere is moved home first); returns records written."""
+    producer = loader()
     state, parts = stack_.settings.state, stack_.partitions
     now = int(time.time() * 1000)
     written = 0
@@ -100,15 +140,17 @@ def preload_state(
         task = bar.add_task("pre-load state", total=n + 2 * extra_tombstones)
         for i in range(n):
             s = schedule(i, target, due(i), now)
-            produce(producer, state, encode_state(s, i), s.id.encode(), i % parts)
+            key = s.id.encode()
+            produce(producer, state, encode_state(s, i), key, partition_for(key, parts))
             written += 1
-            if i % 5000 == 0:
+            if i % 20_000 == 0:
                 producer.poll(0)
                 bar.update(task, completed=written)
         for j in range(extra_tombstones):
             s = schedule(n + j, target, due(j), now)
-            produce(producer, state, encode_state(s, j), s.id.encode(), j % parts)
-            produce(producer, state, None, s.id.encode(), j % parts)
+            key = s.id.encode()
+            produce(producer, state, encode_state(s, j), key, partition_for(key, parts))
+            produce(producer, state, None, key, partition_for(key, parts))
             written += 2
             if j % 5000 == 0:
                 producer.poll(0)

@@ -8,13 +8,12 @@ the target, read_committed); partitions start firing as each is rebuilt, so the 
 /readyz (the figure from /readyz is printed too). The baseline, in the same run and on the same broker: one
 transactional producer sending the same record pairs (the fired record with its headers + the tombstone to the
 state partition) in transactions of `max_fires_per_transaction` pairs, each with send_offsets_to_transaction, from
-its own process, counted the same way at its own target. Goal: ratio >= 0.5.
+its own process, counted the same way at its own target. Goal: ratio >= 0.8 (issue 14).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from bench.common import (
     bootstrap,
     closing,
     console,
+    counted_in_own_process,
     preload_state,
-    progress,
     save,
     schedule,
     stack,
@@ -37,9 +36,14 @@ from bench.common import (
     wait_ready,
 )
 from scheduler.kafka.clients import PRODUCER_DEFAULTS
-from scheduler.records import fired_record
+from scheduler.partitioner import partition_for
 
-GOAL = 0.5
+try:
+    from scheduler.records import fired_record
+except ImportError:  # before the module moved (bench.compare runs this harness on older revisions too)
+    from scheduler.service.records import fired_record  # type: ignore[no-redef]
+
+GOAL = 0.8  # scheduler / raw transactional produce (issue 14)
 
 
 def scheduler_drain(n: int, partitions: int, profile: Path | None) -> dict[str, Any]:
@@ -77,14 +81,9 @@ def raw_baseline(n: int, partitions: int, batch: int) -> dict[str, Any]:
         target = st.create_target(uid("bench-fire-raw-target"), partitions)
         counter = Counter(target).start()
         topics = (target, st.settings.state, st.scheduled_topic, st.group)
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            pending = pool.apply_async(raw_producer, (bootstrap(), topics, n, partitions, batch))
-            with progress() as bar:
-                task = bar.add_task("raw transactional produce", total=n)
-                while not pending.ready():
-                    bar.update(task, completed=len(counter.seen))
-                    time.sleep(0.05)
-            start, committed = pending.get()
+        start, committed = counted_in_own_process(
+            "raw transactional produce", counter, n, raw_producer, bootstrap(), topics, n, partitions, batch
+        )
         counter.wait(n, timeout_s=120, label="raw fires visible")
         counter.stop()
         return {
@@ -106,7 +105,8 @@ def raw_producer(
     pairs = []
     for i in range(n):
         s = schedule(i, target, now - 60_000 + i % 1000, now)
-        pairs.append((fired_record(s, i, now), s.id.encode(), i % partitions))
+        key = s.id.encode()
+        pairs.append((fired_record(s, i, now), key, partition_for(key, partitions)))
     producer = Producer(
         {
             **PRODUCER_DEFAULTS,

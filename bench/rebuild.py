@@ -1,12 +1,18 @@
-"""B3 rebuild: time from scheduler start to /readyz vs a raw read_committed replay of the same state topic.
+"""B3 rebuild: partition assignment -> every partition SERVING, vs a raw read_committed replay of the same topic.
 
-    python -m bench.rebuild [--n 200000] [--partitions 6]
+    python -m bench.rebuild [--n 1000000] [--partitions 6]     (--n 10000000 for the large case)
 
 The state topic holds N pending schedules (due in a day, 100 B payloads) plus N/10 ids written and then
-tombstoned (so the topic holds more records than schedules, as an uncompacted one does). Baselines, same run:
-a plain read_committed consumer replaying the topic to its high watermarks (and again keeping every record in a
-dict, the least work any Python index does per record), and the start-to-ready time of a
-scheduler on an empty state topic (process start, imports, group join). Goal: start-to-ready / raw <= 1.2.
+tombstoned (so the topic holds more records than schedules, as an uncompacted one does), loaded by a plain
+producer in large lz4 batches. Then one `kafka-scheduler run` process starts; two figures:
+- assignment -> serving: from the scheduler's "assigned partitions" log line to its last "partition %d rebuilt"
+  line (log timestamps, 1 ms; the slowest partition's own "rebuilt in %.2fs" is printed beside it). This is the
+  rebuild, and the figure of the goal.
+- process start -> /readyz (polled every 10 ms): the above plus interpreter start, imports and the group join;
+  the same for an empty state topic is printed as the fixed part.
+Baselines, same run, each in its own process as the scheduler is: a plain read_committed consumer replaying the
+topic to its high watermarks (twice, before and after the next one; the faster counts), and the same keeping
+every record in a dict (the least any Python index does per record). Goal: assignment -> serving / raw replay <= 1.5.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -22,6 +30,7 @@ from bench.common import (
     bootstrap,
     closing,
     console,
+    in_own_process,
     preload_state,
     progress,
     save,
@@ -32,8 +41,13 @@ from bench.common import (
     wait_ready,
 )
 
-GOAL = 1.2
-REBUILT = re.compile(r"partition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending")
+GOAL = 1.5  # assignment -> serving / raw replay (issue 14)
+_STAMP = r"^(\S+) [^\n]*?"  # the text format's timestamp, then level, logger (and any worker prefix)
+ASSIGNED = re.compile(_STAMP + r"\bassigned partitions \[", re.MULTILINE)
+REBUILT = re.compile(
+    _STAMP + r"\bpartition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending",
+    re.MULTILINE,
+)
 
 
 def raw_replay(topic: str, partitions: int, keep: bool = False) -> tuple[float, int]:
@@ -58,7 +72,7 @@ def raw_replay(topic: str, partitions: int, keep: bool = False) -> tuple[float, 
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     count = 0
     with progress() as bar:
-        task = bar.add_task("raw replay", total=sum(ends.values()))
+        task = bar.add_task("raw replay" + (" into a dict" if keep else ""), total=sum(ends.values()))
         while True:
             for msg in consumer.consume(10_000, 0.05):
                 if msg.error() is None:
@@ -78,57 +92,93 @@ def raw_replay(topic: str, partitions: int, keep: bool = False) -> tuple[float, 
     return elapsed, count
 
 
-def start_to_ready(st: Any) -> tuple[float, dict[str, int | float]]:
+def rebuild_times(log: str) -> dict[str, Any]:
+    """From a scheduler's log: assignment -> last partition serving (log timestamps), the slowest partition's own
+    figure, and the records replayed and pending summed over the partitions."""
+    assigned = ASSIGNED.search(log)
+    rebuilt = list(REBUILT.finditer(log))
+    if assigned is None or not rebuilt:
+        raise RuntimeError("no 'assigned partitions' / 'partition N rebuilt in' lines in the scheduler's log")
+    last = max(datetime.fromisoformat(m.group(1)) for m in rebuilt)
+    return {
+        "assignment_to_serving_s": (last - datetime.fromisoformat(assigned.group(1))).total_seconds(),
+        "slowest_partition_s": max(float(m.group(2)) for m in rebuilt),
+        "partitions": len(rebuilt),
+        "replayed": sum(int(m.group(3)) for m in rebuilt),
+        "pending": sum(int(m.group(4)) for m in rebuilt),
+    }
+
+
+def start_scheduler_until_ready(st: Any) -> dict[str, Any]:
     started = time.perf_counter()
     instance = start_scheduler(st)
-    ready = wait_ready(instance)
-    replay_s, replayed, pending = 0.0, 0, 0
-    for match in REBUILT.finditer(instance.log_path.read_text(errors="replace")):
-        replay_s = max(replay_s, float(match.group(1)))
-        replayed += int(match.group(2))
-        pending += int(match.group(3))
-    return ready - started, {"slowest_partition_s": replay_s, "replayed": replayed, "pending": pending}
+    ready = wait_ready(instance, timeout_s=3600)
+    log = Path(instance.log_path).read_text(errors="replace")
+    return {"start_to_ready_s": ready - started, **rebuild_times(log)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.rebuild", description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=200_000, help="pending schedules (full: 1000000)")
+    parser.add_argument("--n", type=int, default=1_000_000, help="pending schedules (large: 10000000)")
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args(argv)
-    console.print(f"B3 rebuild: n={args.n:,} pending, partitions={args.partitions}, goal ratio <= {GOAL}")
-    with closing(stack("rebuild-empty", args.partitions)) as empty:
-        empty_s, _ = start_to_ready(empty)
-    with closing(stack("rebuild", args.partitions)) as st:
-        target = st.create_target(uid("bench-rebuild-target"), args.partitions)
+    n, parts = args.n, args.partitions
+    console.print(
+        f"B3 rebuild: n={n:,} pending, partitions={parts}, goal assignment->serving / raw <= {GOAL}"
+    )
+    with closing(stack("rebuild-empty", parts)) as empty:
+        idle = start_scheduler_until_ready(empty)
+    with closing(stack("rebuild", parts)) as st:
+        target = st.create_target(uid("bench-rebuild-target"), parts)
         due = int(time.time() * 1000) + 86_400_000
-        records = preload_state(st, target, args.n, lambda i: due + i, extra_tombstones=args.n // 10)
-        raw_s, raw_count = raw_replay(st.settings.state, args.partitions)
-        dict_s, _ = raw_replay(st.settings.state, args.partitions, keep=True)
-        ours_s, info = start_to_ready(st)
-    ratio = ours_s / raw_s
+        loading = time.perf_counter()
+        records = preload_state(st, target, n, lambda i: due + i, extra_tombstones=n // 10)
+        load_s = time.perf_counter() - loading
+        console.print(f"loaded {records:,} state records in {load_s:.1f}s ({records / load_s:,.0f}/s)")
+        first_s, raw_count = in_own_process(raw_replay, st.settings.state, parts)
+        dict_s, _ = in_own_process(raw_replay, st.settings.state, parts, True)
+        again_s, _ = in_own_process(raw_replay, st.settings.state, parts)
+        raw_s = min(first_s, again_s)  # the floor: the first replay may pay for what the second finds warm
+        ours = start_scheduler_until_ready(st)
+    serving_s = ours["assignment_to_serving_s"]
+    ratio = serving_s / raw_s
     table(
-        f"B3 rebuild: {records:,} state records, {args.n:,} pending",
-        ["measure", "seconds", "records", "ratio"],
+        f"B3 rebuild: {records:,} state records, {n:,} pending, {parts} partitions",
+        ["measure", "seconds", "records", "ratio to raw"],
         [
-            ["raw read_committed replay to HWM", raw_s, raw_count, 1.0],
+            ["raw read_committed replay to HWM (faster of 2)", raw_s, raw_count, 1.0],
+            ["  the two replays", f"{first_s:.2f}, {again_s:.2f}", "", ""],
             ["raw replay into a dict (a Python floor)", dict_s, raw_count, dict_s / raw_s],
-            ["scheduler start -> /readyz", ours_s, info["replayed"], ratio],
-            ["  of which slowest partition rebuild", info["slowest_partition_s"], "", ""],
-            ["scheduler start -> /readyz, empty state", empty_s, 0, ""],
-            ["goal: ratio <= 1.2", "", "", "met" if ratio <= GOAL else "NOT MET"],
+            ["scheduler assignment -> all partitions serving", serving_s, ours["replayed"], ratio],
+            ["  slowest partition's own 'rebuilt in'", ours["slowest_partition_s"], "", ""],
+            [
+                "scheduler process start -> /readyz",
+                ours["start_to_ready_s"],
+                "",
+                ours["start_to_ready_s"] / raw_s,
+            ],
+            ["  the same, empty state topic", idle["start_to_ready_s"], 0, ""],
+            ["  assignment -> serving, empty state topic", idle["assignment_to_serving_s"], 0, ""],
+            [f"goal: assignment -> serving / raw <= {GOAL}", "", "", "met" if ratio <= GOAL else "NOT MET"],
         ],
     )
+    console.print(f"assignment -> serving / raw replay = {ratio:.2f} (goal <= {GOAL})")
     result = {
-        "n_pending": args.n,
+        "n_pending": n,
         "state_records": records,
-        "partitions": args.partitions,
+        "partitions": parts,
+        "load_s": load_s,
         "raw_replay_s": raw_s,
+        "raw_replays_s": [first_s, again_s],
         "raw_records": raw_count,
         "raw_replay_into_dict_s": dict_s,
-        "start_to_ready_s": ours_s,
-        "empty_start_to_ready_s": empty_s,
-        "scheduler": info,
+        "assignment_to_serving_s": serving_s,
+        "start_to_ready_s": ours["start_to_ready_s"],
+        "empty_start_to_ready_s": idle["start_to_ready_s"],
+        "empty_assignment_to_serving_s": idle["assignment_to_serving_s"],
+        "scheduler": ours,
         "ratio": ratio,
+        "start_to_ready_ratio": ours["start_to_ready_s"] / raw_s,
         "goal_ratio": GOAL,
         "goal_met": ratio <= GOAL,
     }
