@@ -158,6 +158,40 @@ pub struct Codec {
     state_fp: [u8; 8],
     schedule_cls: Py<PyAny>,
     cancel_cls: Py<PyAny>,
+    /// object.__new__ and the field names, when Schedule is a plain dataclass with these fields in this order.
+    direct: Option<Direct>,
+}
+
+type Direct = (Py<PyAny>, Vec<Py<PyString>>);
+
+const SCHEDULE_FIELDS: [&str; 9] = [
+    "id",
+    "target_topic",
+    "due_ms",
+    "payload",
+    "target_key",
+    "headers",
+    "target_partition",
+    "created_ms",
+    "producer",
+];
+
+/// Build Schedules field by field only if that is exactly what calling the class would do.
+fn direct(schedule: &Bound<'_, PyAny>) -> PyResult<Option<Direct>> {
+    let py = schedule.py();
+    let fields: Vec<String> = schedule.getattr(intern!(py, "__match_args__"))?.extract()?;
+    if fields != SCHEDULE_FIELDS || schedule.hasattr(intern!(py, "__post_init__"))? {
+        return Ok(None);
+    }
+    let new = py
+        .import("builtins")?
+        .getattr("object")?
+        .getattr("__new__")?;
+    let names = SCHEDULE_FIELDS
+        .iter()
+        .map(|f| PyString::intern(py, f).unbind())
+        .collect();
+    Ok(Some((new.unbind(), names)))
 }
 
 impl Codec {
@@ -188,7 +222,22 @@ impl Codec {
                 s.producer.into_bound_py_any(py)?,
             ],
         )?;
-        self.schedule_cls.bind(py).call1(args)
+        let cls = self.schedule_cls.bind(py);
+        let Some((new, names)) = &self.direct else {
+            return cls.call1(args);
+        };
+        // What the frozen dataclass's __init__ does (object.__setattr__ per field), without its Python frame.
+        let obj = new.bind(py).call1((cls,))?;
+        for (name, value) in names.iter().zip(args.iter()) {
+            // SAFETY: three live, owned references; PyObject_GenericSetAttr borrows them and sets an error on -1.
+            if unsafe {
+                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr())
+            } < 0
+            {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
     }
 
     /// The accepted Avro schedule of one consumed record with its state record, a Cancel, or None: the record
@@ -268,6 +317,7 @@ impl Codec {
     /// are the ones this layout is written for. `schedule` and `cancel` are scheduler.model's classes.
     #[new]
     fn new(
+        py: Python<'_>,
         command_fingerprint: &[u8],
         state_fingerprint: &[u8],
         schedule: Py<PyAny>,
@@ -278,6 +328,7 @@ impl Codec {
         Ok(Codec {
             command_fp: codec::COMMAND_FINGERPRINT,
             state_fp: codec::STATE_FINGERPRINT,
+            direct: direct(schedule.bind(py))?,
             schedule_cls: schedule,
             cancel_cls: cancel,
         })
