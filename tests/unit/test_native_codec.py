@@ -6,6 +6,7 @@ Also the batch intake: what `codec.intake` returns for a record is what `decode_
 
 from __future__ import annotations
 
+import json
 from io import BytesIO
 from typing import Any
 
@@ -62,48 +63,37 @@ def _headers_in(raw: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None], ..
     return tuple((h["name"], h["value"]) for h in raw)
 
 
-def ref_encode_schedule(s: Schedule) -> bytes:
-    body = {
+def _shared_fields(s: Schedule) -> dict[str, Any]:
+    return {
         "id": s.id,
         "target_topic": s.target_topic,
         "target_key": s.target_key,
         "target_partition": s.target_partition,
         "payload": s.payload,
         "headers": _headers_out(s),
-        "deliver_at": s.due_ms,
-        "created_at": s.created_ms,
         "producer": s.producer,
     }
-    out = BytesIO(codec.MAGIC + codec.COMMAND_FINGERPRINT)
-    out.seek(0, 2)
-    schemaless_writer(out, codec.COMMAND_SCHEMA, {"body": (SCHEDULE_NAME, body)})
-    return out.getvalue()
+
+
+def _command_fields(s: Schedule) -> dict[str, Any]:
+    return {**_shared_fields(s), "deliver_at": s.due_ms, "created_at": s.created_ms}
+
+
+def _state_fields(s: Schedule) -> dict[str, Any]:
+    return {**_shared_fields(s), "due_ms": s.due_ms, "created_ms": s.created_ms}
+
+
+def ref_encode_schedule(s: Schedule) -> bytes:
+    body = {"body": (SCHEDULE_NAME, _command_fields(s))}
+    return _write(codec.COMMAND_FINGERPRINT, codec.COMMAND_SCHEMA, body)
 
 
 def ref_encode_cancel(sid: str) -> bytes:
-    out = BytesIO(codec.MAGIC + codec.COMMAND_FINGERPRINT)
-    out.seek(0, 2)
-    schemaless_writer(out, codec.COMMAND_SCHEMA, {"body": (CANCEL_NAME, {"id": sid})})
-    return out.getvalue()
+    return _write(codec.COMMAND_FINGERPRINT, codec.COMMAND_SCHEMA, {"body": (CANCEL_NAME, {"id": sid})})
 
 
 def ref_encode_state(s: Schedule, version: int) -> bytes:
-    record = {
-        "due_ms": s.due_ms,
-        "version": version,
-        "id": s.id,
-        "target_topic": s.target_topic,
-        "target_key": s.target_key,
-        "target_partition": s.target_partition,
-        "payload": s.payload,
-        "headers": _headers_out(s),
-        "created_ms": s.created_ms,
-        "producer": s.producer,
-    }
-    out = BytesIO(codec.MAGIC + codec.STATE_FINGERPRINT)
-    out.seek(0, 2)
-    schemaless_writer(out, codec.STATE_SCHEMA, record)
-    return out.getvalue()
+    return _write(codec.STATE_FINGERPRINT, codec.STATE_SCHEMA, {**_state_fields(s), "version": version})
 
 
 def _ref_read(value: bytes, fp: bytes, schema: Any) -> Any:
@@ -359,3 +349,45 @@ def test_intake_takes_plain_envelopes_and_cancels_natively() -> None:
         InputRecord(0, 10, NOW, b"a", codec.encode_schedule(s), [("scheduler-relocated-from", b"1")]),
     ]
     assert codec.intake(records) == [(s, codec.encode_state(s, 7)), Cancel("a"), Cancel("a"), None]
+
+
+# --- older writer schemas: fastavro resolves them to the current one ---
+
+
+def _older(name: str, record_of: Any) -> Any:
+    """The current schema as it was before `producer` was added (a different fingerprint)."""
+    schema = json.loads((codec._schemas_dir() / f"{name}.avsc").read_text())
+    record = record_of(schema)
+    record["fields"] = [f for f in record["fields"] if f["name"] != "producer"]
+    return schema
+
+
+def test_records_of_a_history_writer_schema_are_resolved_by_fastavro(monkeypatch: pytest.MonkeyPatch) -> None:
+    old_state = _older("state", lambda sch: sch)
+    old_command = _older("command", lambda sch: sch["fields"][0]["type"][0])
+    state_fp, command_fp = codec.schema_fingerprint(old_state), codec.schema_fingerprint(old_command)
+    assert state_fp != codec.STATE_FINGERPRINT and command_fp != codec.COMMAND_FINGERPRINT
+    s = Schedule("a", "t", 5, b"p", b"k", (("h", None),), 2, 3)
+    record = {**_state_fields(s), "version": 9}
+    del record["producer"]
+    state = _write(state_fp, codec.parse(old_state), record)
+    body = {**_command_fields(s)}
+    del body["producer"]
+    envelope = _write(command_fp, codec.parse(old_command), {"body": (SCHEDULE_NAME, body)})
+    assert isinstance(
+        codec.decode_command(b"a", envelope, None, NOW), Rejected
+    )  # not registered: unknown_schema
+    with pytest.raises(CorruptStateRecord, match="unknown schema"):
+        codec.decode_state(state)
+    monkeypatch.setitem(codec._STATE_HISTORY, state_fp, codec.parse(old_state))
+    monkeypatch.setitem(codec._COMMAND_HISTORY, command_fp, codec.parse(old_command))
+    assert codec.decode_state(state) == (s, 9)
+    assert codec.decode_command(b"a", envelope, None, NOW) == s
+    assert codec.intake([InputRecord(0, 1, NOW, b"a", envelope, None)]) == [None]  # Python decides
+
+
+def _write(fp: bytes, schema: Any, record: dict[str, Any]) -> bytes:
+    out = BytesIO(codec.MAGIC + fp)
+    out.seek(0, 2)
+    schemaless_writer(out, schema, record)
+    return out.getvalue()
