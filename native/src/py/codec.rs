@@ -281,7 +281,9 @@ impl Codec {
                 let Ok(name) = name.cast_into::<PyString>() else {
                     return Ok(None);
                 };
-                let name = name.to_str()?;
+                let Ok(name) = name.to_str() else {
+                    return Ok(None);
+                };
                 if ROUTED.contains(&name) {
                     return Ok(None);
                 }
@@ -293,7 +295,12 @@ impl Codec {
         match command {
             Command::Cancel(id) if id == sid => Ok(Some(self.cancel_cls.bind(py).call1((sid,))?)),
             Command::Schedule(s) if s.id == sid => {
-                let ts: i64 = record.getattr(intern!(py, "timestamp_ms"))?.extract()?;
+                let Ok(ts) = record
+                    .getattr(intern!(py, "timestamp_ms"))?
+                    .extract::<i64>()
+                else {
+                    return Ok(None);
+                };
                 let sane = codec::is_legal_topic(s.target_topic)
                     && s.target_partition.is_none_or(|p| p >= 0)
                     && 0 <= s.due_ms
@@ -301,7 +308,9 @@ impl Codec {
                 if !sane {
                     return Ok(None);
                 }
-                let version: i64 = record.getattr(intern!(py, "offset"))?.extract()?;
+                let Ok(version) = record.getattr(intern!(py, "offset"))?.extract::<i64>() else {
+                    return Ok(None);
+                };
                 let state = codec::encode_state(&s, version, &self.state_fp);
                 let pair = [self.schedule(py, &s)?, PyBytes::new(py, &state).into_any()];
                 Ok(Some(PyTuple::new(py, pair)?.into_any()))
