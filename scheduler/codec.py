@@ -1,5 +1,8 @@
 """The wire contract: Avro single-object encoding for commands and state, the header protocol, etf1 seconds.
 
+The Avro layout is one implementation, in the native core (`scheduler._native.Codec`), handed the fingerprints
+this module computes from the schema files (it refuses to start on a schema it was not written for); fastavro
+reads records of older writer schemas (schemas/history/) and is the reference the tests compare it with.
 `decode_command` is a pure function of the record and never raises: the scheduler turns every bad command into
 one reject record instead of stopping on it.
 """
@@ -9,15 +12,17 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from scheduler._native import AvroError, Codec, UnknownFingerprint
+from scheduler._native import peek_due_ms as _peek_due_ms
 from scheduler.errors import CodecError, CorruptStateRecord
 from scheduler.model import (
     HEADER_DELAY_MS,
@@ -42,11 +47,13 @@ __all__ = [
     "MAX_ID_BYTES",
     "MAX_MESSAGE_CHARS",
     "ROUTING_HEADERS",
+    "Consumed",
     "decode_command",
     "decode_state",
     "encode_cancel",
     "encode_schedule",
     "encode_state",
+    "intake",
     "is_legal_topic",
     "peek_due_ms",
     "to_header_protocol",
@@ -71,7 +78,6 @@ _RFC3339_RE = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
-_SCHEDULE_NAME = "io.kafkascheduler.v1.Schedule"
 _CANCEL_NAME = "io.kafkascheduler.v1.Cancel"
 
 
@@ -99,26 +105,42 @@ def schema_fingerprint(schema: Any) -> bytes:
 
 
 def parse(schema: Any) -> Any:
-    """A fastavro schema for hot-path reads and writes."""
+    """A fastavro schema (older writers' records, and the reference in tests)."""
     return parse_schema(_strip_logical_types(schema))
 
 
 def _load(name: str) -> tuple[bytes, Any, dict[bytes, Any]]:
-    """The current schema (fingerprint, parsed) and every writer schema kept in history, by fingerprint."""
+    """The current schema (fingerprint, parsed) and every older writer schema kept in history, by fingerprint."""
     base = _schemas_dir()
     current = json.loads((base / f"{name}.avsc").read_text())
-    current_fp, current_parsed = schema_fingerprint(current), parse(current)
-    writers: dict[bytes, Any] = {current_fp: None}  # None: same as the reader, no resolution needed
+    current_fp = schema_fingerprint(current)
+    history: dict[bytes, Any] = {}
     for old in sorted((base / "history").glob(f"{name}.*.avsc")):
         raw = json.loads(old.read_text())
-        writers.setdefault(schema_fingerprint(raw), parse(raw))
-    return current_fp, current_parsed, writers
+        if schema_fingerprint(raw) != current_fp:
+            history.setdefault(schema_fingerprint(raw), parse(raw))
+    return current_fp, parse(current), history
 
 
-COMMAND_FINGERPRINT, COMMAND_SCHEMA, _COMMAND_WRITERS = _load("command")
-STATE_FINGERPRINT, STATE_SCHEMA, _STATE_WRITERS = _load("state")
-_COMMAND_PREFIX = MAGIC + COMMAND_FINGERPRINT
-_STATE_PREFIX = MAGIC + STATE_FINGERPRINT
+COMMAND_FINGERPRINT, COMMAND_SCHEMA, _COMMAND_HISTORY = _load("command")
+STATE_FINGERPRINT, STATE_SCHEMA, _STATE_HISTORY = _load("state")
+# ValueError here (at import) if a schema file no longer matches the native layout: never a stale wire format.
+_CODEC = Codec(COMMAND_FINGERPRINT, STATE_FINGERPRINT, Schedule, Cancel)
+
+
+class Consumed(Protocol):
+    """What `intake` reads of a consumed command (scheduler.service.plan.InputRecord)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
 
 
 def is_legal_topic(name: str) -> bool:
@@ -126,309 +148,40 @@ def is_legal_topic(name: str) -> bool:
     return name not in (".", "..") and _TOPIC_RE.fullmatch(name) is not None
 
 
-def _write(prefix: bytes, schema: Any, record: dict[str, Any]) -> bytes:
-    out = BytesIO()
-    out.write(prefix)
-    schemaless_writer(out, schema, record)
-    return out.getvalue()
+def encode_schedule(s: Schedule) -> bytes:
+    """The Avro envelope value for a schedule; the record key is `s.id.encode()`."""
+    return _CODEC.encode_schedule(s)
 
 
-def _read(value: bytes, reader: Any, writers: dict[bytes, Any]) -> Any:
-    """Decode one single-object record; KeyError for an unknown fingerprint, ValueError for garbage."""
-    if len(value) < HEADER_LEN or value[:2] != MAGIC:
-        raise ValueError("not Avro single-object encoding (no C3 01 header)")
-    writer = writers[value[2:HEADER_LEN]]
+def encode_cancel(schedule_id: str) -> bytes:
+    """The Avro envelope value for a cancel; the record key is the schedule id."""
+    return _CODEC.encode_cancel(schedule_id)
+
+
+def encode_state(s: Schedule, version: int) -> bytes:
+    """The state-topic record for a pending schedule; `version` is the input offset that created it."""
+    return _CODEC.encode_state(s, version)
+
+
+def intake(records: Sequence[Consumed]) -> list[tuple[Schedule, bytes] | Cancel | None]:
+    """A consumed batch in one native call: per record the Avro schedule `decode_command` would return with its
+    state record (version = offset), a Cancel, or None where `decode_command` must decide (the header protocol,
+    routed or relocated copies, older writer schemas, and every reject with its message)."""
+    return _CODEC.intake(records)
+
+
+def _read_history(value: bytes, writer: Any, reader: Any) -> Any:
+    """A record of an older writer schema, resolved by fastavro to the current one."""
     body = BytesIO(value)
     body.seek(HEADER_LEN)
-    record = schemaless_reader(body, writer or reader, reader if writer else None, return_record_name=True)
+    record = schemaless_reader(body, writer, reader, return_record_name=True)
     if body.tell() != len(value):
         raise ValueError(f"{len(value) - body.tell()} trailing bytes after the Avro body")
     return record
 
 
-# Hand-written Avro binary for the two hot-path writers, ~5x faster than schemaless_writer. Used only while the
-# schema files still have the fingerprints it was written for; tests compare it byte for byte with fastavro.
-_WRITTEN_FOR_COMMAND, _WRITTEN_FOR_STATE = (
-    bytes.fromhex("08e2c67875842e53"),
-    bytes.fromhex("18930a5a8080a164"),
-)
-_FAST_COMMAND = COMMAND_FINGERPRINT == _WRITTEN_FOR_COMMAND
-_FAST_STATE = STATE_FINGERPRINT == _WRITTEN_FOR_STATE
-_SMALL = [bytes((i,)) for i in range(128)]
-_NULL, _SECOND = b"\x00", b"\x02"
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return _SMALL[n]
-    if 1 << 35 <= n < 1 << 42:  # epoch milliseconds, zigzagged: six bytes, unrolled
-        return bytes(
-            (
-                (n & 0x7F) | 0x80,
-                ((n >> 7) & 0x7F) | 0x80,
-                ((n >> 14) & 0x7F) | 0x80,
-                ((n >> 21) & 0x7F) | 0x80,
-                ((n >> 28) & 0x7F) | 0x80,
-                n >> 35,
-            )
-        )
-    out = [(n & 0x7F) | 0x80]
-    n >>= 7
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _long(n: int) -> bytes:
-    return _varint(n << 1 if n >= 0 else ((-n) << 1) - 1)
-
-
-def _bytes(b: bytes) -> bytes:
-    size = len(b)
-    return (_SMALL[size << 1] if size < 64 else _varint(size << 1)) + b
-
-
-def _opt_bytes(b: bytes | None) -> bytes:
-    return _NULL if b is None else _SECOND + _varint(len(b) << 1) + b
-
-
-def _fields_after_due(s: Schedule) -> list[bytes]:
-    """id, target_topic, target_key, target_partition, payload, headers: the order both schemas share."""
-    parts = [
-        _bytes(s.id.encode()),
-        _bytes(s.target_topic.encode()),
-        _opt_bytes(s.target_key),
-        _NULL if s.target_partition is None else _SECOND + _long(s.target_partition),
-        _opt_bytes(s.payload),
-    ]
-    if s.headers:
-        parts.append(_long(len(s.headers)))
-        for name, value in s.headers:
-            parts.append(_bytes(name.encode()))
-            parts.append(_opt_bytes(value))
-    parts.append(_NULL)
-    return parts
-
-
-def _opt_string(text: str | None) -> bytes:
-    return _NULL if text is None else _SECOND + _bytes(text.encode())
-
-
-def _headers_out(headers: Sequence[tuple[str, bytes | None]]) -> list[dict[str, Any]]:
-    return [{"name": n, "value": v} for n, v in headers]
-
-
 def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None], ...]:
     return tuple((h["name"], h["value"]) for h in headers)
-
-
-# Hand-written Avro binary readers for the hot path (the scheduler decodes every command and, per fire, the state
-# record), ~5x faster than schemaless_reader. Used only for records written with the exact schemas they were
-# written for; anything else (older writers, schema resolution) goes through fastavro. Errors raise ValueError,
-# IndexError or UnicodeDecodeError, which the callers turn into a reject or CorruptStateRecord as for fastavro;
-# tests compare them with fastavro on generated records and on garbage.
-
-
-def _rlong(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint long at `pos`: (value, next position)."""
-    byte = buf[pos]
-    if byte < 0x80:
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    result, shift = byte & 0x7F, 7
-    while True:
-        pos += 1
-        byte = buf[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (result >> 1) ^ -(result & 1), pos + 1
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def _rbytes(buf: bytes, pos: int) -> tuple[bytes, int]:
-    size = buf[pos]
-    if size < 0x80 and not size & 1:  # the common case: a length below 64 in one byte
-        size >>= 1
-        pos += 1
-    else:
-        size, pos = _rlong(buf, pos)
-    end = pos + size
-    if size < 0 or end > len(buf):
-        raise ValueError(f"bytes of length {size} past the end of the record")
-    return buf[pos:end], end
-
-
-def _rstr(buf: bytes, pos: int) -> tuple[str, int]:
-    size = buf[pos]
-    if size < 0x80 and not size & 1:
-        end = pos + 1 + (size >> 1)
-        if end > len(buf):
-            raise ValueError(f"string of length {size >> 1} past the end of the record")
-        return buf[pos + 1 : end].decode(), end
-    raw, pos = _rbytes(buf, pos)
-    return raw.decode(), pos
-
-
-def _rbranch(buf: bytes, pos: int) -> tuple[bool, int]:
-    """A ["null", X] union index: True when X follows."""
-    branch = buf[pos]
-    if branch == 0:
-        return False, pos + 1
-    if branch == 2:
-        return True, pos + 1
-    index, pos = _rlong(buf, pos)  # a padded varint is still legal Avro
-    if index not in (0, 1):
-        raise ValueError(f"union branch {index} out of range")
-    return index == 1, pos
-
-
-def _ropt_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
-    """A ["null", "bytes"] union; the branch bytes 0 and 2 inline, anything else via `_rbranch`."""
-    branch = buf[pos]
-    if branch == 0:
-        return None, pos + 1
-    if branch == 2:
-        return _rbytes(buf, pos + 1)
-    present, pos = _rbranch(buf, pos)
-    return _rbytes(buf, pos) if present else (None, pos)
-
-
-def _rheaders(buf: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
-    if buf[pos] == 0:  # the common case: none
-        return (), pos + 1
-    headers: list[tuple[str, bytes | None]] = []
-    while True:
-        count, pos = _rlong(buf, pos)
-        if count == 0:
-            return tuple(headers), pos
-        if count < 0:  # a block with its size in bytes first
-            count = -count
-            _size, pos = _rlong(buf, pos)
-        for _ in range(count):
-            name, pos = _rstr(buf, pos)
-            value, pos = _ropt_bytes(buf, pos)
-            headers.append((name, value))
-
-
-def _rfields_after_due(buf: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
-    """id, target_topic, target_key, target_partition, payload, headers (see `_fields_after_due`)."""
-    sid, pos = _rstr(buf, pos)
-    topic, pos = _rstr(buf, pos)
-    key, pos = _ropt_bytes(buf, pos)
-    partition: int | None = None
-    present, pos = _rbranch(buf, pos)
-    if present:
-        partition, pos = _rlong(buf, pos)
-    payload, pos = _ropt_bytes(buf, pos)
-    headers, pos = _rheaders(buf, pos)
-    return (sid, topic, key, partition, payload, headers), pos
-
-
-def _ropt_str(buf: bytes, pos: int) -> tuple[str | None, int]:
-    present, pos = _rbranch(buf, pos)
-    if present:
-        return _rstr(buf, pos)
-    return None, pos
-
-
-def _end(buf: bytes, pos: int) -> None:
-    if pos != len(buf):
-        raise ValueError(f"{len(buf) - pos} trailing bytes after the Avro body")
-
-
-def _read_state_fast(buf: bytes) -> tuple[Schedule, int]:
-    due, pos = _rlong(buf, HEADER_LEN)
-    version, pos = _rlong(buf, pos)
-    (sid, topic, key, partition, payload, headers), pos = _rfields_after_due(buf, pos)
-    created, pos = _rlong(buf, pos)
-    producer, pos = _ropt_str(buf, pos)
-    _end(buf, pos)
-    schedule = Schedule(sid, topic, due, payload, key, headers, partition, created, producer)
-    return schedule, version
-
-
-def _read_command_fast(buf: bytes) -> tuple[str, Any]:
-    """(record name, Schedule fields or the cancel id) of a command in the current schema."""
-    cancel, pos = _rbranch(buf, HEADER_LEN)  # body: [Schedule, Cancel]
-    if cancel:
-        sid, pos = _rstr(buf, pos)
-        _end(buf, pos)
-        return _CANCEL_NAME, sid
-    start = pos
-    fields, pos = _rfields_after_due(buf, pos)
-    shared = pos
-    due, pos = _rlong(buf, pos)
-    tail = pos
-    created, pos = _rlong(buf, pos)
-    producer, pos = _ropt_str(buf, pos)
-    _end(buf, pos)
-    return _SCHEDULE_NAME, (*fields, due, created, producer, (start, shared, tail))
-
-
-def encode_schedule(s: Schedule) -> bytes:
-    """The Avro envelope value for a schedule; the record key is `s.id.encode()`."""
-    if _FAST_COMMAND:
-        parts = _fields_after_due(s)
-        parts.extend((_long(s.due_ms), _long(s.created_ms), _opt_string(s.producer)))
-        return _COMMAND_PREFIX + _NULL + b"".join(parts)  # _NULL: union branch 0, Schedule
-    return _encode_schedule_fastavro(s)
-
-
-def _encode_schedule_fastavro(s: Schedule) -> bytes:
-    body = {
-        "id": s.id,
-        "target_topic": s.target_topic,
-        "target_key": s.target_key,
-        "target_partition": s.target_partition,
-        "payload": s.payload,
-        "headers": _headers_out(s.headers),
-        "deliver_at": s.due_ms,
-        "created_at": s.created_ms,
-        "producer": s.producer,
-    }
-    return _write(_COMMAND_PREFIX, COMMAND_SCHEMA, {"body": (_SCHEDULE_NAME, body)})
-
-
-def encode_cancel(schedule_id: str) -> bytes:
-    """The Avro envelope value for a cancel; the record key is the schedule id."""
-    return _write(_COMMAND_PREFIX, COMMAND_SCHEMA, {"body": (_CANCEL_NAME, {"id": schedule_id})})
-
-
-# The schedule `decode_command` last read from an Avro envelope, with the envelope's bytes of the fields the state
-# record shares (id .. headers) and of its tail (created, producer): `encode_state` of that very object splices
-# them instead of encoding them again (the scheduler encodes each command's state record right after decoding it).
-_LAST_ENVELOPE: tuple[Schedule, bytes, bytes] | None = None
-
-
-def encode_state(s: Schedule, version: int) -> bytes:
-    """The state-topic record for a pending schedule; `version` is the input offset that created it."""
-    last = _LAST_ENVELOPE
-    if last is not None and last[0] is s and _FAST_STATE:
-        return b"".join((_STATE_PREFIX, _long(s.due_ms), _long(version), last[1], last[2]))
-    if _FAST_STATE:
-        parts = [_STATE_PREFIX, _long(s.due_ms), _long(version), *_fields_after_due(s)]
-        parts.extend((_long(s.created_ms), _opt_string(s.producer)))
-        return b"".join(parts)
-    return _encode_state_fastavro(s, version)
-
-
-def _encode_state_fastavro(s: Schedule, version: int) -> bytes:
-    record = {
-        "due_ms": s.due_ms,
-        "version": version,
-        "id": s.id,
-        "target_topic": s.target_topic,
-        "target_key": s.target_key,
-        "target_partition": s.target_partition,
-        "payload": s.payload,
-        "headers": _headers_out(s.headers),
-        "created_ms": s.created_ms,
-        "producer": s.producer,
-    }
-    return _write(_STATE_PREFIX, STATE_SCHEMA, record)
 
 
 def decode_state(value: bytes) -> tuple[Schedule, int]:
@@ -445,41 +198,39 @@ def decode_state(value: bytes) -> tuple[Schedule, int]:
 @functools.lru_cache(maxsize=4096)
 def _decode_state_memo(value: bytes) -> tuple[Schedule, int]:
     try:
-        if _FAST_STATE and value[2:HEADER_LEN] == _WRITTEN_FOR_STATE and value[:2] == MAGIC:
-            return _read_state_fast(value)
-        return _decode_state_fastavro(value)
-    except KeyError as exc:
-        raise CorruptStateRecord(
-            f"state record has unknown schema fingerprint {exc}: upgrade the scheduler"
-        ) from exc
+        return _CODEC.decode_state(value)
+    except UnknownFingerprint:
+        writer = _STATE_HISTORY.get(value[2:HEADER_LEN])
+        if writer is None:
+            raise CorruptStateRecord(
+                f"state record has unknown schema fingerprint {value[2:HEADER_LEN].hex()}: upgrade the scheduler"
+            ) from None
+    except AvroError as exc:
+        raise CorruptStateRecord(f"state record does not decode: {exc}") from None
+    try:
+        r = _read_history(value, writer, STATE_SCHEMA)
     except Exception as exc:
         raise CorruptStateRecord(f"state record does not decode: {type(exc).__name__}: {exc}") from exc
-
-
-def _decode_state_fastavro(value: bytes) -> tuple[Schedule, int]:
-    r = _read(value, STATE_SCHEMA, _STATE_WRITERS)
     schedule = Schedule(
-        id=r["id"],
-        target_topic=r["target_topic"],
-        due_ms=r["due_ms"],
-        payload=r["payload"],
-        target_key=r["target_key"],
-        headers=_headers_in(r["headers"]),
-        target_partition=r["target_partition"],
-        created_ms=r["created_ms"],
-        producer=r["producer"],
+        r["id"],
+        r["target_topic"],
+        r["due_ms"],
+        r["payload"],
+        r["target_key"],
+        _headers_in(r["headers"]),
+        r["target_partition"],
+        r["created_ms"],
+        r["producer"],
     )
     return schedule, r["version"]
 
 
 def peek_due_ms(value: bytes) -> int:
     """The due time from the first field (a zigzag varint after the header), without a full decode."""
-    if value[:2] != MAGIC:
-        raise CorruptStateRecord("state record is not Avro single-object encoded")
     try:
-        return _rlong(value, HEADER_LEN)[0]
-    except (IndexError, ValueError):
-        raise CorruptStateRecord("state record is truncated in its due_ms field") from None
+        return _peek_due_ms(value)
+    except AvroError as exc:
+        raise CorruptStateRecord(f"state record has no due_ms: {exc}") from None
 
 
 def to_header_protocol(s: Schedule) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
@@ -559,49 +310,49 @@ def _reject(reason: RejectReason, sid: str, message: str) -> Rejected:
 
 
 def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
-    fp = value[2:HEADER_LEN]
-    if len(fp) == 8 and fp not in _COMMAND_WRITERS:
-        return _reject(
-            RejectReason.UNKNOWN_SCHEMA,
-            sid,
-            f"command schema fingerprint {fp.hex()} is unknown: upgrade the scheduler before its producers",
-        )
-    if _FAST_COMMAND and fp == _WRITTEN_FOR_COMMAND:
-        return _envelope(sid, value, ts, _read_command_fast)
-    return _envelope(sid, value, ts, _read_command_fastavro)
-
-
-def _read_command_fastavro(value: bytes) -> tuple[str, Any]:
-    """(record name, Schedule fields or the cancel id), like `_read_command_fast`, through fastavro."""
-    name, body = _read(value, COMMAND_SCHEMA, _COMMAND_WRITERS)["body"]
-    if name == _CANCEL_NAME:
-        return name, body["id"]
-    fields = ("id", "target_topic", "target_key", "target_partition", "payload")
-    after = (body["deliver_at"], body["created_at"], body["producer"])
-    return name, (*(body[f] for f in fields), _headers_in(body["headers"]), *after)
-
-
-def _envelope(
-    sid: str, value: bytes, ts: int, read: Callable[[bytes], tuple[str, Any]]
-) -> Command | Rejected:
     try:
-        name, fields = read(value)
-    except Exception as exc:
-        return _reject(RejectReason.DESERIALIZATION_ERROR, sid, f"Avro envelope: {type(exc).__name__}: {exc}")
-    body_id = fields if name == _CANCEL_NAME else fields[0]
-    if body_id != sid:
+        command = _CODEC.decode_envelope(value)
+    except UnknownFingerprint:
+        fp = value[2:HEADER_LEN]
+        writer = _COMMAND_HISTORY.get(fp)
+        if writer is None:
+            return _reject(
+                RejectReason.UNKNOWN_SCHEMA,
+                sid,
+                f"command schema fingerprint {fp.hex()} is unknown: upgrade the scheduler before its producers",
+            )
+        try:
+            command = _read_command_history(value, writer)
+        except Exception as exc:
+            return _reject(
+                RejectReason.DESERIALIZATION_ERROR, sid, f"Avro envelope: {type(exc).__name__}: {exc}"
+            )
+    except AvroError as exc:
+        return _reject(RejectReason.DESERIALIZATION_ERROR, sid, f"Avro envelope: {exc}")
+    if command.id != sid:
         return _reject(
-            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {body_id!r}"
+            RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {command.id!r}"
         )
+    if isinstance(command, Cancel):
+        return command
+    return _check_schedule(command, ts)
+
+
+def _read_command_history(value: bytes, writer: Any) -> Schedule | Cancel:
+    name, body = _read_history(value, writer, COMMAND_SCHEMA)["body"]
     if name == _CANCEL_NAME:
-        return Cancel(sid)
-    _id, topic, key, partition, payload, headers, due, created, producer, *spans = fields
-    schedule = Schedule(sid, topic, due, payload, key, headers, partition, created, producer)
-    if spans:
-        start, shared, tail = spans[0]
-        global _LAST_ENVELOPE  # noqa: PLW0603 -- one slot, checked by identity in encode_state
-        _LAST_ENVELOPE = (schedule, value[start:shared], value[tail:])
-    return _check_schedule(schedule, ts)
+        return Cancel(body["id"])
+    return Schedule(
+        body["id"],
+        body["target_topic"],
+        body["deliver_at"],
+        body["payload"],
+        body["target_key"],
+        _headers_in(body["headers"]),
+        body["target_partition"],
+        body["created_at"],
+        body["producer"],
+    )
 
 
 def _check_schedule(s: Schedule, ts: int) -> Schedule | Rejected:

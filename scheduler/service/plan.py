@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, peek_due_ms
+from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, intake, peek_due_ms
 from scheduler.errors import CorruptStateRecord
 from scheduler.model import Cancel, Command, Rejected, RejectReason, Relocated, Schedule
 from scheduler.service.index import DueIndex
@@ -123,13 +123,21 @@ def plan_tick(
     relocate: Sequence[Relocation] = (),
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
-    consumer's batch is already bounded), then fires within both budgets."""
+    consumer's batch is already bounded: decoded and encoded in one native call), then fires within both
+    budgets."""
     plan = TickPlan()
     for move in relocate:
         plan.relocations.append(move)
         plan.state_writes[(move.partition, move.schedule_id)] = None
-    for record in records:
-        _intake(plan, record, indexes, validate, route)
+    batch = records if isinstance(records, Sequence) else list(records)
+    for record, taken in zip(batch, intake(batch), strict=True):
+        if taken is None:  # the header protocol, a routed copy, an older schema, or a reject: Python decides
+            command = decode_command(record.key, record.value, record.headers, record.timestamp_ms)
+            _intake(plan, record, command, None, indexes, validate, route)
+        elif isinstance(taken, Cancel):
+            _intake(plan, record, taken, None, indexes, validate, route)
+        else:
+            _intake(plan, record, taken[0], taken[1], indexes, validate, route)
     _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter)
     return plan
 
@@ -137,11 +145,13 @@ def plan_tick(
 def _intake(
     plan: TickPlan,
     record: InputRecord,
+    command: Command | Rejected,
+    state: bytes | None,
     indexes: Mapping[int, DueIndex],
     validate: Validator,
     route: Route | None,
 ) -> None:
-    command = decode_command(record.key, record.value, record.headers, record.timestamp_ms)
+    """`state` is the schedule's state record when the batch decode already encoded it."""
     if isinstance(command, Rejected):
         plan.rejects.append(Reject(record, command.reason, command.message))
         return
@@ -149,7 +159,7 @@ def _intake(
     if route is not None:
         home = route.home(sid)
         if home != record.partition:
-            _misrouted(plan, record, home, route, _refusal(command, record, validate))
+            _misrouted(plan, record, home, route, _refusal(command, record, state, validate))
             return
     slot = (record.partition, sid)
     if isinstance(command, Relocated):
@@ -162,7 +172,8 @@ def _intake(
             plan.cancelled += 1
             plan.state_writes[slot] = None
         return
-    state = encode_state(command, record.offset)
+    if state is None:
+        state = encode_state(command, record.offset)
     refused = validate(command, len(state) + len(sid))
     if refused is not None:
         plan.rejects.append(Reject(record, refused.reason, refused.message))
@@ -171,13 +182,16 @@ def _intake(
     plan.state_writes[slot] = state
 
 
-def _refusal(command: Command, record: InputRecord, validate: Validator) -> Callable[[], Rejected | None]:
+def _refusal(
+    command: Command, record: InputRecord, state: bytes | None, validate: Validator
+) -> Callable[[], Rejected | None]:
     """Why a schedule would be refused at home, asked only if it cannot go there."""
 
     def refusal() -> Rejected | None:
         if not isinstance(command, Schedule):
             return None
-        return validate(command, len(encode_state(command, record.offset)) + len(record.key or b""))
+        size = len(state if state is not None else encode_state(command, record.offset))
+        return validate(command, size + len(record.key or b""))
 
     return refusal
 

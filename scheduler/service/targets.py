@@ -67,19 +67,24 @@ class TargetCatalog:
         self._ttl = ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[float, TopicInfo]] = {}
+        self._fits: dict[str, _Fits] = {}
 
     def forbidden(self, topic: str) -> str | None:
         return forbidden_target(topic, self._own, self._deny, self._allow)
+
+    def _max_age(self, info: TopicInfo, ttl: float) -> float:
+        return ttl if info.exists else min(ttl, 2.0)
 
     def info(self, topic: str, *, max_age_s: float | None = None) -> TopicInfo:
         """Cached facts; an unknown topic is looked up again after 2 s, a known one after the TTL."""
         now = self._clock()
         cached = self._cache.get(topic)
         ttl = max_age_s if max_age_s is not None else self._ttl
-        if cached is not None and now - cached[0] < (ttl if cached[1].exists else min(ttl, 2.0)):
+        if cached is not None and now - cached[0] < self._max_age(cached[1], ttl):
             return cached[1]
         info = self._lookup(topic)
         self._cache[topic] = (now, info)
+        self._fits.clear()  # budgets computed from the facts this replaces
         return info
 
     def limit(self, topic: str) -> int:
@@ -101,6 +106,30 @@ class TargetCatalog:
         return TopicInfo(True, len(meta.partitions), limit)
 
     def validate(self, schedule: Schedule, state_size: int) -> Rejected | None:
+        """None if the schedule can be fired (and dead-lettered, and stored); the common case is answered from
+        what an accepted schedule to the same target left (`_Fits`), without looking anything up."""
+        fits = self._fits.get(schedule.target_topic)
+        if fits is not None and fits.admits(schedule, state_size, self._clock()):
+            return None
+        refused = self._validate(schedule, state_size)
+        if refused is None:
+            self._fits[schedule.target_topic] = self._fits_of(schedule.target_topic)
+        return refused
+
+    def _fits_of(self, topic: str) -> _Fits:
+        """The budgets `_validate` checks against for `topic`, valid while every topic fact they use is fresh."""
+        size = len(topic.encode())
+        fired = [self.limit(topic), self.limit(self._dlt_topic) - _DEAD_LETTER_EXTRA - size]
+        used = [topic, self._dlt_topic, self._state_topic]
+        if self._history_topic:
+            fired.append(self.limit(self._history_topic) - _HISTORY_EXTRA - size)
+            used.append(self._history_topic)
+        expires = min(at + self._max_age(info, self._ttl) for at, info in (self._cache[t] for t in used))
+        return _Fits(
+            expires, self.info(topic).partitions, min(fired), self.limit(self._state_topic) - RECORD_FRAMING
+        )
+
+    def _validate(self, schedule: Schedule, state_size: int) -> Rejected | None:
         topic = schedule.target_topic
         why = self.forbidden(topic)
         if why is not None:
@@ -142,6 +171,31 @@ _ETF1_EXTRA = sum(len(h) + HEADER_FRAMING for h in ETF1_HEADERS) + 20 + 249
 _DEAD_LETTER_EXTRA = (
     sum(len(REASON_PREFIX + h) + HEADER_FRAMING for h in _DLT_HEADERS) + 32 + MAX_MESSAGE + 20
 )
+_FIRED_MAX_EXTRA = _FIRED_EXTRA + _ETF1_EXTRA
+
+
+_HISTORY_EXTRA = len(HEADER_FIRED_TOPIC) + HEADER_FRAMING
+
+
+@dataclass(frozen=True, slots=True)
+class _Fits:
+    """What a target topic admits without a lookup: a partition below `partitions`, a fired record (and its dead
+    letter and history copy) within `fired_budget` bytes, a state record within `state_budget`, until `expires`."""
+
+    expires: float
+    partitions: int
+    fired_budget: int
+    state_budget: int
+
+    def admits(self, schedule: Schedule, state_size: int, now: float) -> bool:
+        if now >= self.expires or state_size > self.state_budget:
+            return False
+        if schedule.target_partition is not None and schedule.target_partition >= self.partitions:
+            return False
+        # The state record holds the id, key, payload and headers' bytes: a bound of the fired record's size
+        # that needs no pass over the headers (`fired_size` then decides only for records near the budget).
+        bound = RECORD_FRAMING + 4 * state_size + HEADER_FRAMING * len(schedule.headers) + _FIRED_MAX_EXTRA
+        return bound <= self.fired_budget or fired_size(schedule) <= self.fired_budget
 
 
 def fired_size(schedule: Schedule) -> int:
@@ -154,9 +208,7 @@ def fired_size(schedule: Schedule) -> int:
 
 def history_size(schedule: Schedule) -> int:
     """An upper bound of the history copy's size: the fired record plus the target topic's name."""
-    return (
-        fired_size(schedule) + len(HEADER_FIRED_TOPIC) + HEADER_FRAMING + len(schedule.target_topic.encode())
-    )
+    return fired_size(schedule) + _HISTORY_EXTRA + len(schedule.target_topic.encode())
 
 
 def dead_letter_size(schedule: Schedule) -> int:

@@ -235,3 +235,18 @@ def test_a_cancel_envelope_among_garbage_is_a_cancel() -> None:
     ]
     plan, _ = run_batch(records)
     assert plan.cancels == 1 and len(plan.rejects) == 1  # type: ignore[attr-defined]
+
+
+def test_records_of_wrong_types_are_rejected_not_raised() -> None:
+    """The batch decode hands whatever it cannot read to decode_command, which rejects it."""
+    records = [
+        InputRecord(0, 0, NOW, b"a", 12345, [(TT, 7)]),  # type: ignore[arg-type]
+        InputRecord(0, 1, NOW, "b", encode_cancel("b"), None),  # type: ignore[arg-type]
+        InputRecord(0, 2, NOW, b"c", encode_cancel("c"), [(b"name", b"v")]),  # type: ignore[list-item]
+        InputRecord(0, 3, NOW, b"d", encode_cancel("d"), ("\udcff", b"v")),  # type: ignore[arg-type]
+        InputRecord(0, 4, 2**70, b"e", _valid_envelope(random.Random(1), "e"), None),
+    ]
+    plan, _ = run_batch(records)
+    outcome = {r.record.offset: r.reason for r in plan.rejects}  # type: ignore[attr-defined]
+    assert outcome[0] is RejectReason.DESERIALIZATION_ERROR
+    assert len(outcome) + plan.scheduled + plan.cancels == len(records)  # type: ignore[attr-defined]

@@ -1,7 +1,434 @@
-//! Python bindings of crate::codec.
+//! Python bindings of crate::codec: `Codec` (built once by scheduler.codec with the fingerprints of the schema
+//! files and the model's classes), `peek_due_ms`, and the errors `AvroError` / `UnknownFingerprint`.
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::codec::{self, Command, DecodeError, ErrorKind, Header, Schedule};
+
+pyo3::create_exception!(
+    _native,
+    AvroError,
+    PyValueError,
+    "A record that is not valid single-object Avro of the current schema."
+);
+pyo3::create_exception!(
+    _native,
+    UnknownFingerprint,
+    AvroError,
+    "A record of another writer schema than the current one (an older one, or unknown)."
+);
+
+const MAX_ID_BYTES: usize = 255;
+const HORIZON_MS: i64 = 36525 * 86_400_000;
+const ROUTED: [&str; 3] = [
+    "scheduler-forwarded-timestamp",
+    "scheduler-target-topic",
+    "scheduler-relocated-from",
+];
+
+/// AvroError (UnknownFingerprint for another writer's record) with the message, and the kind as `.kind`.
+fn avro_error(py: Python<'_>, e: DecodeError) -> PyErr {
+    let err = if e.kind == ErrorKind::UnknownFingerprint {
+        UnknownFingerprint::new_err(e.to_string())
+    } else {
+        AvroError::new_err(e.to_string())
+    };
+    if let Err(failed) = err.value(py).setattr("kind", format!("{:?}", e.kind)) {
+        return failed;
+    }
+    err
+}
+
+/// Bytes of a Python `bytes`, or an owned copy of any other buffer (bytearray, memoryview).
+enum Buf<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Owned(Vec<u8>),
+}
+
+impl Buf<'_> {
+    fn get(&self) -> &[u8] {
+        match self {
+            Buf::Bytes(b) => b.as_bytes(),
+            Buf::Owned(v) => v,
+        }
+    }
+}
+
+fn buf<'py>(obj: Bound<'py, PyAny>) -> PyResult<Buf<'py>> {
+    match obj.cast_into::<PyBytes>() {
+        Ok(b) => Ok(Buf::Bytes(b)),
+        Err(e) => Ok(Buf::Owned(e.into_inner().extract::<Vec<u8>>()?)),
+    }
+}
+
+fn opt_buf<'py>(obj: Bound<'py, PyAny>) -> PyResult<Option<Buf<'py>>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        buf(obj).map(Some)
+    }
+}
+
+fn text<'py>(obj: Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyString>> {
+    obj.cast_into::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))
+}
+
+/// A scheduler.model.Schedule's attributes, held so that a `codec::Schedule` can borrow them.
+struct Held<'py> {
+    id: Bound<'py, PyString>,
+    topic: Bound<'py, PyString>,
+    due_ms: i64,
+    payload: Option<Buf<'py>>,
+    key: Option<Buf<'py>>,
+    headers: Vec<(Bound<'py, PyString>, Option<Buf<'py>>)>,
+    partition: Option<i32>,
+    created_ms: i64,
+    producer: Option<Bound<'py, PyString>>,
+}
+
+impl<'py> Held<'py> {
+    fn of(s: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = s.py();
+        let mut headers = Vec::new();
+        for item in s.getattr(intern!(py, "headers"))?.try_iter()? {
+            let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item?.extract()?;
+            headers.push((text(name, "a header name")?, opt_buf(value)?));
+        }
+        let partition = s.getattr(intern!(py, "target_partition"))?;
+        let producer = s.getattr(intern!(py, "producer"))?;
+        Ok(Held {
+            id: text(s.getattr(intern!(py, "id"))?, "id")?,
+            topic: text(s.getattr(intern!(py, "target_topic"))?, "target_topic")?,
+            due_ms: s.getattr(intern!(py, "due_ms"))?.extract()?,
+            payload: opt_buf(s.getattr(intern!(py, "payload"))?)?,
+            key: opt_buf(s.getattr(intern!(py, "target_key"))?)?,
+            headers,
+            partition: if partition.is_none() {
+                None
+            } else {
+                Some(partition.extract().map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "target_partition {partition} is not a 32-bit int"
+                    ))
+                })?)
+            },
+            created_ms: s.getattr(intern!(py, "created_ms"))?.extract()?,
+            producer: if producer.is_none() {
+                None
+            } else {
+                Some(text(producer, "producer")?)
+            },
+        })
+    }
+
+    fn view(&self) -> PyResult<Schedule<'_>> {
+        let mut headers: Vec<Header<'_>> = Vec::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            headers.push((name.to_str()?, value.as_ref().map(Buf::get)));
+        }
+        Ok(Schedule {
+            id: self.id.to_str()?,
+            target_topic: self.topic.to_str()?,
+            due_ms: self.due_ms,
+            payload: self.payload.as_ref().map(Buf::get),
+            target_key: self.key.as_ref().map(Buf::get),
+            headers,
+            target_partition: self.partition,
+            created_ms: self.created_ms,
+            producer: self.producer.as_ref().map(|p| p.to_str()).transpose()?,
+        })
+    }
+}
+
+fn opt_bytes<'py>(py: Python<'py>, b: Option<&[u8]>) -> Bound<'py, PyAny> {
+    match b {
+        None => py.None().into_bound(py),
+        Some(b) => PyBytes::new(py, b).into_any(),
+    }
+}
+
+/// The wire format of the current schemas, for Python.
+#[pyclass(frozen, module = "scheduler._native")]
+pub struct Codec {
+    command_fp: [u8; 8],
+    state_fp: [u8; 8],
+    schedule_cls: Py<PyAny>,
+    cancel_cls: Py<PyAny>,
+    /// object.__new__ and the field names, when Schedule is a plain dataclass with these fields in this order.
+    direct: Option<Direct>,
+}
+
+type Direct = (Py<PyAny>, Vec<Py<PyString>>);
+
+const SCHEDULE_FIELDS: [&str; 9] = [
+    "id",
+    "target_topic",
+    "due_ms",
+    "payload",
+    "target_key",
+    "headers",
+    "target_partition",
+    "created_ms",
+    "producer",
+];
+
+/// Build Schedules field by field only if that is exactly what calling the class would do.
+fn direct(schedule: &Bound<'_, PyAny>) -> PyResult<Option<Direct>> {
+    let py = schedule.py();
+    let fields: Vec<String> = schedule.getattr(intern!(py, "__match_args__"))?.extract()?;
+    if fields != SCHEDULE_FIELDS || schedule.hasattr(intern!(py, "__post_init__"))? {
+        return Ok(None);
+    }
+    let new = py
+        .import("builtins")?
+        .getattr("object")?
+        .getattr("__new__")?;
+    let names = SCHEDULE_FIELDS
+        .iter()
+        .map(|f| PyString::intern(py, f).unbind())
+        .collect();
+    Ok(Some((new.unbind(), names)))
+}
+
+impl Codec {
+    fn schedule<'py>(&self, py: Python<'py>, s: &Schedule<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let headers = PyTuple::new(
+            py,
+            s.headers
+                .iter()
+                .map(|(name, value)| {
+                    PyTuple::new(
+                        py,
+                        [PyString::new(py, name).into_any(), opt_bytes(py, *value)],
+                    )
+                })
+                .collect::<PyResult<Vec<_>>>()?,
+        )?;
+        let args = PyTuple::new(
+            py,
+            [
+                PyString::new(py, s.id).into_any(),
+                PyString::new(py, s.target_topic).into_any(),
+                s.due_ms.into_bound_py_any(py)?,
+                opt_bytes(py, s.payload),
+                opt_bytes(py, s.target_key),
+                headers.into_any(),
+                s.target_partition.into_bound_py_any(py)?,
+                s.created_ms.into_bound_py_any(py)?,
+                s.producer.into_bound_py_any(py)?,
+            ],
+        )?;
+        let cls = self.schedule_cls.bind(py);
+        let Some((new, names)) = &self.direct else {
+            return cls.call1(args);
+        };
+        // What the frozen dataclass's __init__ does (object.__setattr__ per field), without its Python frame.
+        let obj = new.bind(py).call1((cls,))?;
+        for (name, value) in names.iter().zip(args.iter()) {
+            // SAFETY: three live, owned references; PyObject_GenericSetAttr borrows them and sets an error on -1.
+            if unsafe {
+                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr())
+            } < 0
+            {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
+
+    /// The accepted Avro schedule of one consumed record with its state record, a Cancel, or None: the record
+    /// needs Python (header protocol, routing headers, another writer schema, or a reject with its message).
+    fn intake_one<'py>(&self, record: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = record.py();
+        let key = record.getattr(intern!(py, "key"))?;
+        let Ok(key) = key.cast_into::<PyBytes>() else {
+            return Ok(None);
+        };
+        let key = key.as_bytes();
+        if key.is_empty() || key.len() > MAX_ID_BYTES {
+            return Ok(None);
+        }
+        let Ok(sid) = std::str::from_utf8(key) else {
+            return Ok(None);
+        };
+        let value = record.getattr(intern!(py, "value"))?;
+        if value.is_none() {
+            return Ok(Some(self.cancel_cls.bind(py).call1((sid,))?));
+        }
+        let Ok(value) = value.cast_into::<PyBytes>() else {
+            return Ok(None);
+        };
+        let value = value.as_bytes();
+        if value.len() < 2 || value[..2] != codec::MAGIC {
+            return Ok(None);
+        }
+        let headers = record.getattr(intern!(py, "headers"))?;
+        if !headers.is_none() {
+            let Ok(list) = headers.cast_into::<PyList>() else {
+                return Ok(None);
+            };
+            for item in list.iter() {
+                let Ok(pair) = item.cast_into::<PyTuple>() else {
+                    return Ok(None);
+                };
+                let Ok(name) = pair.get_item(0) else {
+                    return Ok(None);
+                };
+                let Ok(name) = name.cast_into::<PyString>() else {
+                    return Ok(None);
+                };
+                let Ok(name) = name.to_str() else {
+                    return Ok(None);
+                };
+                if ROUTED.contains(&name) {
+                    return Ok(None);
+                }
+            }
+        }
+        let Ok(command) = codec::decode_command(value, &self.command_fp) else {
+            return Ok(None);
+        };
+        match command {
+            Command::Cancel(id) if id == sid => Ok(Some(self.cancel_cls.bind(py).call1((sid,))?)),
+            Command::Schedule(s) if s.id == sid => {
+                let Ok(ts) = record
+                    .getattr(intern!(py, "timestamp_ms"))?
+                    .extract::<i64>()
+                else {
+                    return Ok(None);
+                };
+                let sane = codec::is_legal_topic(s.target_topic)
+                    && s.target_partition.is_none_or(|p| p >= 0)
+                    && 0 <= s.due_ms
+                    && s.due_ms <= ts.saturating_add(HORIZON_MS);
+                if !sane {
+                    return Ok(None);
+                }
+                let Ok(version) = record.getattr(intern!(py, "offset"))?.extract::<i64>() else {
+                    return Ok(None);
+                };
+                let state = codec::encode_state(&s, version, &self.state_fp);
+                let pair = [self.schedule(py, &s)?, PyBytes::new(py, &state).into_any()];
+                Ok(Some(PyTuple::new(py, pair)?.into_any()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[pymethods]
+impl Codec {
+    /// `command_fingerprint` and `state_fingerprint` are computed from the schema files: ValueError unless they
+    /// are the ones this layout is written for. `schedule` and `cancel` are scheduler.model's classes.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        command_fingerprint: &[u8],
+        state_fingerprint: &[u8],
+        schedule: Py<PyAny>,
+        cancel: Py<PyAny>,
+    ) -> PyResult<Self> {
+        codec::check_fingerprints(command_fingerprint, state_fingerprint)
+            .map_err(PyValueError::new_err)?;
+        Ok(Codec {
+            command_fp: codec::COMMAND_FINGERPRINT,
+            state_fp: codec::STATE_FINGERPRINT,
+            direct: direct(schedule.bind(py))?,
+            schedule_cls: schedule,
+            cancel_cls: cancel,
+        })
+    }
+
+    fn encode_schedule<'py>(
+        &self,
+        py: Python<'py>,
+        schedule: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let held = Held::of(schedule)?;
+        Ok(PyBytes::new(
+            py,
+            &codec::encode_schedule(&held.view()?, &self.command_fp),
+        ))
+    }
+
+    fn encode_cancel<'py>(&self, py: Python<'py>, schedule_id: &str) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::encode_cancel(schedule_id, &self.command_fp))
+    }
+
+    fn encode_state<'py>(
+        &self,
+        py: Python<'py>,
+        schedule: &Bound<'py, PyAny>,
+        version: i64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let held = Held::of(schedule)?;
+        Ok(PyBytes::new(
+            py,
+            &codec::encode_state(&held.view()?, version, &self.state_fp),
+        ))
+    }
+
+    /// (Schedule, version); AvroError for garbage, UnknownFingerprint for another writer schema.
+    fn decode_state<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+        let (s, version) =
+            codec::decode_state(value, &self.state_fp).map_err(|e| avro_error(py, e))?;
+        PyTuple::new(py, [self.schedule(py, &s)?, version.into_bound_py_any(py)?])
+    }
+
+    /// The envelope's Schedule or Cancel (its id unchecked against the key); errors as `decode_state`.
+    fn decode_envelope<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        match codec::decode_command(value, &self.command_fp).map_err(|e| avro_error(py, e))? {
+            Command::Schedule(s) => self.schedule(py, &s),
+            Command::Cancel(id) => self.cancel_cls.bind(py).call1((id,)),
+        }
+    }
+
+    /// One entry per consumed record (objects with key, value, headers, timestamp_ms, offset): a
+    /// (Schedule, state record) the codec accepts, a Cancel, or None where Python must decide.
+    fn intake<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for record in records.try_iter()? {
+            let taken = self.intake_one(&record?)?;
+            out.append(taken)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The due time of a state record of any state schema; AvroError if it has none.
+#[pyfunction]
+fn peek_due_ms(py: Python<'_>, value: &[u8]) -> PyResult<i64> {
+    codec::peek_due_ms(value).map_err(|e| avro_error(py, e))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Codec>()?;
+    m.add_function(wrap_pyfunction!(peek_due_ms, m)?)?;
+    m.add("AvroError", py.get_type::<AvroError>())?;
+    m.add("UnknownFingerprint", py.get_type::<UnknownFingerprint>())?;
+    m.add("STRICTER_THAN_FASTAVRO", stricter_kinds())?;
     Ok(())
+}
+
+/// The error kinds (AvroError.kind) fastavro would read without complaint.
+fn stricter_kinds() -> Vec<String> {
+    [
+        ErrorKind::VarintTooLong,
+        ErrorKind::NegativeLength,
+        ErrorKind::BadUnion,
+        ErrorKind::IntOutOfRange,
+    ]
+    .into_iter()
+    .filter(|k| k.stricter_than_fastavro())
+    .map(|k| format!("{k:?}"))
+    .collect()
 }

@@ -1,0 +1,267 @@
+//! The codec core: round trips, the exact layout, and every malformed case with its error kind.
+
+use super::*;
+
+const FP: [u8; 8] = COMMAND_FINGERPRINT;
+const SFP: [u8; 8] = STATE_FINGERPRINT;
+
+fn sample() -> Schedule<'static> {
+    Schedule {
+        id: "reservation-42 ✓",
+        target_topic: "orders.expired",
+        due_ms: 1_767_225_600_000,
+        payload: Some(b"payload"),
+        target_key: Some(b"k"),
+        headers: vec![("h", Some(b"v")), ("", None)],
+        target_partition: Some(3),
+        created_ms: 1_767_000_000_000,
+        producer: Some("svc"),
+    }
+}
+
+fn bare() -> Schedule<'static> {
+    Schedule {
+        id: "a",
+        target_topic: "t",
+        due_ms: 5,
+        payload: None,
+        target_key: None,
+        headers: vec![],
+        target_partition: None,
+        created_ms: 0,
+        producer: None,
+    }
+}
+
+#[test]
+fn fingerprints_match_the_spec_vector_and_the_schema_files() {
+    // The Avro spec: the fingerprint of "null" is 7195948357588979594.
+    assert_eq!(
+        u64::from_le_bytes(fingerprint(b"\"null\"")),
+        7_195_948_357_588_979_594
+    );
+    // What fastavro computes from schemas/*.avsc (the Python tests check the canonical forms themselves).
+    assert_eq!(hex(&COMMAND_FINGERPRINT), "08e2c67875842e53");
+    assert_eq!(hex(&STATE_FINGERPRINT), "18930a5a8080a164");
+    assert!(check_fingerprints(&COMMAND_FINGERPRINT, &STATE_FINGERPRINT).is_ok());
+    let stale = check_fingerprints(&[0; 8], &STATE_FINGERPRINT).unwrap_err();
+    assert!(
+        stale.contains("schemas/command.avsc") && stale.contains("08e2c67875842e53"),
+        "{stale}"
+    );
+}
+
+#[test]
+fn schedule_round_trips_through_the_envelope() {
+    for s in [sample(), bare()] {
+        assert_eq!(
+            decode_command(&encode_schedule(&s, &FP), &FP).unwrap(),
+            Command::Schedule(s)
+        );
+    }
+}
+
+#[test]
+fn cancel_round_trips() {
+    let value = encode_cancel("x-1", &FP);
+    assert_eq!(value[HEADER_LEN..], [2, 6, b'x', b'-', b'1']);
+    assert_eq!(decode_command(&value, &FP).unwrap(), Command::Cancel("x-1"));
+}
+
+#[test]
+fn state_round_trips_and_peeks() {
+    for (s, version) in [(sample(), 0), (bare(), i64::MAX), (bare(), 1 << 40)] {
+        let value = encode_state(&s, version, &SFP);
+        assert_eq!(peek_due_ms(&value).unwrap(), s.due_ms);
+        assert_eq!(decode_state(&value, &SFP).unwrap(), (s, version));
+    }
+}
+
+#[test]
+fn longs_at_the_edges_round_trip() {
+    for due in [0, -1, 1, 63, 64, -65, i64::MAX, i64::MIN, 1 << 35, 1 << 42] {
+        let s = Schedule {
+            due_ms: due,
+            created_ms: !due,
+            target_partition: Some(i32::MIN),
+            ..bare()
+        };
+        let value = encode_state(&s, due, &SFP);
+        assert_eq!(peek_due_ms(&value).unwrap(), due);
+        assert_eq!(decode_state(&value, &SFP).unwrap(), (s, due));
+    }
+}
+
+#[test]
+fn the_bare_state_layout_is_plain_avro() {
+    let value = encode_state(&bare(), 1, &SFP);
+    // due 5, version 1, "a", "t", null key, null partition, null payload, no headers, created 0, null producer
+    assert_eq!(
+        value[HEADER_LEN..],
+        [10, 2, 2, b'a', 2, b't', 0, 0, 0, 0, 0, 0]
+    );
+}
+
+fn kind<T: fmt::Debug>(r: Result<T, DecodeError>) -> ErrorKind {
+    r.unwrap_err().kind
+}
+
+#[test]
+fn every_malformed_command_has_its_error() {
+    let good = encode_schedule(&sample(), &FP);
+    let head = &good[..HEADER_LEN];
+    let with = |body: &[u8]| [head, body].concat();
+    assert_eq!(kind(decode_command(b"", &FP)), ErrorKind::NotSingleObject);
+    assert_eq!(
+        kind(decode_command(b"\xc3\x01\x00", &FP)),
+        ErrorKind::NotSingleObject
+    );
+    assert_eq!(
+        kind(decode_command(&good[..9], &FP)),
+        ErrorKind::NotSingleObject
+    );
+    assert_eq!(
+        kind(decode_command(&[&[0xc3, 0x02], &good[2..]].concat(), &FP)),
+        ErrorKind::NotSingleObject
+    );
+    assert_eq!(
+        kind(decode_command(&encode_schedule(&sample(), &[0; 8]), &FP)),
+        ErrorKind::UnknownFingerprint
+    );
+    assert_eq!(kind(decode_command(head, &FP)), ErrorKind::Truncated);
+    for cut in HEADER_LEN..good.len() {
+        assert!(decode_command(&good[..cut], &FP).is_err(), "cut at {cut}");
+    }
+    assert_eq!(
+        kind(decode_command(&[&good[..], b"\x00"].concat(), &FP)),
+        ErrorKind::TrailingBytes
+    );
+    assert_eq!(
+        kind(decode_command(&with(b"\x04"), &FP)),
+        ErrorKind::BadUnion
+    );
+    assert_eq!(
+        kind(decode_command(&with(b"\x01"), &FP)),
+        ErrorKind::BadUnion
+    );
+    assert_eq!(
+        kind(decode_command(&with(b"\x02\x03ab"), &FP)),
+        ErrorKind::NegativeLength
+    );
+    assert_eq!(
+        kind(decode_command(&with(b"\x02\x0aab"), &FP)),
+        ErrorKind::LengthPastEnd
+    );
+    assert_eq!(
+        kind(decode_command(&with(b"\x02\x02\xff"), &FP)),
+        ErrorKind::InvalidUtf8
+    );
+    assert_eq!(
+        kind(decode_command(&with(&[0xff; 11]), &FP)),
+        ErrorKind::VarintTooLong
+    );
+    let mut overflow = vec![0xff; 9];
+    overflow.push(0x02); // a tenth byte above 1 does not fit 64 bits
+    assert_eq!(
+        kind(decode_command(&with(&overflow), &FP)),
+        ErrorKind::VarintTooLong
+    );
+    assert_eq!(
+        kind(decode_command(&with(&[0xff; 40]), &FP)),
+        ErrorKind::VarintTooLong
+    );
+    // target_partition is an int: 2^31 is out of range
+    let mut big = with(b"\x00\x02a\x02t\x00\x02");
+    put_long(&mut big, 1 << 31);
+    big.extend_from_slice(b"\x00\x00\x0a\x00\x00");
+    assert_eq!(kind(decode_command(&big, &FP)), ErrorKind::IntOutOfRange);
+}
+
+#[test]
+fn every_malformed_state_record_has_its_error() {
+    let good = encode_state(&sample(), 7, &SFP);
+    assert_eq!(kind(decode_state(b"xx", &SFP)), ErrorKind::NotSingleObject);
+    assert_eq!(
+        kind(decode_state(&good, &FP)),
+        ErrorKind::UnknownFingerprint
+    );
+    assert_eq!(
+        kind(decode_state(&encode_schedule(&sample(), &FP), &SFP)),
+        ErrorKind::UnknownFingerprint
+    );
+    assert_eq!(
+        kind(decode_state(&[&good[..], b"\x00"].concat(), &SFP)),
+        ErrorKind::TrailingBytes
+    );
+    for cut in HEADER_LEN..good.len() {
+        assert!(decode_state(&good[..cut], &SFP).is_err(), "cut at {cut}");
+    }
+    assert_eq!(kind(peek_due_ms(b"")), ErrorKind::NotSingleObject);
+    assert_eq!(
+        kind(peek_due_ms(b"xx\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+        ErrorKind::NotSingleObject
+    );
+    assert_eq!(kind(peek_due_ms(&good[..HEADER_LEN])), ErrorKind::Truncated);
+    assert_eq!(kind(peek_due_ms(&good[..5])), ErrorKind::Truncated);
+    assert_eq!(
+        kind(peek_due_ms(&[&good[..HEADER_LEN], b"\xff"].concat())),
+        ErrorKind::Truncated
+    );
+}
+
+#[test]
+fn blocked_arrays_and_padded_unions_are_legal_avro() {
+    let s = Schedule {
+        headers: vec![("h", Some(b"v"))],
+        ..bare()
+    };
+    let plain = encode_state(&s, 1, &SFP);
+    let one_block: &[u8] = b"\x02\x02h\x02\x02v\x00";
+    let at = plain
+        .windows(one_block.len())
+        .position(|w| w == one_block)
+        .unwrap();
+    let item = &one_block[1..one_block.len() - 1];
+    let mut blocked = plain[..at].to_vec();
+    blocked.push(0x01); // count -1: a block with its byte size first
+    put_long(&mut blocked, item.len() as i64);
+    blocked.extend_from_slice(item);
+    blocked.extend_from_slice(&plain[at + one_block.len() - 1..]);
+    assert_eq!(decode_state(&blocked, &SFP).unwrap(), (s.clone(), 1));
+    // target_key's null branch written as a two-byte varint
+    let bare_state = encode_state(&bare(), 1, &SFP);
+    let key_at = HEADER_LEN + 2 + 2 + 2;
+    let padded = [
+        &bare_state[..key_at],
+        b"\x80\x00",
+        &bare_state[key_at + 1..],
+    ]
+    .concat();
+    assert_eq!(decode_state(&padded, &SFP).unwrap(), (bare(), 1));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let good = encode_schedule(&sample(), &FP);
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut value = good.clone();
+        let i = HEADER_LEN + (seed as usize >> 8) % (good.len() - HEADER_LEN);
+        value[i] ^= (seed as u8) | 1;
+        value.truncate(HEADER_LEN + (seed as usize >> 24) % (good.len() - HEADER_LEN + 1));
+        let _ = decode_command(&value, &FP);
+        let _ = decode_state(&value, &FP);
+    }
+}
+
+#[test]
+fn legal_topics() {
+    assert!(is_legal_topic("orders.expired_v1-x"));
+    assert!(is_legal_topic(&"t".repeat(249)));
+    for bad in ["", ".", "..", "bad topic", "é", &"t".repeat(250)] {
+        assert!(!is_legal_topic(bad), "{bad}");
+    }
+}
