@@ -48,12 +48,20 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
             (b"", 275_646_681),
         ];
         for (data, want) in cases {
-            assert_eq!(murmur2(data), want, "murmur2({:?})", std::str::from_utf8(data));
+            assert_eq!(
+                murmur2(data),
+                want,
+                "murmur2({:?})",
+                std::str::from_utf8(data)
+            );
         }
     }
 
