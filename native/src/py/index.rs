@@ -1,6 +1,7 @@
 //! Python bindings of crate::index: `DueIndex` and the rebuild's `replay_state`, one call per consumed batch.
 
 use pyo3::exceptions::{PyMemoryError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -194,21 +195,21 @@ pub fn replay_state<'py>(
     let corrupt = PyList::empty(py);
     for msg in messages.try_iter()? {
         let msg = msg?;
-        if !msg.call_method0("error")?.is_none() {
+        if !msg.call_method0(intern!(py, "error"))?.is_none() {
             continue;
         }
-        let partition: Option<i64> = msg.call_method0("partition")?.extract()?;
+        let partition: Option<i64> = msg.call_method0(intern!(py, "partition"))?.extract()?;
         let partition = partition.unwrap_or(0);
         let Some((_, index, misplaced, count)) = resolved.iter_mut().find(|t| t.0 == partition)
         else {
             continue;
         };
         *count += 1;
-        let key = msg.call_method0("key")?;
+        let key = msg.call_method0(intern!(py, "key"))?;
         let Ok(key) = key.cast::<PyBytes>() else {
             continue;
         };
-        let value = msg.call_method0("value")?;
+        let value = msg.call_method0(intern!(py, "value"))?;
         let value = if value.is_none() {
             None
         } else {
@@ -217,7 +218,7 @@ pub fn replay_state<'py>(
         if i64::from(partition_for(key.as_bytes(), partitions)) != partition {
             match value {
                 None => {
-                    misplaced.call_method1("pop", (key, py.None()))?;
+                    misplaced.call_method1(intern!(py, "pop"), (key, py.None()))?;
                 }
                 Some(value) => misplaced.set_item(key, value)?,
             }
@@ -235,7 +236,7 @@ pub fn replay_state<'py>(
             {
                 Ok(()) => {}
                 Err(why) => {
-                    let offset: i64 = msg.call_method0("offset")?.extract()?;
+                    let offset: i64 = msg.call_method0(intern!(py, "offset"))?.extract()?;
                     corrupt.append((key, partition, offset, why.message()))?;
                 }
             },
