@@ -314,14 +314,13 @@ class SchedulerLoop:
 
     def _apply(self, plan: TickPlan, serving: dict[int, Any], now: int) -> None:
         """The transaction committed: now, and only now, the indexes and metrics change."""
+        writes: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for (partition, sid), value in plan.state_writes.items():
+            writes.setdefault(partition, []).append((sid, value))
+        for partition, batch in writes.items():
             owned = serving.get(partition)
-            if owned is None:
-                continue
-            if value is None:
-                owned.index.remove(sid)
-            else:
-                owned.index.put(sid, value)
+            if owned is not None:
+                owned.index.apply(batch)  # one call into the native index per partition
         for owned in serving.values():
             owned.committed = owned.position
         for move in plan.relocations:
@@ -372,7 +371,7 @@ class SchedulerLoop:
             index = owned.index
             due = index.next_due_ms()
             if due is not None and due <= now:
-                overdue += len(index.due(now, 100_000))
+                overdue += index.count_due(now)
             out.append(PartitionSnapshot(p, len(index), due, index.count_due_within(now)))
         self._metrics.overdue.set(overdue)
         return out

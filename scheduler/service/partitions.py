@@ -25,16 +25,15 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
-    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from scheduler.errors import CorruptStateRecord, KafkaFatalError
+from scheduler.errors import KafkaFatalError
 from scheduler.failpoints import failpoint
 from scheduler.kafka.clients import kafka_error
 from scheduler.metrics import SchedulerMetrics
-from scheduler.service.index import DueIndex
+from scheduler.service.index import DueIndex, replay_state
 from scheduler.service.routing import Layout
 
 __all__ = ["Owned", "Partitions", "Phase"]
@@ -197,15 +196,15 @@ class Partitions:
     def _replay(self, wait_s: float) -> None:
         messages = self._reader.consume(REPLAY_BATCH, wait_s)
         now = self._clock()
-        for msg in messages:
-            if msg.error() is not None:
-                continue
-            owned = self.owned.get(msg.partition() or 0)
-            if owned is None or owned.phase is not Phase.REPLAY:
-                continue
-            self._replay_one(owned, msg)
-            owned.replayed += 1
+        targets = {p: (o.index, o.misplaced) for p, o in self.owned.items() if o.phase is Phase.REPLAY}
+        # one call into the native core per consumed batch: errors skipped, misplaced ids kept apart, put/remove
+        counts, corrupt = replay_state(messages, targets, self.layout.partitions)
+        for p, replayed in counts.items():
+            owned = self.owned[p]
+            owned.replayed += replayed
             owned.last_progress = now
+        for key, partition, offset, reason in corrupt:
+            log.error("skipping corrupt state record %r at %d/%d: %s", key, partition, offset, reason)
         if messages:
             self._metrics.rebuild_records.inc(len(messages))
             failpoint("mid_rebuild")
@@ -222,25 +221,6 @@ class Partitions:
             if tp.offset >= owned.watermark:
                 self._reader.incremental_unassign([TopicPartition(self._state, tp.partition)])
                 self._replayed(owned)
-
-    def _replay_one(self, owned: Owned, msg: Message) -> None:
-        key, value = msg.key(), msg.value()
-        if key is None:
-            return
-        if self.layout.home(key) != owned.partition:
-            if value is None:
-                owned.misplaced.pop(key, None)
-            else:
-                owned.misplaced[key] = value
-        elif value is None:
-            owned.index.remove(key)
-        else:
-            try:
-                owned.index.put(key, value)
-            except CorruptStateRecord as exc:
-                log.error(
-                    "skipping corrupt state record %r at %d/%d: %s", key, msg.partition(), msg.offset(), exc
-                )
 
     def _replayed(self, owned: Owned) -> None:
         if not owned.misplaced:

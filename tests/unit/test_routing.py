@@ -6,9 +6,12 @@ these are the cases a user reports, one by one.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
-from scheduler.codec import decode_state, encode_cancel, encode_schedule
+import pytest
+
+from scheduler.codec import decode_state, encode_cancel, encode_schedule, encode_state
 from scheduler.model import HEADER_FORWARDED_FROM, HEADER_RELOCATED_FROM, Schedule
 from tests.unit.test_core_state_machine import (
     PARTS,
@@ -143,3 +146,29 @@ def test_a_copy_that_arrives_in_the_wrong_partition_again_is_not_forwarded_again
     assert header(reject, "scheduler-reject-reason") == b"wrong_partition"
     assert b"disagree on the partition count" in (header(reject, "scheduler-reject-message") or b"")
     assert [r for r in sim.cluster.visible(SCHEDULED) if r.txn is not None] == []
+
+
+def test_rebuild_logs_a_corrupt_state_record_and_serves_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    """The replay's one call per batch still reports each corrupt record with its position, as the per-message
+    replay did, and the partition serves: the good schedule fires, the corrupt one never does."""
+    sim = Sim()
+    now = sim.cluster.now_ms
+    good = Schedule("good", TARGET, now + 1000, payload=b"g", target_key=b"g")
+    sim.cluster.append(STATE, home("bad"), b"bad", b"garbage")
+    sim.cluster.append(STATE, home("good"), b"good", encode_state(good, 0))
+    with caplog.at_level(logging.ERROR, logger="scheduler.service.partitions"):
+        serve_all(sim, "x")
+    (line,) = [r.getMessage() for r in caplog.records if "corrupt state record" in r.getMessage()]
+    assert line == f"skipping corrupt state record b'bad' at {home('bad')}/0: " + (
+        "state record is not Avro single-object encoded"
+    )
+    instance = sim.instances["x"]
+    assert instance is not None
+    index = instance.partitions.owned[home("bad")].index
+    assert index.get(b"bad") == b"garbage"
+    assert [sid for sid, _ in index.due(now + 10**9, 10)] == (
+        [b"good"] if home("good") == home("bad") else []
+    )
+    sim.cluster.now_ms += 2000
+    serve_all(sim, "x")
+    assert fired(sim) == Counter({"good": 1})
