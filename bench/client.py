@@ -30,11 +30,14 @@ GOAL = 0.8
 RESULTS = Path(__file__).parent / "results" / "client.json"
 
 
-def make_topic(bootstrap: str) -> str:
+def make_topics(bootstrap: str) -> tuple[str, str]:
+    """The commands topic and a target topic (the client checks that a target exists)."""
     name = f"bench-client-{uuid.uuid4().hex[:8]}"
+    target = f"{name}-target"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
-    return name
+    for future in admin.create_topics([NewTopic(name, PARTITIONS, 1), NewTopic(target, 1, 1)]).values():
+        future.result(30)
+    return name, target
 
 
 def timed(run: Callable[[], None], n: int) -> float:
@@ -43,16 +46,16 @@ def timed(run: Callable[[], None], n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def sync_pair(bootstrap: str, topic: str, n: int) -> tuple[float, float, int]:
+def sync_pair(bootstrap: str, topic: str, target: str, n: int) -> tuple[float, float, int]:
     settings = ClientSettings(scheduled_topic=topic, _env_file=None)  # type: ignore[call-arg]
     client = SchedulerClient(bootstrap, settings=settings)
-    size = len(client._core.build("id-0", topic="target", value=PAYLOAD, delay=timedelta(0))[2])
+    size = len(client._core.build("id-0", topic=target, value=PAYLOAD, delay=timedelta(0))[2])
     raw = Producer(merge_config(PRODUCER_DEFAULTS, {"bootstrap.servers": bootstrap}, PRODUCER_FORCED))
     value = b"v" * size
 
     def ours() -> None:
         for i in range(n):
-            client.schedule(f"id-{i}", topic="target", value=PAYLOAD, delay=timedelta(0))
+            client.schedule(f"id-{i}", topic=target, value=PAYLOAD, delay=timedelta(0))
         client.flush(60)
 
     def baseline() -> None:
@@ -67,7 +70,7 @@ def sync_pair(bootstrap: str, topic: str, n: int) -> tuple[float, float, int]:
     return result[0], result[1], size
 
 
-async def async_pair(bootstrap: str, topic: str, n: int, size: int) -> tuple[float, float]:
+async def async_pair(bootstrap: str, topic: str, target: str, n: int, size: int) -> tuple[float, float]:
     settings = ClientSettings(scheduled_topic=topic, _env_file=None)  # type: ignore[call-arg]
     client = AsyncSchedulerClient(bootstrap, settings=settings)
     raw = AIOProducer(merge_config(PRODUCER_DEFAULTS, {"bootstrap.servers": bootstrap}, PRODUCER_FORCED))
@@ -76,7 +79,7 @@ async def async_pair(bootstrap: str, topic: str, n: int, size: int) -> tuple[flo
     async def ours() -> float:
         start = time.perf_counter()
         for i in range(n):
-            await client.schedule(f"id-{i}", topic="target", value=PAYLOAD, delay=timedelta(0))
+            await client.schedule(f"id-{i}", topic=target, value=PAYLOAD, delay=timedelta(0))
         await client.flush(60)
         return n / (time.perf_counter() - start)
 
@@ -97,9 +100,9 @@ async def async_pair(bootstrap: str, topic: str, n: int, size: int) -> tuple[flo
 def main(argv: list[str]) -> dict[str, Any]:
     n = int(argv[0]) if argv else 20_000
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
-    topic = make_topic(bootstrap)
-    sync_ours, sync_raw, size = sync_pair(bootstrap, topic, n)
-    async_ours, async_raw = asyncio.run(async_pair(bootstrap, topic, n, size))
+    topic, target = make_topics(bootstrap)
+    sync_ours, sync_raw, size = sync_pair(bootstrap, topic, target, n)
+    async_ours, async_raw = asyncio.run(async_pair(bootstrap, topic, target, n, size))
     rows = {
         "sync": {"client_msgs_s": sync_ours, "raw_msgs_s": sync_raw, "ratio": sync_ours / sync_raw},
         "async": {"client_msgs_s": async_ours, "raw_msgs_s": async_raw, "ratio": async_ours / async_raw},

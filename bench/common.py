@@ -26,6 +26,7 @@ from rich.table import Table
 
 from scheduler.codec import encode_state
 from scheduler.model import HEADER_DUE_AT, HEADER_FIRED_AT, HEADER_SCHEDULE_ID, Schedule
+from scheduler.partitioner import partition_for
 from tests.scheduler_proc import SchedulerProcess, SchedulerStack
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,7 +92,8 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes, par
 def preload_state(
     stack_: SchedulerStack, target: str, n: int, due: Callable[[int], int], extra_tombstones: int = 0
 ) -> int:
-    """Write `n` pending state records (plus tombstoned ids) straight into the state topic; returns records."""
+    """Write `n` pending state records (plus tombstoned ids) straight into the state topic, each in its id's home
+    partition as the scheduler writes it (elsewhere, the scheduler would first move it home); returns records."""
     producer = fast_producer()
     state, parts = stack_.settings.state, stack_.partitions
     now = int(time.time() * 1000)
@@ -100,15 +102,16 @@ def preload_state(
         task = bar.add_task("pre-load state", total=n + 2 * extra_tombstones)
         for i in range(n):
             s = schedule(i, target, due(i), now)
-            produce(producer, state, encode_state(s, i), s.id.encode(), i % parts)
+            produce(producer, state, encode_state(s, i), s.id.encode(), partition_for(s.id.encode(), parts))
             written += 1
             if i % 5000 == 0:
                 producer.poll(0)
                 bar.update(task, completed=written)
         for j in range(extra_tombstones):
             s = schedule(n + j, target, due(j), now)
-            produce(producer, state, encode_state(s, j), s.id.encode(), j % parts)
-            produce(producer, state, None, s.id.encode(), j % parts)
+            home = partition_for(s.id.encode(), parts)
+            produce(producer, state, encode_state(s, j), s.id.encode(), home)
+            produce(producer, state, None, s.id.encode(), home)
             written += 2
             if j % 5000 == 0:
                 producer.poll(0)

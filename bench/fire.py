@@ -37,6 +37,7 @@ from bench.common import (
     wait_ready,
 )
 from scheduler.kafka.clients import PRODUCER_DEFAULTS
+from scheduler.partitioner import partition_for
 from scheduler.records import fired_record
 
 GOAL = 0.5
@@ -106,7 +107,7 @@ def raw_producer(
     pairs = []
     for i in range(n):
         s = schedule(i, target, now - 60_000 + i % 1000, now)
-        pairs.append((fired_record(s, i, now), s.id.encode(), i % partitions))
+        pairs.append((fired_record(s, i, now), s.id.encode(), partition_for(s.id.encode(), partitions)))
     producer = Producer(
         {
             **PRODUCER_DEFAULTS,
