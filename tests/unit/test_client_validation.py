@@ -290,3 +290,58 @@ def test_every_refusal_carries_a_word_of_the_schedulers_reasons() -> None:
     with pytest.raises(InvalidDeliverAt) as late:
         due_ms(NOW + (HORIZON + YEAR) // timedelta(milliseconds=1), None, NOW, HORIZON)
     assert late.value.reason == RejectReason.DUE_OUT_OF_RANGE
+
+
+WHEN = st.one_of(
+    st.fixed_dictionaries({"delay": st.timedeltas(min_value=timedelta(days=-2), max_value=HORIZON * 2)}),
+    st.fixed_dictionaries({"at": st.integers(min_value=-(2**40), max_value=2**62)}),
+    st.fixed_dictionaries({"at": st.integers(min_value=0, max_value=2**45), "delay": st.just(timedelta(0))}),
+    st.fixed_dictionaries({"at": st.booleans()}),
+)
+
+
+@given(WHEN)
+def test_the_short_paths_of_build_decide_due_times_as_due_ms(when: dict[str, Any]) -> None:
+    core = ClientCore("127.0.0.1:1", None, QUIET)
+    try:
+        expected: int | None = due_ms(when.get("at"), when.get("delay"), NOW, HORIZON)
+    except InvalidDeliverAt:
+        expected = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("scheduler.client.now_ms", lambda: NOW)
+        try:
+            schedule: Schedule | None = core.build("i", topic="t", value=None, **when)[0]
+        except InvalidDeliverAt:
+            schedule = None
+    assert (None if schedule is None else schedule.due_ms) == expected
+
+
+def test_a_target_checked_once_does_not_let_another_through() -> None:
+    core = ClientCore("127.0.0.1:1", ClientSettings(scheduled_topic="sched.in", _env_file=None), QUIET)  # type: ignore[call-arg]
+    for _ in range(2):
+        core.build("i", topic="orders", value=None, delay=timedelta(0))
+    for bad in ("sched.in.state", "__consumer_offsets", "a b", 7, ["orders"]):
+        with pytest.raises(InvalidTopic):
+            core.build("i", topic=bad, value=None, delay=timedelta(0))
+
+
+def test_async_delivery_failures_are_latched_at_the_next_call_and_all_at_flush() -> None:
+    async def run() -> None:
+        client = AsyncSchedulerClient("127.0.0.1:1", config=QUIET)
+        loop = asyncio.get_running_loop()
+        slow, failed_behind, failed_first = loop.create_future(), loop.create_future(), loop.create_future()
+        failed_first.set_exception(RuntimeError("refused"))
+        client._pending.extend([(b"first", failed_first), (b"slow", slow), (b"behind", failed_behind)])
+        failed_behind.set_exception(RuntimeError("gone"))
+        with pytest.raises(DeliveryError, match=r"1 earlier.*first.*refused"):
+            await client.schedule("x", topic="t", value=b"", delay=timedelta(0))
+        assert [key for key, _ in client._pending] == [b"slow", b"behind"]  # the front is not done yet
+        with pytest.raises(DeliveryError, match=r"1 earlier.*behind.*gone"):
+            await client.flush(0)
+        slow.cancel()
+        with pytest.raises(DeliveryError, match=r"slow.*cancelled"):
+            await client.flush(0)
+        assert not client._pending
+        client._core.closed = True
+
+    asyncio.run(asyncio.wait_for(run(), 10))
