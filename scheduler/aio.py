@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -32,15 +31,10 @@ class AsyncSchedulerClient:
     ) -> None:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer: Any = None  # AIOProducer needs a running loop: created on first use
-        # delivery futures not yet looked at, oldest first: each call reads those done at the front (a done
-        # callback per future costs a loop callback per command), flush() all of them
-        self._pending: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
 
     async def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
         """Queue one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
         The options are SchedulerClient.schedule()'s."""
-        if self._pending:
-            self._collect(everything=False)
         prepared = self._core.prepare(schedule_id, options)
         if prepared.lookup is not None:
             self._core.learn_target(prepared.lookup, await self._metadata(prepared.lookup))
@@ -60,15 +54,13 @@ class AsyncSchedulerClient:
 
     async def cancel(self, schedule_id: str) -> None:
         """Forget `schedule_id` if it has not fired yet."""
-        self._collect(everything=False)
         self._core.check_open()
         await self._produce(check_id(schedule_id), codec.encode_cancel(schedule_id))
 
     async def flush(self, timeout: float = 30.0) -> int:
         """Wait for delivery reports; DeliveryError for a lost command; returns the count still queued."""
         remaining = 0 if self._producer is None else int(await self._producer.flush(timeout))
-        await asyncio.sleep(0)  # let the delivery futures resolve before reading them
-        self._collect(everything=True)
+        await asyncio.sleep(0)  # let the delivery futures' callbacks run before reading the latch
         self._core.latch.raise_if_failed()
         return remaining
 
@@ -93,26 +85,15 @@ class AsyncSchedulerClient:
     ) -> None:
         await self.close()
 
-    def _collect(self, *, everything: bool) -> None:
-        """Latch the failures of the delivery futures that are done: those at the front, or all of them (the
-        ones not done yet stay, in order)."""
-        pending, latch = self._pending, self._core.latch
-        for _ in range(len(pending)):
-            key, future = pending[0]
-            if not future.done():
-                if not everything:
-                    return
-                pending.rotate(-1)  # keep it, look at the next
-                continue
-            pending.popleft()
-            if future.cancelled():
-                latch.record(key, "cancelled before delivery")
-            elif future.exception() is not None:
-                latch.record(key, future.exception())
+    def _on_done(self, key: bytes, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self._core.latch.record(key, "cancelled before delivery")
+        elif future.exception() is not None:
+            self._core.latch.record(key, future.exception())
 
     async def _produce(self, key: bytes, value: bytes) -> None:
         try:
             future = await self._started().produce(self._core.topic, value, key)
         except KafkaException as exc:
             raise DeliveryError(f"producing to {self._core.topic} failed: {exc}") from exc
-        self._pending.append((key, future))
+        future.add_done_callback(lambda f: self._on_done(key, f))

@@ -323,25 +323,3 @@ def test_a_target_checked_once_does_not_let_another_through() -> None:
     for bad in ("sched.in.state", "__consumer_offsets", "a b", 7, ["orders"]):
         with pytest.raises(InvalidTopic):
             core.build("i", topic=bad, value=None, delay=timedelta(0))
-
-
-def test_async_delivery_failures_are_latched_at_the_next_call_and_all_at_flush() -> None:
-    async def run() -> None:
-        client = AsyncSchedulerClient("127.0.0.1:1", config=QUIET)
-        loop = asyncio.get_running_loop()
-        slow, failed_behind, failed_first = loop.create_future(), loop.create_future(), loop.create_future()
-        failed_first.set_exception(RuntimeError("refused"))
-        client._pending.extend([(b"first", failed_first), (b"slow", slow), (b"behind", failed_behind)])
-        failed_behind.set_exception(RuntimeError("gone"))
-        with pytest.raises(DeliveryError, match=r"1 earlier.*first.*refused"):
-            await client.schedule("x", topic="t", value=b"", delay=timedelta(0))
-        assert [key for key, _ in client._pending] == [b"slow", b"behind"]  # the front is not done yet
-        with pytest.raises(DeliveryError, match=r"1 earlier.*behind.*gone"):
-            await client.flush(0)
-        slow.cancel()
-        with pytest.raises(DeliveryError, match=r"slow.*cancelled"):
-            await client.flush(0)
-        assert not client._pending
-        client._core.closed = True
-
-    asyncio.run(asyncio.wait_for(run(), 10))
