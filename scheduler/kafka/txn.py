@@ -76,9 +76,8 @@ class TransactionRunner:
         self._retries = retries
         self.failed_topics: dict[str, str] = {}  # target topic -> delivery error of the last attempt
         self.failed_ids: set[bytes] = set()  # schedule ids whose fire the target refused in the last attempt
-        self._refused_fires: set[tuple[str, bytes | None, bytes | None]] = (
-            set()
-        )  # (topic, key, value) reported
+        # (topic, key, value) of the fires whose delivery report said the target refuses them
+        self._refused_fires: set[tuple[str, bytes | None, bytes | None]] = set()
         self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
         self._committing = False
         self._commit_retried = False
