@@ -48,6 +48,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 QUEUE_FULL_WAIT_S = 30.0
 TARGET_CHECK_TIMEOUT_S = 10.0
+CHECKED_TARGETS_MAX = 10_000  # target names remembered as legal and allowed (a bound for generated names)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -204,6 +205,12 @@ class ClientCore:
             user["bootstrap.servers"] = bootstrap_servers
         self.producer_config = merge_config(PRODUCER_DEFAULTS, user, PRODUCER_FORCED)
         self.topic = _check_topic(self.settings.scheduled_topic)
+        # per call, validation reads these constants of the settings, taken once (own_topics is computed)
+        self._own = self.settings.own_topics
+        self._horizon_ms = self.settings.horizon // _ONE_MS
+        self._max_payload = self.settings.max_payload_bytes
+        self._producer_name = self.settings.producer_name
+        self._allowed: set[str] = set()  # target names that passed _check_target: checked once each
         self.latch = DeliveryLatch()
         self.closed = False
         bootstrap = str(self.producer_config.get("bootstrap.servers", ""))
@@ -221,27 +228,45 @@ class ClientCore:
         delay: timedelta | None = None,
         partition: int | None = None,
     ) -> tuple[Schedule, bytes, bytes]:
-        """Validate everything, then (schedule, record key, record value); raises before anything is sent."""
+        """Validate everything, then (schedule, record key, record value); raises before anything is sent.
+
+        The common cases (bytes or None, a timedelta delay or epoch-ms at, a target seen before) take a short
+        path; anything else goes through the full checks, which raise with the reason.
+        """
         record_key = check_id(schedule_id)
         now = now_ms()
-        payload, target_key, hdrs = _as_bytes(value, "value"), _as_bytes(key, "key"), _headers(headers)
-        target = _check_target(topic, self.settings.own_topics)
-        size = len(payload or b"") + len(target_key or b"") + sum(len(n) + len(v or b"") for n, v in hdrs)
-        if size > self.settings.max_payload_bytes:
+        payload = value if value is None or type(value) is bytes else _as_bytes(value, "value")
+        target_key = key if key is None or type(key) is bytes else _as_bytes(key, "key")
+        hdrs = () if headers is None else _headers(headers)
+        if type(topic) is not str or topic not in self._allowed:
+            _check_target(topic, self._own)
+            if len(self._allowed) < CHECKED_TARGETS_MAX:
+                self._allowed.add(topic)
+        size = len(payload or b"") + len(target_key or b"")
+        if hdrs:
+            size += sum(len(n) + len(v or b"") for n, v in hdrs)
+        if size > self._max_payload:
             raise PayloadTooLarge(
                 f"payload, key and headers are {size} bytes, over max_payload_bytes="
-                f"{self.settings.max_payload_bytes}: store the data elsewhere and schedule a reference to it"
+                f"{self._max_payload}: store the data elsewhere and schedule a reference to it"
             )
+        horizon = self._horizon_ms
+        if at is None and type(delay) is timedelta and 0 <= (ms := delay // _ONE_MS) <= horizon:
+            due = now + ms
+        elif delay is None and type(at) is int and 0 <= at <= now + horizon:
+            due = at
+        else:
+            due = due_ms(at, delay, now, self.settings.horizon)
         schedule = Schedule(
-            id=schedule_id,
-            target_topic=target,
-            due_ms=due_ms(at, delay, now, self.settings.horizon),
-            payload=payload,
-            target_key=target_key,
-            headers=hdrs,
-            target_partition=_check_partition(partition),
-            created_ms=now,
-            producer=self.settings.producer_name,
+            schedule_id,
+            topic,
+            due,
+            payload,
+            target_key,
+            hdrs,
+            None if partition is None else _check_partition(partition),
+            now,
+            self._producer_name,
         )
         return schedule, record_key, codec.encode_schedule(schedule)
 
@@ -297,6 +322,7 @@ class SchedulerClient:
     ) -> None:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer = create(Producer, self._core.producer_config)
+        self._report = self._on_delivery  # one bound method for every produce()
 
     def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
         """Send one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
@@ -355,7 +381,7 @@ class SchedulerClient:
         deadline = None  # only a full queue needs the clock
         while True:
             try:
-                self._producer.produce(self._core.topic, value, key, on_delivery=self._on_delivery)
+                self._producer.produce(self._core.topic, value, key, -1, self._report)  # positional: cheaper
                 break
             except BufferError:
                 if deadline is None:

@@ -6,9 +6,11 @@ by a collector, so the hot path never updates per-partition gauges.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -27,6 +29,7 @@ __all__ = [
     "PartitionSnapshot",
     "PendingCollector",
     "SchedulerMetrics",
+    "observe_many",
 ]
 
 log = logging.getLogger(__name__)
@@ -211,3 +214,19 @@ class ClientMetrics:
             buckets=SEND_BUCKETS,
             registry=registry,
         )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each value, with one increment per bucket touched instead of two per value (a
+    tick observes the lateness of every fire). Falls back to observe() on a labelled or changed Histogram."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose upper bound is >= it; the last bound is +Inf
+    for i, count in Tally(bisect.bisect_left(bounds, value) for value in values).items():
+        buckets[min(i, len(buckets) - 1)].inc(count)
+    total.inc(sum(values))

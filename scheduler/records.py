@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from scheduler.model import (
     HEADER_DUE_AT,
@@ -23,6 +23,7 @@ __all__ = [
     "OutRecord",
     "dead_letter_record",
     "fired_record",
+    "fired_records",
     "fit_reject",
     "history_record",
     "is_etf1",
@@ -40,8 +41,9 @@ MAX_MESSAGE = 1024
 Headers = list[tuple[str, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
+class OutRecord(NamedTuple):
+    """One record of a transaction (a tuple: built per fire, so it must be cheap to build)."""
+
     topic: str
     key: bytes | None
     value: bytes | None
@@ -67,28 +69,41 @@ def is_etf1(schedule: Schedule) -> bool:
 
 def fired_record(schedule: Schedule, version: int, fired_at_ms: int, source_topic: str = "") -> OutRecord:
     """The payload for the target; `source_topic` (the commands' topic) goes into etf1's `scheduler-topic`."""
-    sid = schedule.id
-    ours: Headers = [
-        (HEADER_SCHEDULE_ID, sid.encode()),
-        (HEADER_FIRE_ID, fire_id(sid, version).encode()),
-        (HEADER_DUE_AT, b"%d" % schedule.due_ms),
-        (HEADER_FIRED_AT, b"%d" % fired_at_ms),
-    ]
-    headers = schedule.headers
-    if not headers:
-        out = ours
-    elif is_etf1(schedule):
-        ours += [
-            (HEADER_ETF1_TIMESTAMP, b"%d" % (schedule.created_ms // 1000)),
-            (HEADER_ETF1_KEY, sid.encode()),
-            (HEADER_ETF1_TOPIC, source_topic.encode()),
+    return fired_records([(schedule, version)], fired_at_ms, source_topic)[0]
+
+
+def fired_records(
+    decoded: Iterable[tuple[Schedule, int]], fired_at_ms: int, source_topic: str = ""
+) -> list[OutRecord]:
+    """`fired_record` of each (schedule, version) of one tick: the headers every fire shares are built once."""
+    fired_at = (HEADER_FIRED_AT, b"%d" % fired_at_ms)  # tuples are immutable: one object in every record
+    etf1_topic = (HEADER_ETF1_TOPIC, source_topic.encode())
+    out = []
+    for schedule, version in decoded:
+        sid = schedule.id.encode()
+        ours: Headers = [
+            (HEADER_SCHEDULE_ID, sid),
+            (HEADER_FIRE_ID, b"%s@%d" % (sid, version)),  # model.fire_id, encoded
+            (HEADER_DUE_AT, b"%d" % schedule.due_ms),
+            fired_at,
         ]
-        out = _replace(headers, _ETF1_OURS, ours)
-    else:
-        out = _replace(headers, SCHEDULER_HEADERS, ours)
-    return OutRecord(
-        schedule.target_topic, schedule.target_key, schedule.payload, out, schedule.target_partition
-    )
+        headers = schedule.headers
+        if headers:
+            if is_etf1(schedule):
+                ours += [
+                    (HEADER_ETF1_TIMESTAMP, b"%d" % (schedule.created_ms // 1000)),
+                    (HEADER_ETF1_KEY, sid),
+                    etf1_topic,
+                ]
+                ours = _replace(headers, _ETF1_OURS, ours)
+            else:
+                ours = _replace(headers, SCHEDULER_HEADERS, ours)
+        out.append(
+            OutRecord(
+                schedule.target_topic, schedule.target_key, schedule.payload, ours, schedule.target_partition
+            )
+        )
+    return out
 
 
 def history_record(topic: str, fired: OutRecord) -> OutRecord:

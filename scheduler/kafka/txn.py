@@ -76,6 +76,8 @@ class TransactionRunner:
         self._retries = retries
         self.failed_topics: dict[str, str] = {}  # target topic -> delivery error of the last attempt
         self.failed_ids: set[bytes] = set()  # schedule ids whose fire the target refused in the last attempt
+        # (topic, key, value) of the fires whose delivery report said the target refuses them
+        self._refused_fires: set[tuple[str, bytes | None, bytes | None]] = set()
         self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
         self._committing = False
         self._commit_retried = False
@@ -89,17 +91,16 @@ class TransactionRunner:
     ) -> Outcome:
         self.failed_topics = {}
         self.failed_ids = set()
+        self._refused_fires = set()
         self.last_error = None
         self._committing = False
         self._commit_retried = False
         try:
             self._producer.begin_transaction()  # 1
             failpoint("after_begin")
-            for record in fires:  # 2
-                self._produce(record, track=True)
+            self._produce_all(fires, self._on_fire_delivery)  # 2
             failpoint("after_fire_produce")
-            for record in others:  # 3
-                self._produce(record, track=False)
+            self._produce_all(others, None)  # 3
             failpoint("after_tombstone_produce")
             metadata = self._consumer.consumer_group_metadata()  # 4: fresh, never cached
             self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout)
@@ -113,6 +114,7 @@ class TransactionRunner:
         except KafkaException as exc:
             self._classify(exc, "transaction")
         self._committing = False  # the commit was refused: whatever happens next, nothing of it is visible
+        self._attribute(fires)
         cause = self.last_error
         try:
             self._call("abort_transaction", lambda: self._producer.abort_transaction(self._timeout))
@@ -139,26 +141,61 @@ class TransactionRunner:
         self.failed_topics.setdefault(record.topic, err.str())
         self.failed_ids.update(v for k, v in record.headers if k == HEADER_SCHEDULE_ID and v is not None)
 
-    def _produce(self, record: OutRecord, *, track: bool) -> None:
-        def on_delivery(err: KafkaError | None, _msg: object, record: OutRecord = record) -> None:
-            if err is not None and err.code() in UNDELIVERABLE:
-                self._refused(record, err)
+    def _on_fire_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        """One callback for every fire (no closure per record; with delivery.report.only.error, called for
+        failures only). A delivery report carries no headers, so the refused record is noted by topic, key and
+        value and matched to its fire after the transaction (`_attribute`)."""
+        if err is not None and err.code() in UNDELIVERABLE:
+            topic = msg.topic()
+            self.failed_topics.setdefault(topic, err.str())
+            self._refused_fires.add((topic, msg.key(), msg.value()))
 
-        options: dict[str, Any] = {
-            "headers": cast("list[tuple[str, str | bytes | None]]", record.headers),
-            "on_delivery": on_delivery if track else None,
-        }
-        if record.partition is not None:
-            options["partition"] = record.partition
+    def _attribute(self, fires: Sequence[OutRecord]) -> None:
+        """The schedule ids of the fires the target refused (records equal in topic, key and value fail alike:
+        a deleted or forbidden topic, a record too large)."""
+        refused = self._refused_fires
+        if refused:
+            for record in fires:
+                if (record.topic, record.key, record.value) in refused:
+                    self.failed_ids.update(
+                        v for k, v in record.headers if k == HEADER_SCHEDULE_ID and v is not None
+                    )
+
+    def _produce_all(self, records: Sequence[OutRecord], on_delivery: Callable[..., None] | None) -> None:
+        """Positional arguments (confluent-kafka's order: topic, value, key, partition, on_delivery, callback,
+        timestamp, headers) and no per-record objects: this loop runs once per record of a tick."""
+        produce: Callable[..., None] = self._producer.produce
+        for record in records:
+            topic, key, value, headers, partition = record
+            try:
+                produce(
+                    topic, value, key, -1 if partition is None else partition, on_delivery, None, 0, headers
+                )
+            except (BufferError, KafkaException):
+                self._produce(record, on_delivery)
+
+    def _produce(self, record: OutRecord, on_delivery: Callable[..., None] | None) -> None:
+        """One record, waiting out a full local queue; a record refused locally (too large for message.max.bytes,
+        unknown topic) counts, for a fire, toward its schedule's dead letter."""
+        topic, key, value, headers, partition = record
         while True:
             try:
-                self._producer.produce(record.topic, record.value, record.key, **options)
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    on_delivery,
+                    None,
+                    0,
+                    cast("list[tuple[str, str | bytes | None]]", headers),
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
-            except KafkaException as exc:  # refused locally (too large for message.max.bytes, unknown topic)
+            except KafkaException as exc:
                 err = kafka_error(exc)
-                if not track or err is None or err.code() not in UNDELIVERABLE:
+                if on_delivery is None or err is None or err.code() not in UNDELIVERABLE:
                     raise
                 self._refused(record, err)
                 raise _Abort from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, intake, peek_due_ms
 from scheduler.errors import CorruptStateRecord
@@ -55,9 +56,9 @@ class Reject:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Fire:
-    """A due schedule: its state record is what the index (or this tick's overlay) holds for the id."""
+class Fire(NamedTuple):
+    """A due schedule: its state record is what the index (or this tick's overlay) holds for the id (a tuple:
+    one per fire, cheap to build)."""
 
     partition: int
     schedule_id: bytes

@@ -339,7 +339,8 @@ class FakeProducer:
         self.txn = self.cluster.open_txns[self.transactional_id] = Txn(self)
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = -1,
-                headers: Any = None, on_delivery: Any = None, timestamp: int = 0) -> None:  # fmt: skip
+                on_delivery: Any = None, callback: Any = None, timestamp: int = 0,
+                headers: Any = None) -> None:  # fmt: skip  # confluent-kafka's positional order
         self._check()
         assert self.txn is not None, "produce outside a transaction"
         if partition < 0:

@@ -290,3 +290,36 @@ def test_every_refusal_carries_a_word_of_the_schedulers_reasons() -> None:
     with pytest.raises(InvalidDeliverAt) as late:
         due_ms(NOW + (HORIZON + YEAR) // timedelta(milliseconds=1), None, NOW, HORIZON)
     assert late.value.reason == RejectReason.DUE_OUT_OF_RANGE
+
+
+WHEN = st.one_of(
+    st.fixed_dictionaries({"delay": st.timedeltas(min_value=timedelta(days=-2), max_value=HORIZON * 2)}),
+    st.fixed_dictionaries({"at": st.integers(min_value=-(2**40), max_value=2**62)}),
+    st.fixed_dictionaries({"at": st.integers(min_value=0, max_value=2**45), "delay": st.just(timedelta(0))}),
+    st.fixed_dictionaries({"at": st.booleans()}),
+)
+
+
+@given(WHEN)
+def test_the_short_paths_of_build_decide_due_times_as_due_ms(when: dict[str, Any]) -> None:
+    core = ClientCore("127.0.0.1:1", None, QUIET)
+    try:
+        expected: int | None = due_ms(when.get("at"), when.get("delay"), NOW, HORIZON)
+    except InvalidDeliverAt:
+        expected = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("scheduler.client.now_ms", lambda: NOW)
+        try:
+            schedule: Schedule | None = core.build("i", topic="t", value=None, **when)[0]
+        except InvalidDeliverAt:
+            schedule = None
+    assert (None if schedule is None else schedule.due_ms) == expected
+
+
+def test_a_target_checked_once_does_not_let_another_through() -> None:
+    core = ClientCore("127.0.0.1:1", ClientSettings(scheduled_topic="sched.in", _env_file=None), QUIET)  # type: ignore[call-arg]
+    for _ in range(2):
+        core.build("i", topic="orders", value=None, delay=timedelta(0))
+    for bad in ("sched.in.state", "__consumer_offsets", "a b", 7, ["orders"]):
+        with pytest.raises(InvalidTopic):
+            core.build("i", topic=bad, value=None, delay=timedelta(0))

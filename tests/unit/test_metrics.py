@@ -7,7 +7,13 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from scheduler.metrics import ClientMetrics, PartitionSnapshot, SchedulerMetrics
+from scheduler.metrics import (
+    LATENESS_BUCKETS,
+    ClientMetrics,
+    PartitionSnapshot,
+    SchedulerMetrics,
+    observe_many,
+)
 
 NOW = 1_700_000_000.0
 
@@ -15,6 +21,26 @@ NOW = 1_700_000_000.0
 def make(registry: CollectorRegistry | None = None) -> tuple[CollectorRegistry, SchedulerMetrics]:
     registry = registry or CollectorRegistry()
     return registry, SchedulerMetrics(registry, version="1.2.3", now=lambda: NOW)
+
+
+def test_observe_many_counts_exactly_as_observe_one_by_one() -> None:
+    values = [0.0, 0.0005, *LATENESS_BUCKETS, *(b + 1e-9 for b in LATENESS_BUCKETS), 1e9, 90.0, 90.0]
+    one, many = make(), make()
+    for value in values:
+        one[1].fire_lateness.observe(value)
+    observe_many(many[1].fire_lateness, values)
+    observe_many(many[1].fire_lateness, [])
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for metric in registry.collect()
+            if metric.name == "kafka_scheduler_fire_lateness_seconds"
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(many[0]) == samples(one[0]) and len(samples(one[0])) > len(LATENESS_BUCKETS)
 
 
 def test_counters_use_documented_names_and_labels() -> None:

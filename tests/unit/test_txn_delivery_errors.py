@@ -13,7 +13,24 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from scheduler.kafka.txn import Outcome, TransactionRunner
-from scheduler.records import OutRecord
+from scheduler.model import Schedule
+from scheduler.records import OutRecord, fired_record
+
+
+class Report:
+    """A delivery report's message."""
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._topic, self._key, self._value = topic, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
 
 
 class StubProducer:
@@ -26,9 +43,11 @@ class StubProducer:
     def begin_transaction(self) -> None:
         pass
 
-    def produce(self, *_args: Any, on_delivery: Any = None, **_kw: Any) -> None:
-        if on_delivery is not None:
-            on_delivery(KafkaError(self.error), None)
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, _p: int, on_delivery: Any, *_args: Any
+    ) -> None:
+        if on_delivery is not None:  # as librdkafka reports: the record's topic, key and value, no headers
+            on_delivery(KafkaError(self.error), Report(topic, key, value))
 
     def send_offsets_to_transaction(self, *_args: Any) -> None:
         pass
@@ -67,3 +86,21 @@ def test_only_undeliverable_targets_count_toward_a_dead_letter(code: int, counts
     assert runner.run([fire], [], []) is Outcome.ABORTED
     assert producer.aborted == 1
     assert ("orders" in runner.failed_topics) is counts
+
+
+def test_a_fire_the_target_refuses_on_delivery_is_charged_to_its_schedule_only() -> None:
+    # a delivery report names topic, key and value, never headers: the runner finds the fire's schedule id
+    class RefusesBig(StubProducer):
+        def produce(
+            self, topic: str, value: bytes | None, key: bytes | None, _p: int, on_delivery: Any, *_args: Any
+        ) -> None:
+            if on_delivery is not None and value is not None and len(value) > 100:
+                on_delivery(KafkaError(self.error), Report(topic, key, value))
+
+    producer = RefusesBig(KafkaError.MSG_SIZE_TOO_LARGE)
+    runner = TransactionRunner(producer, StubConsumer(), timeout_s=1, retries=1)  # type: ignore[arg-type]
+    big = fired_record(Schedule("big", "orders", 1_000, b"x" * 500, b"k"), 3, 1_001)
+    small = fired_record(Schedule("small", "orders", 1_000, b"ok", b"k"), 4, 1_001)
+    twin = fired_record(Schedule("small-2", "orders", 1_000, b"ok", b"k"), 5, 1_001)  # same key and value
+    assert runner.run([small, big, twin], [], []) is Outcome.ABORTED
+    assert runner.failed_topics.keys() == {"orders"} and runner.failed_ids == {b"big"}
