@@ -195,6 +195,24 @@ def decode_state(value: bytes) -> tuple[Schedule, int]:
     return _decode_state_memo(value)
 
 
+def decode_states(values: Sequence[bytes]) -> list[tuple[Schedule, int] | CorruptStateRecord]:
+    """`decode_state` of each record in one native call (a tick's fires); a record that call cannot read is
+    decoded alone, which resolves an older writer schema or gives the CorruptStateRecord that says why."""
+    decoded = _CODEC.decode_states(values)
+    if None not in decoded:
+        return decoded  # type: ignore[return-value]  # no None: every entry is a (Schedule, version)
+    out: list[tuple[Schedule, int] | CorruptStateRecord] = []
+    for value, entry in zip(values, decoded, strict=True):
+        if entry is not None:
+            out.append(entry)
+            continue
+        try:
+            out.append(decode_state(value))
+        except CorruptStateRecord as exc:
+            out.append(exc)
+    return out
+
+
 @functools.lru_cache(maxsize=4096)
 def _decode_state_memo(value: bytes) -> tuple[Schedule, int]:
     try:

@@ -35,6 +35,9 @@ __all__ = [
 Validator = Callable[[Schedule, int], Rejected | None]
 # (partition, schedule id, state record) -> a dead-letter reason word, or None to fire.
 DeadLetterCheck = Callable[[int, bytes, bytes], str | None]
+# Called once with every (partition, id, state record) that may fire this tick, before any DeadLetterCheck: the
+# loop decodes them in one native call.
+Prefetch = Callable[[Sequence[tuple[int, bytes, bytes]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ def plan_tick(
     dead_letter: DeadLetterCheck | None = None,
     route: Route | None = None,
     relocate: Sequence[Relocation] = (),
+    prefetch: Prefetch | None = None,
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
     consumer's batch is already bounded: decoded and encoded in one native call), then fires within both
@@ -139,7 +143,7 @@ def plan_tick(
             _intake(plan, record, taken, None, indexes, validate, route)
         else:
             _intake(plan, record, taken[0], taken[1], indexes, validate, route)
-    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch)
     return plan
 
 
@@ -258,6 +262,7 @@ def _select_fires(
     now_ms: int,
     budget: tuple[int, int],
     dead_letter: DeadLetterCheck | None,
+    prefetch: Prefetch | None = None,
 ) -> None:
     max_fires, max_bytes = budget
     writes = plan.state_writes
@@ -271,8 +276,11 @@ def _select_fires(
         due.extend(
             (partition, sid, rec) for sid, rec in index.due(now_ms, room) if (partition, sid) not in writes
         )
+    del due[max_fires:]
+    if prefetch is not None and due:
+        prefetch(due)
     size = 0
-    for partition, sid, rec in due[:max_fires]:
+    for partition, sid, rec in due:
         size += len(rec)  # a fire carries about its state record's bytes; the tombstone adds its key
         if size > max_bytes and plan.fires:
             break

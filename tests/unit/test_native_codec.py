@@ -391,3 +391,20 @@ def _write(fp: bytes, schema: Any, record: dict[str, Any]) -> bytes:
     out.seek(0, 2)
     schemaless_writer(out, schema, record)
     return out.getvalue()
+
+
+@given(
+    st.lists(
+        st.one_of(schedules().map(lambda s: codec.encode_state(s, 7)), st.binary(max_size=40)), max_size=8
+    )
+)
+def test_decode_states_is_decode_state_of_each(values: list[bytes]) -> None:
+    """One native call for a tick's fires gives what decode_state gives record by record, errors included."""
+    expected: list[object] = []
+    for value in values:
+        try:
+            expected.append(codec.decode_state(value))
+        except CorruptStateRecord as exc:
+            expected.append(str(exc))
+    got = [str(d) if isinstance(d, CorruptStateRecord) else d for d in codec.decode_states(values)]
+    assert got == expected

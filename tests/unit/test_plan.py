@@ -212,3 +212,29 @@ def test_byte_budget_bounds_a_transaction_but_always_fires_one() -> None:
     assert [sid for sid, _ in fired(plan)] == ["s0", "s1", "s2"]
     tiny = plan_tick([], {0: index}, 5_000, validate=validate, max_fires=100, max_bytes=1)
     assert len(tiny.fires) == 1  # one oversized fire still goes: a budget never stalls the partition
+
+
+def test_prefetch_sees_every_candidate_fire_once_before_any_dead_letter_check() -> None:
+    """The loop decodes a tick's fires in one native call: the planner hands it every candidate first."""
+    index = index_of(*((f"i{i}", 1_000 + i, i) for i in range(4)))
+    calls: list[object] = []
+
+    def prefetch(due: object) -> None:
+        calls.append(("prefetch", [sid for _p, sid, _rec in due]))  # type: ignore[attr-defined]
+
+    def dead_letter(_p: int, sid: bytes, _rec: bytes) -> str | None:
+        calls.append(("check", sid))
+        return None
+
+    plan = plan_tick(
+        [sched(9, "n", 500)],
+        {0: index},
+        NOW,
+        validate=validate,
+        max_fires=3,
+        dead_letter=dead_letter,
+        prefetch=prefetch,
+    )
+    assert calls[0] == ("prefetch", [b"n", b"i0", b"i1"])  # the overlay first, then the index, within budget
+    assert calls[1:] == [("check", b"n"), ("check", b"i0"), ("check", b"i1")]
+    assert [f.schedule_id for f in plan.fires] == [b"n", b"i0", b"i1"]

@@ -379,6 +379,31 @@ impl Codec {
         PyTuple::new(py, [self.schedule(py, &s)?, version.into_bound_py_any(py)?])
     }
 
+    /// `decode_state` of every state record of a tick's fires in one call: (Schedule, version) each, or None
+    /// for one it cannot read (Python decodes that one alone, for an older writer schema or the error's words).
+    fn decode_states<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for value in values.try_iter()? {
+            let value = value?;
+            let decoded = match value.cast::<PyBytes>() {
+                Ok(raw) => match codec::decode_state(raw.as_bytes(), &self.state_fp) {
+                    Ok((s, version)) => {
+                        PyTuple::new(py, [self.schedule(py, &s)?, version.into_bound_py_any(py)?])?
+                            .into_any()
+                    }
+                    Err(_) => py.None().into_bound(py),
+                },
+                Err(_) => py.None().into_bound(py),
+            };
+            out.append(decoded)?;
+        }
+        Ok(out)
+    }
+
     /// The envelope's Schedule or Cancel (its id unchecked against the key); errors as `decode_state`.
     fn decode_envelope<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         match codec::decode_command(value, &self.command_fp).map_err(|e| avro_error(py, e))? {
