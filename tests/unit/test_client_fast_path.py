@@ -93,8 +93,41 @@ def make_core(max_payload: int, producer: str | None) -> ClientCore:
     return ClientCore("127.0.0.1:1", settings_, QUIET)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
-@given(calls(), st.sampled_from([64, 1 << 20]), st.sampled_from([None, "svc-a"]))
+PLAIN_NAMES = st.one_of(st.text(max_size=5), st.sampled_from(sorted(CONTROL_HEADERS)))
+
+
+@st.composite
+def near_plain_calls(draw: st.DrawFn) -> tuple[Any, dict[str, Any]]:
+    """Plain calls with one option drawn from the wide strategies: the checks one at a time."""
+    blob = st.one_of(st.none(), st.binary(max_size=40))
+    options: dict[str, Any] = {
+        "topic": "orders",
+        "value": draw(blob),
+        "key": draw(blob),
+        "headers": draw(
+            st.one_of(st.none(), st.lists(st.tuples(PLAIN_NAMES, blob), max_size=3).map(tuple))
+        ),
+        "at": draw(st.integers(0, NOW)),
+        "delay": None,
+        "partition": draw(st.one_of(st.none(), st.integers(0, 2**31 - 1))),
+    }
+    schedule_id: Any = draw(st.text(min_size=1, max_size=20))
+    wide = {"id": IDS, "topic": TOPICS, "value": BLOBS, "key": BLOBS, "headers": HEADERS, "at": ATS}
+    wide |= {"delay": DELAYS, "partition": PARTITIONS}
+    name = draw(st.sampled_from(sorted(wide)))
+    if name == "id":
+        schedule_id = draw(IDS)
+    elif name == "delay":
+        options["at"], options["delay"] = None, draw(DELAYS)
+    else:
+        options[name] = draw(wide[name])
+    return schedule_id, options
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(calls(), near_plain_calls()), st.sampled_from([64, 1 << 20]), st.sampled_from([None, "svc-a"])
+)
 def test_the_fast_path_agrees_with_the_python_path(
     call: tuple[Any, dict[str, Any]], max_payload: int, producer: str | None
 ) -> None:
