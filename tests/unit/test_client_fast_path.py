@@ -104,9 +104,7 @@ def near_plain_calls(draw: st.DrawFn) -> tuple[Any, dict[str, Any]]:
         "topic": "orders",
         "value": draw(blob),
         "key": draw(blob),
-        "headers": draw(
-            st.one_of(st.none(), st.lists(st.tuples(PLAIN_NAMES, blob), max_size=3).map(tuple))
-        ),
+        "headers": draw(st.one_of(st.none(), st.lists(st.tuples(PLAIN_NAMES, blob), max_size=3).map(tuple))),
         "at": draw(st.integers(0, NOW)),
         "delay": None,
         "partition": draw(st.one_of(st.none(), st.integers(0, 2**31 - 1))),
