@@ -3,6 +3,9 @@
 Usage: KAFKA_BOOTSTRAP_SERVERS=host:port python -m bench.client [N]
 
 Goals (issue 14): SchedulerClient / raw Producer >= 0.5, AsyncSchedulerClient / raw AIOProducer >= 0.6.
+The raw baseline is what a careful user writes for the same guarantees: the client's producer config, a delivery
+callback (sync; failures only, as the client's) or a done-callback per future (async) to see a lost message, and
+poll(0) after each produce (sync) as the client does to serve those reports.
 """
 
 from __future__ import annotations
@@ -57,9 +60,15 @@ def sync_pair(bootstrap: str, topic: str, target: str, n: int) -> tuple[float, f
             client.schedule(f"id-{i}", topic=target, value=PAYLOAD, delay=timedelta(0))
         client.flush(60)
 
+    failed: list[object] = []
+
+    def report(err: object, msg: object) -> None:  # what a careful user needs to see a lost message
+        if err is not None:
+            failed.append(err)
+
     def baseline() -> None:
         for i in range(n):
-            raw.produce(topic, value, f"id-{i}".encode())
+            raw.produce(topic, value, f"id-{i}".encode(), -1, report)  # positional, as the client does
             raw.poll(0)
         raw.flush(60)
 
@@ -82,10 +91,16 @@ async def async_pair(bootstrap: str, topic: str, target: str, n: int, size: int)
         await client.flush(60)
         return n / (time.perf_counter() - start)
 
+    failed: list[object] = []
+
+    def done(future: asyncio.Future[Any]) -> None:  # what a careful user needs to see a lost message
+        if future.cancelled() or future.exception() is not None:
+            failed.append(future)
+
     async def baseline() -> float:
         start = time.perf_counter()
         for i in range(n):
-            await raw.produce(topic, value, f"id-{i}".encode())
+            (await raw.produce(topic, value, f"id-{i}".encode())).add_done_callback(done)
         await raw.flush(60)
         return n / (time.perf_counter() - start)
 

@@ -1,6 +1,6 @@
 # Types of the Rust extension (native/src/py/); keep in step with it.
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from scheduler.codec import Consumed
@@ -72,3 +72,44 @@ def replay_state(
     targets: dict[int, tuple[DueIndex, dict[bytes, bytes]]],
     partitions: int,
 ) -> tuple[dict[int, int], list[tuple[bytes, int, int, str]]]: ...
+
+# --- client (native/src/py/client.rs) ---
+
+class ClientFast:
+    """SchedulerClient.schedule()'s common case: (Schedule, record key, record value), or None for Python."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        ready: set[str],
+        horizon_ms: int,
+        max_payload: int,
+        producer: str | None,
+        control_headers: frozenset[str],
+    ) -> None: ...
+    def prepare(
+        self,
+        schedule_id: object,
+        topic: object,
+        value: object,
+        key: object,
+        headers: object,
+        at: object,
+        delay: object,
+        partition: object,
+        now_ms: int | None = None,
+    ) -> tuple[Schedule, bytes, bytes] | None: ...
+    def send(
+        self,
+        produce: Callable[..., None],
+        scheduled: str,
+        on_delivery: Callable[..., None],
+        schedule_id: object,
+        topic: object,
+        value: object,
+        key: object,
+        headers: object,
+        at: object,
+        delay: object,
+        partition: object,
+    ) -> Schedule | None: ...

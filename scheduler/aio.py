@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.aio import AIOProducer
 
 from scheduler import codec
-from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, ScheduleOptions, check_id
+from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, HeadersIn, ScheduleOptions, When, check_id
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
 from scheduler.kafka.clients import create
@@ -31,15 +32,52 @@ class AsyncSchedulerClient:
     ) -> None:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer: Any = None  # AIOProducer needs a running loop: created on first use
+        self._topic = self._core.topic
 
-    async def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
+    async def schedule(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: HeadersIn = None,
+        at: When = None,
+        delay: timedelta | None = None,
+        partition: int | None = None,
+    ) -> Schedule:
         """Queue one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
         The options are SchedulerClient.schedule()'s."""
+        core = self._core
+        if core.latch.failed or core.closed:
+            core.check_open()
+        # the common case, validated and encoded in one native call; None: the full path decides (and raises)
+        sent = core.fast.prepare(schedule_id, topic, value, key, headers, at, delay, partition)
+        if sent is None:
+            options: ScheduleOptions = {
+                "topic": topic,
+                "value": value,
+                "key": key,
+                "headers": headers,
+                "at": at,
+                "delay": delay,
+                "partition": partition,
+            }
+            sent = await self._prepare(schedule_id, options)
+        schedule, key, value = sent
+        try:  # _produce, inline: a coroutine less per call
+            future = await (self._producer or self._started()).produce(self._topic, value, key)
+        except KafkaException as exc:
+            raise DeliveryError(f"producing to {self._topic} failed: {exc}") from exc
+        future.add_done_callback(lambda f: self._on_done(key, f))
+        return schedule
+
+    async def _prepare(self, schedule_id: str, options: ScheduleOptions) -> tuple[Schedule, bytes, bytes]:
         prepared = self._core.prepare(schedule_id, options)
         if prepared.lookup is not None:
             self._core.learn_target(prepared.lookup, await self._metadata(prepared.lookup))
-        await self._produce(prepared.key, prepared.value)
-        return prepared.schedule
+        self._core.accepted(prepared.schedule.target_topic)
+        return prepared.schedule, prepared.key, prepared.value
 
     async def _metadata(self, topic: str) -> object:
         try:

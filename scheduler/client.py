@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, NamedTuple, Required, Self, TypedDict, Unpack
+from typing import Any, NamedTuple, Required, Self, TypedDict
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -175,18 +175,18 @@ class DeliveryLatch:
     """Delivery reports arrive later on librdkafka's callbacks; keep them until the caller's next call."""
 
     def __init__(self) -> None:
-        self._failed = 0
+        self.failed = 0  # read directly on the hot path: a call checks this one int
         self._first = ""
 
     def record(self, key: bytes | str | None, error: object) -> None:
-        if self._failed == 0:
+        if self.failed == 0:
             self._first = f"id {key!r}: {error}"
-        self._failed += 1
+        self.failed += 1
 
     def raise_if_failed(self) -> None:
-        if self._failed:
-            failed, first = self._failed, self._first
-            self._failed, self._first = 0, ""
+        if self.failed:
+            failed, first = self.failed, self._first
+            self.failed, self._first = 0, ""
             raise DeliveryError(
                 f"{failed} earlier command(s) were not delivered (first: {first}); they are not scheduled: "
                 "send them again (same id = replace). This call sent nothing."
@@ -211,6 +211,9 @@ class ClientCore:
         self._max_payload = self.settings.max_payload_bytes
         self._producer_name = self.settings.producer_name
         self._allowed: set[str] = set()  # target names that passed _check_target: checked once each
+        # ...and, of those, the ones known to exist (or not to be checked): the native fast path's targets
+        self._ready: set[str] = set()
+        self.fast = codec.client_fast(self._ready, self._horizon_ms, self._max_payload, self._producer_name)
         self.latch = DeliveryLatch()
         self.closed = False
         bootstrap = str(self.producer_config.get("bootstrap.servers", ""))
@@ -283,6 +286,13 @@ class ClientCore:
         lookup = self.targets is not None and self.targets.needs_lookup(topic)
         return Prepared(schedule, record_key, record_value, topic if lookup else None)
 
+    def accepted(self, topic: str) -> None:
+        """`topic` passed the full checks and its lookup (if any): `fast` may take it from now on."""
+        if len(self._ready) < CHECKED_TARGETS_MAX and (
+            self.targets is None or not self.targets.needs_lookup(topic)
+        ):
+            self._ready.add(topic)
+
     def learn_target(self, topic: str, answer: object) -> None:
         """The metadata a face fetched for `topic` (or the KafkaException it got): raises unless it exists."""
         assert self.targets is not None
@@ -323,18 +333,72 @@ class SchedulerClient:
         self._core = ClientCore(bootstrap_servers, settings, config)
         self._producer = create(Producer, self._core.producer_config)
         self._report = self._on_delivery  # one bound method for every produce()
+        # the hot path's callables and constants, looked up once
+        self._fast = self._core.fast.send
+        self._send = self._producer.produce
+        self._poll = self._producer.poll
+        self._topic = self._core.topic
+        self._latch = self._core.latch
 
-    def schedule(self, schedule_id: str, **options: Unpack[ScheduleOptions]) -> Schedule:
+    def schedule(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        headers: HeadersIn = None,
+        at: When = None,
+        delay: timedelta | None = None,
+        partition: int | None = None,
+    ) -> Schedule:
         """Send one schedule (same id = replace); returns what was sent. Delivery is confirmed by flush().
 
         Options: topic (required), value (required; bytes, str or None), key, headers (a mapping or pairs), at (an
         aware datetime or epoch ms) or delay (a timedelta), partition (of the target topic).
         """
+        if self._latch.failed or self._core.closed:
+            self._core.check_open()
+        try:  # the common case, validated, encoded and produced in one native call
+            schedule = self._fast(
+                self._send,
+                self._topic,
+                self._report,
+                schedule_id,
+                topic,
+                value,
+                key,
+                headers,
+                at,
+                delay,
+                partition,
+            )
+        except KafkaException:
+            schedule = None  # nothing was queued: the full path raises the DeliveryError
+        if (
+            schedule is None
+        ):  # anything else (or a full queue): the full path decides, and raises with the reason
+            options: ScheduleOptions = {
+                "topic": topic,
+                "value": value,
+                "key": key,
+                "headers": headers,
+                "at": at,
+                "delay": delay,
+                "partition": partition,
+            }
+            prepared = self._prepare(schedule_id, options)
+            self._produce(prepared[1], prepared[2])
+            return prepared[0]
+        self._poll(0)  # serve delivery reports (failures only) and librdkafka's callbacks
+        return schedule
+
+    def _prepare(self, schedule_id: str, options: ScheduleOptions) -> tuple[Schedule, bytes, bytes]:
         prepared = self._core.prepare(schedule_id, options)
         if prepared.lookup is not None:
             self._core.learn_target(prepared.lookup, self._metadata(prepared.lookup))
-        self._produce(prepared.key, prepared.value)
-        return prepared.schedule
+        self._core.accepted(prepared.schedule.target_topic)
+        return prepared.schedule, prepared.key, prepared.value
 
     def _metadata(self, topic: str) -> object:
         try:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from scheduler._native import AvroError, Codec, UnknownFingerprint
+from scheduler._native import AvroError, ClientFast, Codec, UnknownFingerprint
 from scheduler._native import peek_due_ms as _peek_due_ms
 from scheduler.errors import CodecError, CorruptStateRecord
 from scheduler.model import (
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "ROUTING_HEADERS",
     "Consumed",
+    "client_fast",
     "decode_command",
     "decode_state",
     "encode_cancel",
@@ -151,6 +152,12 @@ def is_legal_topic(name: str) -> bool:
 def encode_schedule(s: Schedule) -> bytes:
     """The Avro envelope value for a schedule; the record key is `s.id.encode()`."""
     return _CODEC.encode_schedule(s)
+
+
+def client_fast(ready: set[str], horizon_ms: int, max_payload: int, producer: str | None) -> ClientFast:
+    """SchedulerClient.schedule()'s common case in one native call (None where the Python path must decide);
+    `ready` holds the target topics that path accepted."""
+    return ClientFast(_CODEC, ready, horizon_ms, max_payload, producer, CONTROL_HEADERS)
 
 
 def encode_cancel(schedule_id: str) -> bytes:

@@ -130,6 +130,32 @@ def test_delivery_error_is_latched_and_raised_at_the_next_call(unique: Callable[
             client.close(timeout=5)
 
 
+def test_a_lost_fast_path_schedule_surfaces_at_a_later_schedule_call(unique: Callable[[str], str]) -> None:
+    """schedule()'s own poll(0) serves the failure report of a command the native fast path sent: no flush needed."""
+    conf = {"message.timeout.ms": 300, "log_level": 0}
+    client = SchedulerClient("127.0.0.1:1", settings=settings_for(unique("scheduled")), config=conf)
+    try:
+        client.schedule("first", topic="t", value=b"x", delay=timedelta(0))  # full path: "t" is now checked
+        assert client._core.fast.prepare("x", "t", b"x", None, None, None, timedelta(0), None) is not None
+        client.schedule("lost-fast", topic="t", value=b"x", delay=timedelta(0))  # the fast path
+        raised: list[str] = []
+
+        def next_schedule_raises() -> bool:
+            try:
+                client.schedule("later", topic="t", value=b"x", delay=timedelta(0))
+            except DeliveryError as exc:
+                raised.append(str(exc))
+                return True
+            return False
+
+        wait_until(next_schedule_raises, 15, "schedule() raises the latched DeliveryError")
+        assert "'first'" in raised[0] or "'lost-fast'" in raised[0]
+        assert "earlier command(s) were not delivered" in raised[0]
+    finally:
+        with contextlib.suppress(DeliveryError):
+            client.close(timeout=5)
+
+
 def test_async_client_sends_the_same_envelope(
     kafka_bootstrap: str, unique: Callable[[str], str], create_topic: Callable[..., str]
 ) -> None:

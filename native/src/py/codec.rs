@@ -154,7 +154,7 @@ fn opt_bytes<'py>(py: Python<'py>, b: Option<&[u8]>) -> Bound<'py, PyAny> {
 /// The wire format of the current schemas, for Python.
 #[pyclass(frozen, module = "scheduler._native")]
 pub struct Codec {
-    command_fp: [u8; 8],
+    pub(crate) command_fp: [u8; 8],
     state_fp: [u8; 8],
     schedule_cls: Py<PyAny>,
     cancel_cls: Py<PyAny>,
@@ -162,7 +162,12 @@ pub struct Codec {
     direct: Option<Direct>,
 }
 
-type Direct = (Py<PyAny>, Vec<Py<PyString>>);
+/// The class's tp_alloc (what object.__new__ calls) and, per field, its slot's member descriptor with that
+/// descriptor's setter (what object.__setattr__ finds on the class and calls).
+type Direct = (
+    pyo3::ffi::allocfunc,
+    Vec<(Py<PyAny>, pyo3::ffi::descrsetfunc)>,
+);
 
 const SCHEDULE_FIELDS: [&str; 9] = [
     "id",
@@ -183,15 +188,42 @@ fn direct(schedule: &Bound<'_, PyAny>) -> PyResult<Option<Direct>> {
     if fields != SCHEDULE_FIELDS || schedule.hasattr(intern!(py, "__post_init__"))? {
         return Ok(None);
     }
-    let new = py
+    let object_new = py
         .import("builtins")?
         .getattr("object")?
         .getattr("__new__")?;
-    let names = SCHEDULE_FIELDS
-        .iter()
-        .map(|f| PyString::intern(py, f).unbind())
-        .collect();
-    Ok(Some((new.unbind(), names)))
+    if !schedule.getattr(intern!(py, "__new__"))?.is(&object_new) {
+        return Ok(None);
+    }
+    let Ok(cls) = schedule.cast::<pyo3::types::PyType>() else {
+        return Ok(None);
+    };
+    // SAFETY: a live type object; PyType_GetSlot returns its tp_alloc (every type has one) or NULL.
+    let slot = unsafe { pyo3::ffi::PyType_GetSlot(cls.as_type_ptr(), pyo3::ffi::Py_tp_alloc) };
+    if slot.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the Py_tp_alloc slot holds an allocfunc.
+    let alloc: pyo3::ffi::allocfunc = unsafe { std::mem::transmute(slot) };
+    let own = cls.getattr(intern!(py, "__dict__"))?;
+    let mut setters = Vec::with_capacity(SCHEDULE_FIELDS.len());
+    for name in SCHEDULE_FIELDS {
+        let descr = own.get_item(name)?;
+        let kind = descr.get_type();
+        if kind.name()? != "member_descriptor" {
+            return Ok(None); // not a plain slot: only calling the class is sure to be right
+        }
+        // SAFETY: a live type object; the slot is its tp_descr_set or NULL.
+        let set =
+            unsafe { pyo3::ffi::PyType_GetSlot(kind.as_type_ptr(), pyo3::ffi::Py_tp_descr_set) };
+        if set.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: the Py_tp_descr_set slot holds a descrsetfunc.
+        let set: pyo3::ffi::descrsetfunc = unsafe { std::mem::transmute(set) };
+        setters.push((descr.unbind(), set));
+    }
+    Ok(Some((alloc, setters)))
 }
 
 impl Codec {
@@ -208,7 +240,7 @@ impl Codec {
                 })
                 .collect::<PyResult<Vec<_>>>()?,
         )?;
-        let args = PyTuple::new(
+        self.new_schedule(
             py,
             [
                 PyString::new(py, s.id).into_any(),
@@ -221,19 +253,32 @@ impl Codec {
                 s.created_ms.into_bound_py_any(py)?,
                 s.producer.into_bound_py_any(py)?,
             ],
-        )?;
+        )
+    }
+
+    /// A scheduler.model.Schedule of the nine field values in order, as calling the class would build it.
+    pub(crate) fn new_schedule<'py>(
+        &self,
+        py: Python<'py>,
+        fields: [Bound<'py, PyAny>; 9],
+    ) -> PyResult<Bound<'py, PyAny>> {
         let cls = self.schedule_cls.bind(py);
-        let Some((new, names)) = &self.direct else {
-            return cls.call1(args);
+        let Some((alloc, setters)) = &self.direct else {
+            return cls.call1(PyTuple::new(py, fields)?);
         };
-        // What the frozen dataclass's __init__ does (object.__setattr__ per field), without its Python frame.
-        let obj = new.bind(py).call1((cls,))?;
-        for (name, value) in names.iter().zip(args.iter()) {
-            // SAFETY: three live, owned references; PyObject_GenericSetAttr borrows them and sets an error on -1.
-            if unsafe {
-                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr())
-            } < 0
-            {
+        // What object.__new__(cls) and the frozen dataclass's __init__ (object.__setattr__ per field) do,
+        // without the Python frame: the class's tp_alloc, then each field's slot descriptor's setter (what
+        // object.__setattr__ finds first on the class, these being in its own __dict__).
+        // SAFETY: cls is a live type whose tp_alloc this is; it returns a new reference or NULL with an error.
+        let raw = unsafe { alloc(cls.as_ptr().cast(), 0) };
+        if raw.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: raw is a new, owned, non-null reference.
+        let obj = unsafe { Bound::from_owned_ptr(py, raw) };
+        for ((descr, set), value) in setters.iter().zip(fields.iter()) {
+            // SAFETY: live references; the setter borrows them, checks obj's type, and sets an error on -1.
+            if unsafe { set(descr.as_ptr(), obj.as_ptr(), value.as_ptr()) } < 0 {
                 return Err(PyErr::fetch(py));
             }
         }

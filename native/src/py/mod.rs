@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod client;
 mod codec;
 mod index;
 
@@ -25,6 +26,7 @@ fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
+    client::register(m)?;
     codec::register(m)?;
     index::register(m)?;
     Ok(())
