@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import logging
 import os
@@ -32,6 +31,14 @@ from scheduler.topics import Problem, require_valid
 __all__ = ["SchedulerService"]
 
 log = logging.getLogger(__name__)
+
+
+def close_quietly(what: str, close: Callable[[], object]) -> None:
+    """Run a shutdown step; log its failure instead of raising it over the error that ended the loop."""
+    try:
+        close()
+    except Exception as exc:
+        log.warning("%s: %s: %s", what, type(exc).__name__, exc)
 
 
 class SchedulerService:
@@ -118,13 +125,12 @@ class SchedulerService:
             probe.stop()
             if txn_log is not None:
                 txn_log.close()
-            for client in (consumer, reader):  # a failure here must not mask the one that ended the loop
-                try:
-                    client.close()
-                except Exception as exc:
-                    log.warning("closing a consumer: %s: %s", type(exc).__name__, exc)
-            with contextlib.suppress(KafkaException):  # a fenced producer must not mask the fatal error
-                producer.flush(5)
+            # a failure here must not mask the one that ended the loop
+            for client in (consumer, reader):
+                close_quietly("closing a consumer", client.close)
+            # A fenced producer's flush raises KafkaException; one whose delivery callbacks ran into an exception
+            # already set (seen in chaos after _FENCED) raises SystemError from inside confluent-kafka.
+            close_quietly("flushing the producer", lambda: producer.flush(5))
             if self.http is not None:
                 self.http.stop()
         log.info("scheduler stopped cleanly")
