@@ -11,7 +11,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.aio import AIOProducer
 
 from scheduler import codec
-from scheduler.client import TARGET_CHECK_TIMEOUT_S, ClientCore, HeadersIn, ScheduleOptions, When, check_id
+from scheduler.client import (
+    TARGET_CHECK_TIMEOUT_S,
+    ClientCore,
+    HeadersIn,
+    ScheduleOptions,
+    When,
+    check_id,
+    schedule_options,
+)
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
 from scheduler.kafka.clients import create
@@ -54,15 +62,7 @@ class AsyncSchedulerClient:
         # the common case, validated and encoded in one native call; None: the full path decides (and raises)
         sent = core.fast.prepare(schedule_id, topic, value, key, headers, at, delay, partition)
         if sent is None:
-            options: ScheduleOptions = {
-                "topic": topic,
-                "value": value,
-                "key": key,
-                "headers": headers,
-                "at": at,
-                "delay": delay,
-                "partition": partition,
-            }
+            options = schedule_options(topic, value, key, headers, at, delay, partition)
             sent = await self._prepare(schedule_id, options)
         schedule, key, value = sent
         try:  # _produce, inline: a coroutine less per call

@@ -313,6 +313,27 @@ class ScheduleOptions(TypedDict, total=False):
     partition: int | None
 
 
+def schedule_options(
+    topic: str,
+    value: bytes | str | None,
+    key: bytes | str | None,
+    headers: HeadersIn,
+    at: When,
+    delay: timedelta | None,
+    partition: int | None,
+) -> ScheduleOptions:
+    """schedule()'s keyword arguments as the full path takes them (both faces, when the fast path declines)."""
+    return {
+        "topic": topic,
+        "value": value,
+        "key": key,
+        "headers": headers,
+        "at": at,
+        "delay": delay,
+        "partition": partition,
+    }
+
+
 class Prepared(NamedTuple):
     schedule: Schedule
     key: bytes
@@ -378,15 +399,7 @@ class SchedulerClient:
         if (
             schedule is None
         ):  # anything else (or a full queue): the full path decides, and raises with the reason
-            options: ScheduleOptions = {
-                "topic": topic,
-                "value": value,
-                "key": key,
-                "headers": headers,
-                "at": at,
-                "delay": delay,
-                "partition": partition,
-            }
+            options = schedule_options(topic, value, key, headers, at, delay, partition)
             prepared = self._prepare(schedule_id, options)
             self._produce(prepared[1], prepared[2])
             return prepared[0]

@@ -9,7 +9,6 @@ one reject record instead of stopping on it.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Sequence
@@ -192,14 +191,8 @@ def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None]
 
 
 def decode_state(value: bytes) -> tuple[Schedule, int]:
-    """A state record back to (schedule, version); loud, because skipping a record loses a schedule.
-
-    Memoized for the last few thousand records (a fire decodes its record twice: the dead-letter check, then the
-    fired record); the result is immutable, and a failure is never cached.
-    """
-    if type(value) is not bytes:  # unhashable (bytearray, memoryview): decode without the memo
-        return _decode_state_memo.__wrapped__(bytes(value))
-    return _decode_state_memo(value)
+    """A state record back to (schedule, version); loud, because skipping a record loses a schedule."""
+    return _decode_state(value if type(value) is bytes else bytes(value))
 
 
 def decode_states(values: Sequence[bytes]) -> list[tuple[Schedule, int] | CorruptStateRecord]:
@@ -220,8 +213,7 @@ def decode_states(values: Sequence[bytes]) -> list[tuple[Schedule, int] | Corrup
     return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _decode_state_memo(value: bytes) -> tuple[Schedule, int]:
+def _decode_state(value: bytes) -> tuple[Schedule, int]:
     try:
         return _CODEC.decode_state(value)
     except UnknownFingerprint:
