@@ -204,7 +204,7 @@ class Counter:
         consumer.consume(1, 0.5)
         self._ready.set()
         while not self._stop.is_set():
-            batch = consumer.consume(10_000, 0.005)  # returns at the timeout or 10k: keep the delay small
+            batch = consumer.consume(10_000, 0.001)  # returns at the timeout or 10k: keep the delay small
             if not batch:
                 continue
             wall = time.time() * 1000
