@@ -160,6 +160,10 @@ class SchedulerMetrics:
             "dead_letters", "Schedules dead-lettered at fire time, by reason.", ("reason",)
         )
         self.overdue = gauge("overdue_schedules", "Pending schedules whose due time has passed.")
+        self.prepared = counter(
+            "prepared_fires",
+            "Fires produced into a transaction ahead of their due time and committed at it (prepare_ahead_ms).",
+        )
         self.fire_lateness = histogram(
             "fire_lateness_seconds", "Fired-at minus due-at of each fired schedule.", LATENESS_BUCKETS
         )

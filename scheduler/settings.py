@@ -146,6 +146,14 @@ class ServiceSettings(BaseSettings):
     max_fires_per_transaction: int = Field(default=2000, ge=1)
     max_transaction_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_wait_ms: int = Field(default=200, ge=1, description="longest sleep between ticks")
+    prepare_ahead_ms: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="produce fires due within this many ms into the tick's transaction ahead of time and commit "
+        "it at their due time: never visible nor timestamped early; not for LogAppendTime targets; 0: off "
+        "(docs/architecture.md, 'Prepared fires')",
+    )
     fire_attempts: int = Field(default=3, ge=1, description="failed fire transactions before a dead letter")
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     session_timeout_ms: int = Field(default=10_000, ge=1000)

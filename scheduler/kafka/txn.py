@@ -87,8 +87,15 @@ class TransactionRunner:
         self._call("init_transactions", lambda: self._producer.init_transactions(self._timeout))
 
     def run(
-        self, fires: Sequence[OutRecord], others: Sequence[OutRecord], offsets: list[TopicPartition]
+        self,
+        fires: Sequence[OutRecord],
+        others: Sequence[OutRecord],
+        offsets: list[TopicPartition],
+        hold: Callable[[], bool] | None = None,
+        stamp: int = 0,
     ) -> Outcome:
+        """`hold`, called between the offsets and the commit, returns False to abort instead of committing (prepared
+        fires wait there for their due time); `stamp`, if set, is every fire's record timestamp (CreateTime)."""
         self.failed_topics = {}
         self.failed_ids = set()
         self._refused_fires = set()
@@ -98,13 +105,18 @@ class TransactionRunner:
         try:
             self._producer.begin_transaction()  # 1
             failpoint("after_begin")
-            self._produce_all(fires, self._on_fire_delivery)  # 2
+            self._produce_all(fires, self._on_fire_delivery, stamp)  # 2
             failpoint("after_fire_produce")
             self._produce_all(others, None)  # 3
             failpoint("after_tombstone_produce")
             metadata = self._consumer.consumer_group_metadata()  # 4: fresh, never cached
             self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout)
             failpoint("after_send_offsets")
+            if hold is not None and not hold():
+                log.warning(
+                    "the clock went back while prepared fires waited for their due time: aborting them"
+                )
+                raise _Abort
             failpoint("before_commit")
             self._committing = True
             self._call("commit_transaction", lambda: self._producer.commit_transaction(self._timeout))  # 5
@@ -161,7 +173,9 @@ class TransactionRunner:
                         v for k, v in record.headers if k == HEADER_SCHEDULE_ID and v is not None
                     )
 
-    def _produce_all(self, records: Sequence[OutRecord], on_delivery: Callable[..., None] | None) -> None:
+    def _produce_all(
+        self, records: Sequence[OutRecord], on_delivery: Callable[..., None] | None, stamp: int = 0
+    ) -> None:
         """Positional arguments (confluent-kafka's order: topic, value, key, partition, on_delivery, callback,
         timestamp, headers) and no per-record objects: this loop runs once per record of a tick."""
         produce: Callable[..., None] = self._producer.produce
@@ -169,12 +183,19 @@ class TransactionRunner:
             topic, key, value, headers, partition = record
             try:
                 produce(
-                    topic, value, key, -1 if partition is None else partition, on_delivery, None, 0, headers
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    on_delivery,
+                    None,
+                    stamp,
+                    headers,
                 )
             except (BufferError, KafkaException):
-                self._produce(record, on_delivery)
+                self._produce(record, on_delivery, stamp)
 
-    def _produce(self, record: OutRecord, on_delivery: Callable[..., None] | None) -> None:
+    def _produce(self, record: OutRecord, on_delivery: Callable[..., None] | None, stamp: int = 0) -> None:
         """One record, waiting out a full local queue; a record refused locally (too large for message.max.bytes,
         unknown topic) counts, for a fire, toward its schedule's dead letter."""
         topic, key, value, headers, partition = record
@@ -187,7 +208,7 @@ class TransactionRunner:
                     -1 if partition is None else partition,
                     on_delivery,
                     None,
-                    0,
+                    stamp,
                     cast("list[tuple[str, str | bytes | None]]", headers),
                 )
                 return

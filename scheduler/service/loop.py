@@ -68,6 +68,7 @@ class SchedulerLoop:
         tick: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = wall_ms,
         txn_log: TransactionLog | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._consumer, self._txn, self.partitions, self._targets = clients
@@ -75,12 +76,18 @@ class SchedulerLoop:
         self._tick = tick
         self._clock = clock
         self._txn_log = txn_log
+        # Prepared fires hold a transaction open until the clock reaches their due time: an injected clock needs
+        # the matching sleep (one that moves it), or they are off.
+        self._sleep = sleep if sleep is not None else (time.sleep if clock is wall_ms else None)
+        self._ahead_ms = settings.prepare_ahead_ms if self._sleep is not None else 0
+        self._prepared_topics: dict[str, bool] = {}
         self._failures: dict[tuple[int, bytes], int] = {}
         # this tick's due state records, decoded once (by the dead-letter check, for the fired record), and
         # whether each target topic exists (asked once per topic and tick); both emptied at each tick's start
         self._decoded: dict[tuple[int, bytes], tuple[Schedule, int] | CorruptStateRecord] = {}
         self._exists: dict[str, bool] = {}
         self._lateness: list[float] = []  # fired-at minus due-at of the fires `_build` built last, in seconds
+        self._fired: list[Schedule] = []  # and those fires' schedules
         self._snapshot: list[PartitionSnapshot] = []
         self._snapshot_at = -SNAPSHOT_EVERY_MS
         forward = settings.misrouted == "forward"
@@ -117,7 +124,7 @@ class SchedulerLoop:
         stepped = self._step_positions(serving, taking)
         now = self._clock()
         moves, moved_bytes = self._relocations(serving)
-        self._decoded, self._exists = {}, {}
+        self._decoded, self._exists, self._prepared_topics = {}, {}, {}
         plan = plan_tick(
             records,
             {p: o.index for p, o in serving.items()},
@@ -129,6 +136,8 @@ class SchedulerLoop:
             prefetch=self._prefetch,
             route=self._route,
             relocate=moves,
+            horizon_ms=now + self._ahead_ms if self._ahead_ms else None,
+            prepares=self._prepares,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
         if plan or records or stepped:
@@ -139,8 +148,8 @@ class SchedulerLoop:
         now = self._clock()
         for owned in self.partitions.serving().values():
             due = owned.index.next_due_ms()
-            if due is not None:
-                horizon = min(horizon, max(0, due - now))
+            if due is not None:  # wake early enough to prepare it (`prepare_ahead_ms`)
+                horizon = min(horizon, max(0, due - self._ahead_ms - now))
         return horizon / 1000
 
     def _inputs(self, messages: list[Any], serving: dict[int, Any], taking: set[int]) -> list[InputRecord]:
@@ -236,6 +245,34 @@ class SchedulerLoop:
             exists = self._exists[topic] = self._targets.info(topic, max_age_s=FIRE_CHECK_TTL_S).exists
         return None if exists else "unknown_target_topic"
 
+    def _prepares(self, partition: int, sid: bytes, _record: bytes) -> bool:
+        """May this fire, due within `prepare_ahead_ms`, be produced now and committed at its due time? Only to a
+        CreateTime target (asked once per topic and tick), never a retried one (a failing target is not hurried)."""
+        decoded = self._decoded.get((partition, sid))
+        if decoded is None or isinstance(decoded, CorruptStateRecord):
+            return False
+        if self._failures and (partition, sid) in self._failures:
+            return False
+        topic = decoded[0].target_topic
+        ok = self._prepared_topics.get(topic)
+        if ok is None:
+            ok = self._prepared_topics[topic] = self._targets.prepares(topic)
+        return ok
+
+    def _hold(self, commit_at: int) -> bool:
+        """Wait until the clock reaches `commit_at` (the latest due time among a prepared transaction's fires).
+        False if the clock went back so far that waiting would outlast the preparation window (a clock step): the
+        caller aborts, nothing of it was visible, and the next tick plans on the new clock."""
+        assert self._sleep is not None
+        limit = commit_at - self._clock()
+        if limit > self._ahead_ms + 50:
+            return False
+        while (left := commit_at - self._clock()) > 0:
+            if left > limit + 50:
+                return False
+            self._sleep(left / 1000)
+        return True
+
     def _decode(self, fire: Fire) -> tuple[Schedule, int] | CorruptStateRecord:
         decoded = self._decoded.get((fire.partition, fire.schedule_id))
         if decoded is not None:
@@ -247,14 +284,21 @@ class SchedulerLoop:
 
     def _transact(self, plan: TickPlan, now: int) -> None:
         serving = self.partitions.serving()
-        fires, others, sent = self._build(plan, now)
+        fires, others, sent, fired_at = self._build(plan, now)
         offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
+        prepared = fired_at > now  # fires not yet due: produced now, committed at fired_at, stamped with it
         attempt = None
         if self._txn_log is not None:
             attempt = self._txn_log.begin(fires, others, offsets)
         started = time.monotonic()
         try:
-            outcome = self._txn.run(fires, others, offsets)
+            if prepared:
+                self._metrics.prepared.inc(sum(1 for schedule in self._fired if schedule.due_ms > now))
+                outcome = self._txn.run(
+                    fires, others, offsets, hold=lambda: self._hold(fired_at), stamp=fired_at
+                )
+            else:
+                outcome = self._txn.run(fires, others, offsets)
         except KafkaFatalError as exc:
             verdict = self._txn.failure()
             self._metrics.transactions.labels(verdict).inc()
@@ -284,8 +328,9 @@ class SchedulerLoop:
         if attempt is not None and self._txn_log is not None:
             self._txn_log.end(attempt, outcome, error)
 
-    def _build(self, plan: TickPlan, now: int) -> tuple[list[OutRecord], list[OutRecord], list[Fire]]:
-        """The fired records (and the fires they are, in the same order), and everything else."""
+    def _build(self, plan: TickPlan, now: int) -> tuple[list[OutRecord], list[OutRecord], list[Fire], int]:
+        """The fired records (and the fires they are, in the same order), everything else, and the fire time: now,
+        or the latest due time among prepared fires (the transaction commits no sooner)."""
         others: list[OutRecord] = []
         sent: list[Fire] = []
         decoded: list[tuple[Schedule, int]] = []
@@ -297,8 +342,10 @@ class SchedulerLoop:
             else:
                 sent.append(fire)
                 decoded.append(schedule)
-        fires = fired_records(decoded, now, self._settings.scheduled_topic)
-        self._lateness = [max(0, now - schedule.due_ms) / 1000 for schedule, _version in decoded]
+        fired_at = max([now, *(schedule.due_ms for schedule, _version in decoded)])
+        fires = fired_records(decoded, fired_at, self._settings.scheduled_topic)
+        self._lateness = [(fired_at - schedule.due_ms) / 1000 for schedule, _version in decoded]
+        self._fired = [schedule for schedule, _version in decoded]
         if history:  # in the fires' transaction: the history holds exactly the committed fires
             others.extend(history_record(history, record) for record in fires)
         for (partition, sid), value in plan.state_writes.items():
@@ -316,7 +363,7 @@ class SchedulerLoop:
             limit = self._targets.limit(self._settings.rejected)
             key, value, headers = fit_reject(rec.key, rec.value, headers, limit)
             others.append(OutRecord(self._settings.rejected, key, value, headers))
-        return fires, others, sent
+        return fires, others, sent, fired_at
 
     def _routed(self, plan: TickPlan) -> list[OutRecord]:
         """Relocated state records, then forwarded commands (as consumed, with their timestamps) to `scheduled`."""

@@ -38,6 +38,9 @@ DeadLetterCheck = Callable[[int, bytes, bytes], str | None]
 # Called once with every (partition, id, state record) that may fire this tick, before any DeadLetterCheck: the
 # loop decodes them in one native call.
 Prefetch = Callable[[Sequence[tuple[int, bytes, bytes]]], None]
+# (partition, schedule id, state record) -> may this fire, not yet due, be produced ahead and committed at its due
+# time? (False for a LogAppendTime target, or one the loop cannot vouch for.)
+PrepareCheck = Callable[[int, bytes, bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +129,13 @@ def plan_tick(
     route: Route | None = None,
     relocate: Sequence[Relocation] = (),
     prefetch: Prefetch | None = None,
+    horizon_ms: int | None = None,
+    prepares: PrepareCheck | None = None,
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
     consumer's batch is already bounded: decoded and encoded in one native call), then fires within both
-    budgets."""
+    budgets: everything due at `now_ms`, and, with a `horizon_ms` after it, what falls due by then and `prepares`
+    accepts (the loop commits such a plan no sooner than the latest due time among its fires)."""
     plan = TickPlan()
     for move in relocate:
         plan.relocations.append(move)
@@ -143,7 +149,10 @@ def plan_tick(
             _intake(plan, record, taken, None, indexes, validate, route)
         else:
             _intake(plan, record, taken[0], taken[1], indexes, validate, route)
-    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch)
+    ahead = None
+    if horizon_ms is not None and horizon_ms > now_ms and prepares is not None:
+        ahead = (horizon_ms, prepares)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, ahead)
     return plan
 
 
@@ -263,24 +272,28 @@ def _select_fires(
     budget: tuple[int, int],
     dead_letter: DeadLetterCheck | None,
     prefetch: Prefetch | None = None,
+    ahead: tuple[int, PrepareCheck] | None = None,
 ) -> None:
     max_fires, max_bytes = budget
     writes = plan.state_writes
+    until = now_ms if ahead is None else ahead[0]
     due: list[tuple[int, bytes, bytes]] = [
-        (p, sid, rec) for (p, sid), rec in writes.items() if rec is not None and peek_due_ms(rec) <= now_ms
+        (p, sid, rec) for (p, sid), rec in writes.items() if rec is not None and peek_due_ms(rec) <= until
     ]
     for partition, index in indexes.items():
         room = max_fires - len(due)
         if room <= 0:
             break
         due.extend(
-            (partition, sid, rec) for sid, rec in index.due(now_ms, room) if (partition, sid) not in writes
+            (partition, sid, rec) for sid, rec in index.due(until, room) if (partition, sid) not in writes
         )
     del due[max_fires:]
     if prefetch is not None and due:
         prefetch(due)
     size = 0
     for partition, sid, rec in due:
+        if ahead is not None and peek_due_ms(rec) > now_ms and not ahead[1](partition, sid, rec):
+            continue  # not due yet and not to be prepared: it fires in a later tick
         size += len(rec)  # a fire carries about its state record's bytes; the tombstone adds its key
         if size > max_bytes and plan.fires:
             break

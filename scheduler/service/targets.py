@@ -43,6 +43,9 @@ class TopicInfo:
     exists: bool
     partitions: int = 0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE
+    # message.timestamp.type=LogAppendTime: the broker stamps a record when it appends it, so a fire produced
+    # ahead of its due time would carry an append time before due (G3): such fires are never prepared ahead
+    log_append_time: bool = False
 
 
 class TargetCatalog:
@@ -96,14 +99,21 @@ class TargetCatalog:
         meta = metadata.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             return TopicInfo(False)
-        limit = DEFAULT_MAX_MESSAGE
+        limit, append_time = DEFAULT_MAX_MESSAGE, True  # unknown: as if LogAppendTime, never prepared ahead
         try:
             futures = self._admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
             for future in futures.values():
-                limit = int(future.result(timeout=10)["max.message.bytes"].value)
+                configs = future.result(timeout=10)
+                limit = int(configs["max.message.bytes"].value)
+                append_time = configs["message.timestamp.type"].value != "CreateTime"
         except (KafkaException, KeyError, ValueError) as exc:
-            log.warning("could not read max.message.bytes of %s, assuming the default: %s", topic, exc)
-        return TopicInfo(True, len(meta.partitions), limit)
+            log.warning("could not read the configuration of %s, assuming the defaults: %s", topic, exc)
+        return TopicInfo(True, len(meta.partitions), limit, append_time)
+
+    def prepares(self, topic: str) -> bool:
+        """May a fire to `topic` be produced before its due time and committed at it (CreateTime targets)?"""
+        info = self.info(topic)
+        return info.exists and not info.log_append_time
 
     def validate(self, schedule: Schedule, state_size: int) -> Rejected | None:
         """None if the schedule can be fired (and dead-lettered, and stored); the common case is answered from

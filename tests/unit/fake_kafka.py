@@ -19,6 +19,7 @@ timeouts are ignored and the test owns the clock (`cluster.now_ms`). What it mod
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,10 @@ class FakeCluster:
         self._member_ids = itertools.count(1)
 
     # -- logs
+    def advance(self, seconds: float) -> None:
+        """Time passes (an injected sleep): at least one millisecond, so a wait always ends."""
+        self.now_ms += max(1, math.ceil(seconds * 1000))
+
     def log(self, topic: str, partition: int) -> list[Rec]:
         return self.logs[(topic, partition)]
 
@@ -405,6 +410,9 @@ class FakeTargets:
 
     def info(self, topic: str, max_age_s: float | None = None) -> _Info:
         return _Info(topic in self.known)
+
+    def prepares(self, topic: str) -> bool:
+        return topic in self.known
 
     def limit(self, topic: str) -> int:
         return 1_000_000 - 512

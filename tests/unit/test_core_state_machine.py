@@ -114,6 +114,7 @@ class Instance:
             metrics,
             clock=lambda: cluster.now_ms,
             txn_log=self.txn_log,
+            sleep=cluster.advance,  # prepared fires wait for their due time on the cluster's clock
         )
         stop = threading.Event()
         stop.set()
@@ -151,6 +152,7 @@ class Sim:
         self._log_dir = tempfile.TemporaryDirectory(prefix="core-sm-")
         self.log_dir = Path(self._log_dir.name)
         self.incarnations: Counter[str] = Counter()
+        self.every: list[Instance] = []
         for sid, delta in legacy:
             self._legacy_schedule(sid, delta)
         for name in NAMES:
@@ -159,7 +161,13 @@ class Sim:
 
     def _new(self, name: str) -> Instance:
         self.incarnations[name] += 1
-        return Instance(self.cluster, name, self.log_dir, self.incarnations[name], self.misrouted)
+        instance = Instance(self.cluster, name, self.log_dir, self.incarnations[name], self.misrouted)
+        self.every.append(instance)
+        return instance
+
+    def prepared(self) -> int:
+        """Fires every incarnation produced ahead of their due time (prepare_ahead_ms) in a transaction it ran."""
+        return int(sum(i.loop._metrics.prepared._value.get() for i in self.every))
 
     def close(self) -> None:
         for instance in self.instances.values():
@@ -455,6 +463,7 @@ class CoreMachine(RuleBasedStateMachine):
             STATS["zombie_rejected"] += self.sim.zombie_rejected
             STATS["crashes"] += self.sim.crashed
             STATS["runs"] += 1
+            STATS["prepared_fires"] += self.sim.prepared()
             STATS.update(getattr(self.sim, "routed", {}))
             for outcome, n in getattr(self.sim, "attempt_outcomes", {}).items():
                 STATS[f"attempt_{outcome}"] += n
@@ -468,6 +477,12 @@ class CoreMachine(RuleBasedStateMachine):
     )
     def schedule(self, sid: str, delta: int, kind: str, partition: int | None) -> None:
         self.sim.command(sid, kind, delta, partition)
+
+    @rule(sid=st.sampled_from(IDS + LEGACY), delta=st.integers(1, 8))
+    def schedule_soon(self, sid: str, delta: int) -> None:
+        """Due within the loop's preparation window (prepare_ahead_ms, 5): the next tick produces it ahead of
+        its due time and holds the transaction open until then, the clock moving through the loop's sleep."""
+        self.sim.command(sid, "schedule", delta)
 
     @rule(sid=st.sampled_from(IDS + LEGACY), partition=st.one_of(st.none(), st.integers(0, PARTS - 1)))
     def cancel(self, sid: str, partition: int | None) -> None:
@@ -553,6 +568,7 @@ def test_machine_exercised_faults() -> None:
         pytest.skip("TestCore did not run in this session")
     assert STATS["aborts"] > 0 and STATS["rejected_commits"] > 0 and STATS["zombie_rejected"] > 0, STATS
     assert STATS["forwarded"] > 0 and STATS["relocated"] > 0, STATS  # commands and state records routed home
+    assert STATS["prepared_fires"] > 0, STATS  # transactions held open until their fires' due time
     # the per-transaction log names what happened: zombies fenced, crashed attempts left in flight
     assert (
         STATS["attempt_committed"] > 0 and STATS["attempt_fenced"] > 0 and STATS["attempt_in_flight"] > 0
