@@ -191,7 +191,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--spread", type=float, nargs=2, default=[0.5, 3.0], help="due in [a, b] s from now")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--profile", type=Path, help="run the scheduler under pyinstrument, output here")
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="scheduler settings, e.g. KAFKA_SCHEDULER_X=1",
+    )
     args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.env)
     rate = args.rate
     if rate is None:
         b1 = load("fire")
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     rows, results = [], []
     with closing(stack("sustained", args.partitions)) as st:
-        wait_ready(start_scheduler(st, args.profile))
+        wait_ready(start_scheduler(st, args.profile, **env))
         for i, (label, row_rate) in enumerate(plan):
             r = run_rate(st, row_rate, args.seconds, tuple(args.spread), i + 1)
             r["row"] = label
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
         rows,
     )
-    result = {"b1_rate": rate, "seconds": args.seconds, "spread_s": args.spread, "runs": results}
+    result = {"b1_rate": rate, "seconds": args.seconds, "spread_s": args.spread, "env": env, "runs": results}
     save("sustained", result)
     return result
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -81,6 +82,7 @@ class TransactionRunner:
         self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
         self._committing = False
         self._commit_retried = False
+        self.prepared_in_s = 0.0  # begin -> offsets sent, of the last transaction that got that far
 
     def init(self) -> None:
         """Fences any earlier producer with the same transactional.id and aborts its open transaction."""
@@ -104,6 +106,7 @@ class TransactionRunner:
         self._commit_retried = False
         try:
             self._producer.begin_transaction()  # 1
+            begun = time.monotonic()
             failpoint("after_begin")
             self._produce_all(fires, self._on_fire_delivery, stamp)  # 2
             failpoint("after_fire_produce")
@@ -112,6 +115,7 @@ class TransactionRunner:
             metadata = self._consumer.consumer_group_metadata()  # 4: fresh, never cached
             self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout)
             failpoint("after_send_offsets")
+            self.prepared_in_s = time.monotonic() - begun
             if hold is not None and not hold():
                 log.warning(
                     "the clock went back while prepared fires waited for their due time: aborting them"

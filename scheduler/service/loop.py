@@ -80,6 +80,10 @@ class SchedulerLoop:
         # the matching sleep (one that moves it), or they are off.
         self._sleep = sleep if sleep is not None else (time.sleep if clock is wall_ms else None)
         self._ahead_ms = settings.prepare_ahead_ms if self._sleep is not None else 0
+        # How far ahead a tick prepares: what a transaction takes from begin to offsets sent (a moving average,
+        # within 1 ms .. prepare_ahead_ms). A fire due by then could not commit sooner anyway, so preparing it
+        # delays none of the overdue fires it shares the transaction with.
+        self._window = float(self._ahead_ms)
         self._prepared_topics: dict[str, bool] = {}
         self._failures: dict[tuple[int, bytes], int] = {}
         # this tick's due state records, decoded once (by the dead-letter check, for the fired record), and
@@ -136,7 +140,7 @@ class SchedulerLoop:
             prefetch=self._prefetch,
             route=self._route,
             relocate=moves,
-            horizon_ms=now + self._ahead_ms if self._ahead_ms else None,
+            horizon_ms=now + self._ahead() if self._ahead_ms else None,
             prepares=self._prepares,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
@@ -149,7 +153,7 @@ class SchedulerLoop:
         for owned in self.partitions.serving().values():
             due = owned.index.next_due_ms()
             if due is not None:  # wake early enough to prepare it (`prepare_ahead_ms`)
-                horizon = min(horizon, max(0, due - self._ahead_ms - now))
+                horizon = min(horizon, max(0, due - self._ahead() - now))
         return horizon / 1000
 
     def _inputs(self, messages: list[Any], serving: dict[int, Any], taking: set[int]) -> list[InputRecord]:
@@ -259,6 +263,9 @@ class SchedulerLoop:
             ok = self._prepared_topics[topic] = self._targets.prepares(topic)
         return ok
 
+    def _ahead(self) -> int:
+        return min(self._ahead_ms, max(1, round(self._window))) if self._ahead_ms else 0
+
     def _hold(self, commit_at: int) -> bool:
         """Wait until the clock reaches `commit_at` (the latest due time among a prepared transaction's fires).
         False if the clock went back so far that waiting would outlast the preparation window (a clock step): the
@@ -309,6 +316,7 @@ class SchedulerLoop:
         cause = self._txn.last_error
         self._log_outcome(attempt, outcome.value, None if cause is None else cause.str())
         if outcome is Outcome.COMMITTED:
+            self._window += 0.2 * (1000 * self._txn.prepared_in_s - self._window)
             failpoint("after_commit_before_index")
             self._apply(plan, serving)
             return

@@ -478,10 +478,11 @@ class CoreMachine(RuleBasedStateMachine):
     def schedule(self, sid: str, delta: int, kind: str, partition: int | None) -> None:
         self.sim.command(sid, kind, delta, partition)
 
-    @rule(sid=st.sampled_from(IDS + LEGACY), delta=st.integers(1, 8))
+    @rule(sid=st.sampled_from(IDS + LEGACY), delta=st.integers(1, 3))
     def schedule_soon(self, sid: str, delta: int) -> None:
-        """Due within the loop's preparation window (prepare_ahead_ms, 5): the next tick produces it ahead of
-        its due time and holds the transaction open until then, the clock moving through the loop's sleep."""
+        """Due within the loop's preparation window (at least 1 ms; up to prepare_ahead_ms while the fake
+        transactions take no time): the next tick may produce it ahead of its due time and hold the transaction
+        open until then, the clock moving through the loop's sleep."""
         self.sim.command(sid, "schedule", delta)
 
     @rule(sid=st.sampled_from(IDS + LEGACY), partition=st.one_of(st.none(), st.integers(0, PARTS - 1)))

@@ -19,8 +19,15 @@ def sim() -> Iterator[Sim]:
     world = Sim()
     for _ in range(4):  # every partition rebuilt and serving
         tick_all(world)
+    set_window(world, 5.0)  # as if a transaction took 5 ms from begin to offsets sent (fake ones take none)
     yield world
     world.close()
+
+
+def set_window(sim: Sim, ms: float) -> None:
+    for instance in sim.instances.values():
+        assert instance is not None
+        instance.loop._window = ms
 
 
 def tick_all(sim: Sim) -> None:
@@ -135,3 +142,16 @@ def test_prepared_fires_are_counted(sim: Sim) -> None:
     )
     assert counted == 2
     assert all(f[2] == sim.cluster.now_ms for f in fires(sim))  # one transaction, committed at the later due
+
+
+def test_the_window_follows_what_a_transaction_takes_to_prepare(sim: Sim) -> None:
+    """Fires due before a transaction could commit anyway are prepared; nothing later, so an overdue fire in the
+    same transaction is not held back: with transactions that take no time, the window is its 1 ms floor."""
+    set_window(sim, 0.0)
+    sim.command("in-3ms", "schedule", 3)
+    start = sim.cluster.now_ms
+    tick_all(sim)
+    assert fires(sim) == [] and sim.cluster.now_ms == start
+    sim.command("in-1ms", "schedule", 1)
+    tick_all(sim)
+    assert [f[0] for f in fires(sim)] == ["in-1ms"] and sim.cluster.now_ms == start + 1
