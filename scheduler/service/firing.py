@@ -1,0 +1,124 @@
+"""Which due schedules a tick fires: the earliest across every serving partition, fresh ones before the backlog.
+
+The rule (docs/architecture.md, "Fire order"):
+1. Fresh first: what became due since the previous tick looked (`after` < due <= now) is taken before anything
+   older, earliest first across partitions. A schedule due just after a burst fires in the first tick planned
+   after its due time, however large the burst before it.
+2. Then the backlog (due <= `after`: already due when the previous tick looked, left over by the budget), earliest
+   first across partitions. While a backlog exists it keeps a quarter of the count budget, so fresh arrivals
+   faster than the scheduler can fire cannot stall it for good; fresh ones past their share join the backlog.
+3. Across partitions the budget goes to the earliest due times (a merge, not partition order); schedules due in
+   the same millisecond in several partitions share the budget evenly, so no partition's burst starves another.
+Nothing due after `now` is ever taken (G3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from scheduler.codec import peek_due_ms
+from scheduler.service.index import DueIndex
+
+__all__ = ["BACKLOG_SHARE", "earliest", "select_due"]
+
+BACKLOG_SHARE = 4  # while a backlog exists it gets at least 1/BACKLOG_SHARE of each tick's count budget
+I64_MIN = -(1 << 63)
+
+Due = tuple[int, bytes, bytes]  # (partition, schedule id, state record)
+
+
+def select_due(
+    indexes: Mapping[int, DueIndex],
+    now_ms: int,
+    room: int,
+    fresh_after_ms: int | None,
+    skip: Collection[tuple[int, bytes]] = (),
+) -> list[Due]:
+    """Up to `room` due entries, fresh ones (due after `fresh_after_ms`) first, then the backlog; each part
+    earliest first. `skip`: (partition, id) pairs this tick already decided (written by intake)."""
+    if room <= 0:
+        return []
+    if fresh_after_ms is None or fresh_after_ms >= now_ms:
+        return earliest(indexes, None, now_ms, room, skip)
+    backlog = sum(index.count_due(fresh_after_ms) for index in indexes.values())
+    fresh = earliest(indexes, fresh_after_ms, now_ms, room - min(backlog, room // BACKLOG_SHARE), skip)
+    if not backlog:
+        return fresh
+    return fresh + earliest(indexes, None, fresh_after_ms, room - len(fresh), skip)
+
+
+def earliest(
+    indexes: Mapping[int, DueIndex],
+    after_ms: int | None,
+    until_ms: int,
+    room: int,
+    skip: Collection[tuple[int, bytes]] = (),
+) -> list[Due]:
+    """The `room` earliest entries with `after_ms` < due <= `until_ms` across partitions, in due order.
+
+    The cut-off due time is found by bisection on the native per-partition counts (no entry is read to find
+    it); entries due exactly at the cut-off are shared evenly among the partitions that have them."""
+    if room <= 0 or not indexes:
+        return []
+    base = {p: 0 if after_ms is None else index.count_due(after_ms) for p, index in indexes.items()}
+
+    def counts(at_ms: int) -> dict[int, int]:
+        if at_ms < I64_MIN:
+            return dict.fromkeys(indexes, 0)
+        return {p: index.count_due(at_ms) - base[p] for p, index in indexes.items()}
+
+    take = counts(until_ms)
+    cut = until_ms
+    if sum(take.values()) > room:
+        lo = after_ms if after_ms is not None else _first_due(indexes) - 1  # sum(counts(lo)) == 0 < room
+        hi = until_ms  # sum(counts(hi)) > room
+        while hi - lo > 1:
+            mid = lo + (hi - lo) // 2
+            if sum(counts(mid).values()) >= room:
+                hi = mid
+            else:
+                lo = mid
+        cut = hi
+        below = counts(lo)  # all of these fit
+        at_cut = {p: n - below[p] for p, n in counts(hi).items()}
+        share = _even_shares(at_cut, room - sum(below.values()))
+        take = {p: below[p] + share[p] for p in indexes}
+    skipped: dict[int, int] = {}
+    for p, _sid in skip:
+        skipped[p] = skipped.get(p, 0) + 1
+    out: list[Due] = []
+    for p, n in take.items():
+        if n <= 0:
+            continue
+        found = indexes[p].due_between(after_ms, cut, n + skipped.get(p, 0))
+        kept = [(p, sid, rec) for sid, rec in found if (p, sid) not in skip] if p in skipped else None
+        out.extend(kept[:n] if kept is not None else ((p, sid, rec) for sid, rec in found))
+    if len(take) > 1:
+        out.sort(key=_due_of)
+    return out
+
+
+def _due_of(entry: Due) -> int:
+    return peek_due_ms(entry[2])
+
+
+def _first_due(indexes: Mapping[int, DueIndex]) -> int:
+    dues = [due for index in indexes.values() if (due := index.next_due_ms()) is not None]
+    return min(dues, default=I64_MIN)
+
+
+def _even_shares(available: Mapping[int, int], room: int) -> dict[int, int]:
+    """`room` split across keys as evenly as `available` allows (water-filling), lowest keys first for the rest."""
+    share = dict.fromkeys(available, 0)
+    open_ = sorted(k for k, n in available.items() if n > 0)
+    while room > 0 and open_:
+        each = max(1, room // len(open_))
+        for k in list(open_):
+            give = min(each, available[k] - share[k], room)
+            share[k] += give
+            room -= give
+            if share[k] >= available[k]:
+                open_.remove(k)
+            if room <= 0:
+                break
+    return share
