@@ -9,6 +9,9 @@ The rule (docs/architecture.md, "Fire order"):
    faster than the scheduler can fire cannot stall it for good; fresh ones past their share join the backlog.
 3. Across partitions the budget goes to the earliest due times (a merge, not partition order); schedules due in
    the same millisecond in several partitions share the budget evenly, so no partition's burst starves another.
+4. While something will come due during a full tick, the backlog part may be capped (`backlog_room`, the loop's
+   measured chunk that keeps the drain near its full rate), so the tick ends soon and the schedule coming due
+   waits one short tick, not one long one.
 Nothing due after `now` is ever taken (G3).
 """
 
@@ -33,18 +36,21 @@ def select_due(
     room: int,
     fresh_after_ms: int | None,
     skip: Collection[tuple[int, bytes]] = (),
+    backlog_room: int | None = None,
 ) -> list[Due]:
-    """Up to `room` due entries, fresh ones (due after `fresh_after_ms`) first, then the backlog; each part
-    earliest first. `skip`: (partition, id) pairs this tick already decided (written by intake)."""
+    """Up to `room` due entries, fresh ones (due after `fresh_after_ms`) first, then at most `backlog_room` of the
+    backlog; each part earliest first. `skip`: (partition, id) pairs this tick already decided (by intake)."""
     if room <= 0:
         return []
     if fresh_after_ms is None or fresh_after_ms >= now_ms:
         return earliest(indexes, None, now_ms, room, skip)
     backlog = sum(index.count_due(fresh_after_ms) for index in indexes.values())
-    fresh = earliest(indexes, fresh_after_ms, now_ms, room - min(backlog, room // BACKLOG_SHARE), skip)
+    reserve = min(backlog, room // BACKLOG_SHARE, room if backlog_room is None else backlog_room)
+    fresh = earliest(indexes, fresh_after_ms, now_ms, room - reserve, skip)
     if not backlog:
         return fresh
-    return fresh + earliest(indexes, None, fresh_after_ms, room - len(fresh), skip)
+    rest = room - len(fresh) if backlog_room is None else min(room - len(fresh), max(reserve, backlog_room))
+    return fresh + earliest(indexes, None, fresh_after_ms, rest, skip)
 
 
 def earliest(

@@ -59,7 +59,10 @@ __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000  # commands held for intake at most (plus one MIN_INTAKE consume under a backlog)
-MIN_INTAKE = 200  # commands a tick takes in even when fires are due: 25 ticks/s take 5,000/s
+MIN_INTAKE = 500  # commands a tick takes in even when fires are due: 25 ticks/s take 12,500/s
+DRAIN_KEEP = (
+    0.9  # a backlog drained in short ticks (schedules coming due meanwhile) keeps this share of its rate
+)
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
@@ -68,23 +71,42 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class UnitCost:
-    """Seconds of plan + build + transaction per record (a command taken in or a fire), as an EWMA over ticks big
-    enough that the transaction's fixed cost is a small share; it bounds intake when a fire is due soon."""
+class TickCost:
+    """A tick's measured cost, fixed part (consume, begin, send offsets, commit) plus seconds per record (a command
+    taken in or a fire): a least-squares line through recent ticks (exponentially forgotten, about `memory` ticks).
+    It bounds intake when a fire is due soon, and sizes the backlog chunk a tick fires while others come due."""
 
-    MIN_UNITS = 200
+    def __init__(self, fixed_s: float = 0.01, per_record_s: float = 25e-6, memory: int = 50) -> None:
+        self.fixed_s = fixed_s
+        self.per_record_s = per_record_s
+        self._decay = 1 - 1 / memory
+        self._sums = [0.0] * 5  # n, x, y, xx, xy: x = records, y = seconds
 
-    def __init__(self, seconds: float = 25e-6, weight: float = 0.2) -> None:
-        self.seconds = seconds
-        self._weight = weight
+    def add(self, elapsed_s: float, records: int) -> None:
+        d, x, y = self._decay, float(records), elapsed_s
+        n, sx, sy, sxx, sxy = (
+            d * v + add for v, add in zip(self._sums, (1, x, y, x * x, x * y), strict=True)
+        )
+        self._sums = [n, sx, sy, sxx, sxy]
+        mx, my = sx / n, sy / n
+        var, cov = sxx / n - mx * mx, sxy / n - mx * my
+        if n >= 5 and var > 100.0 and cov > 0:  # sizes spread enough to tell the slope from the intercept
+            self.per_record_s = cov / var
+        self.fixed_s = max(0.0, my - self.per_record_s * mx)
 
-    @property
-    def ms(self) -> float:
-        return self.seconds * 1000
+    def records_within(self, ms: float) -> int:
+        """How many records a tick can handle and still end within `ms`."""
+        return int((ms / 1000 - self.fixed_s) / self.per_record_s)
 
-    def add(self, elapsed_s: float, units: int) -> None:
-        if units >= self.MIN_UNITS:
-            self.seconds += self._weight * (elapsed_s / units - self.seconds)
+    def predict_ms(self, records: int) -> float:
+        return 1000 * (self.fixed_s + records * self.per_record_s)
+
+    def chunk(self, full: int, keep: float) -> int:
+        """The fewest records per tick that still drain at `keep` of the rate of ticks of `full`: with fixed cost F
+        and per-record cost c, n / (F + c n) >= keep * full / (F + c full)."""
+        f, c = self.fixed_s, self.per_record_s
+        n = keep * full * f / (f + (1 - keep) * full * c)
+        return max(1, min(full, int(n) + 1))
 
 
 class SchedulerLoop:
@@ -119,7 +141,7 @@ class SchedulerLoop:
         # consumed, decoded commands not yet planned (in consume order), each with the Owned it was consumed for
         self._held: list[tuple[Owned, InputRecord, Decoded]] = []
         self._fresh_after: int | None = None  # `now` of the last tick that left nothing due behind but budget
-        self._cost = UnitCost()
+        self._cost = TickCost()
 
     def run(self, stop: threading.Event) -> None:
         self._txn.init()
@@ -136,6 +158,7 @@ class SchedulerLoop:
 
     def tick_once(self) -> None:
         self._gather()
+        started = time.perf_counter()  # the tick's work, the wait left out
         self._tick()
         now = self._clock()  # the injected clock, so tests that drive time also drive the snapshots
         if abs(now - self._snapshot_at) > SNAPSHOT_EVERY_MS:
@@ -154,7 +177,6 @@ class SchedulerLoop:
         now = self._clock()
         moves, moved_bytes = self._relocations(serving)
         self._decoded, self._exists = {}, {}
-        started = time.perf_counter()
         plan = plan_tick(
             records,
             {p: o.index for p, o in serving.items()},
@@ -168,6 +190,7 @@ class SchedulerLoop:
             relocate=moves,
             decoded=decoded,
             fresh_after_ms=self._fresh_after,
+            backlog_room=self._backlog_room(serving, now),
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
         if plan or records or stepped:
@@ -203,6 +226,15 @@ class SchedulerLoop:
             if self.partitions.rebuilding():
                 return  # partitions were assigned: rebuild them now
 
+    def _backlog_room(self, serving: dict[int, Owned], now: int) -> int | None:
+        """While a schedule comes due during what a full tick would take, the backlog goes in the chunks that keep
+        its drain at DRAIN_KEEP of the full rate: the one coming due waits for a short tick, not a full one."""
+        full = self._settings.max_fires_per_transaction
+        soon = now + int(self._cost.predict_ms(full))
+        if any(o.index.due_between(now, soon, 1) for o in serving.values()):
+            return self._cost.chunk(full, DRAIN_KEEP)
+        return None
+
     def _room(self) -> int:
         """Commands to consume now: up to a batch held, and never nothing (consume serves the group callbacks)."""
         return max(MIN_INTAKE, INTAKE_BATCH - len(self._held))
@@ -228,7 +260,7 @@ class SchedulerLoop:
         dues = [d for o in serving.values() if (d := o.index.next_due_ms()) is not None]
         n = len(held)
         if dues:
-            fits = int((min(dues) - now) / self._cost.ms)
+            fits = self._cost.records_within(min(dues) - now)
             n = min(n, max(MIN_INTAKE, fits))
         taken, self._held = held[:n], held[n:]
         for owned, record, _decoded in taken:

@@ -153,10 +153,12 @@ def plan_tick(
     prefetch: Prefetch | None = None,
     decoded: Sequence[Decoded] | None = None,
     fresh_after_ms: int | None = None,
+    backlog_room: int | None = None,
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
     loop bounds the batch; `decoded` is `decode_batch(records)` when the loop decoded them on arrival), then fires
-    within both budgets, in the order of `service.firing` (fresh since `fresh_after_ms` first)."""
+    within both budgets, in the order of `service.firing` (fresh since `fresh_after_ms` first, then at most
+    `backlog_room` of the older backlog)."""
     plan = TickPlan()
     for move in relocate:
         plan.relocations.append(move)
@@ -168,7 +170,8 @@ def plan_tick(
             _intake(plan, record, taken[0], taken[1], indexes, validate, route)
         else:
             _intake(plan, record, taken, None, indexes, validate, route)
-    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, fresh_after_ms)
+    order = (fresh_after_ms, backlog_room)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, order)
     return plan
 
 
@@ -288,7 +291,7 @@ def _select_fires(
     budget: tuple[int, int],
     dead_letter: DeadLetterCheck | None,
     prefetch: Prefetch | None = None,
-    fresh_after_ms: int | None = None,
+    order: tuple[int | None, int | None] = (None, None),
 ) -> None:
     """This tick's own intake that is already due first (it was not known to any earlier tick), then the index
     by `select_due`'s rule; the byte budget cuts the tail (the latest backlog)."""
@@ -298,7 +301,8 @@ def _select_fires(
         (p, sid, rec) for (p, sid), rec in writes.items() if rec is not None and peek_due_ms(rec) <= now_ms
     ]
     del due[max_fires:]
-    due.extend(select_due(indexes, now_ms, max_fires - len(due), fresh_after_ms, writes))
+    fresh_after_ms, backlog_room = order
+    due.extend(select_due(indexes, now_ms, max_fires - len(due), fresh_after_ms, writes, backlog_room))
     if prefetch is not None and due:
         prefetch(due)
     size = 0
