@@ -2,8 +2,12 @@
 
 The rule (docs/architecture.md, "Fire order"):
 1. Fresh first: what became due since the previous tick looked (`after` < due <= now) is taken before anything
-   older, earliest first across partitions. A schedule due just after a burst fires in the first tick planned
-   after its due time, however large the burst before it.
+   older, earliest first across partitions. The earliest due millisecond still pending, when it holds more than
+   the budget (a burst), counts as older whatever the previous tick saw, so a burst due in one millisecond never
+   ranks ahead of what comes due after it, even in its first tick. A schedule due just after such a burst fires
+   in the first tick planned after its due time, however large the burst. (A burst spread over several
+   milliseconds can still hold back what comes due during its first tick: its later milliseconds rank earlier;
+   from the second tick on, fresh ones go first.)
 2. Then the backlog (due <= `after`: already due when the previous tick looked, left over by the budget), earliest
    first across partitions. While a backlog exists it keeps a quarter of the count budget, so fresh arrivals
    faster than the scheduler can fire cannot stall it for good; fresh ones past their share join the backlog.
@@ -42,6 +46,9 @@ def select_due(
     backlog; each part earliest first. `skip`: (partition, id) pairs this tick already decided (by intake)."""
     if room <= 0:
         return []
+    head = _first_due(indexes)
+    if head <= now_ms and _count_at(indexes, head) > room:  # a burst in one millisecond: it waits its turn
+        fresh_after_ms = head if fresh_after_ms is None else max(fresh_after_ms, head)
     if fresh_after_ms is None or fresh_after_ms >= now_ms:
         return earliest(indexes, None, now_ms, room, skip)
     backlog = sum(index.count_due(fresh_after_ms) for index in indexes.values())
@@ -111,6 +118,14 @@ def _due_of(entry: Due) -> int:
 def _first_due(indexes: Mapping[int, DueIndex]) -> int:
     dues = [due for index in indexes.values() if (due := index.next_due_ms()) is not None]
     return min(dues, default=I64_MIN)
+
+
+def _count_at(indexes: Mapping[int, DueIndex], due_ms: int) -> int:
+    """How many are due in exactly that millisecond."""
+    before = due_ms - 1
+    return sum(
+        ix.count_due(due_ms) - (ix.count_due(before) if before >= I64_MIN else 0) for ix in indexes.values()
+    )
 
 
 def _even_shares(available: Mapping[int, int], room: int) -> dict[int, int]:

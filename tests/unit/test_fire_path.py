@@ -149,6 +149,8 @@ def test_selection_matches_a_model(dues: list[list[int]], room: int, fresh_after
     got_dues = [peek_due_ms(rec) for _p, _sid, rec in got]
     assert all(d <= now for d in got_dues)
     due = sorted(now + d for ds in dues for d in ds if d <= 0)
+    if due and due.count(due[0]) > room:  # a burst in the earliest pending millisecond counts as backlog
+        after = due[0] if after is None else max(after, due[0])
     if after is None or after >= now:
         assert got_dues == due[:room]
         return
@@ -160,6 +162,19 @@ def test_selection_matches_a_model(dues: list[list[int]], room: int, fresh_after
 
 
 # ---------------------------------------------------------------------------------------------------- bursts
+
+
+def test_a_schedule_due_during_the_first_burst_tick_is_not_starved(tmp_path: Path) -> None:
+    cluster, instance = world(tmp_path, max_fires=500, burst=5000)
+    cluster.now_ms = T - 100
+    send(cluster, "fresh", T + 3)
+    instance.loop.tick_once()
+    cluster.now_ms = (
+        T + 5
+    )  # the first tick after the burst instant sees the burst and "fresh" come due together
+    instance.loop.tick_once()
+    got = fired(cluster)
+    assert got["fresh"] == T + 5 and len(got) == 500
 
 
 def test_a_burst_does_not_starve_a_schedule_due_just_after_it(tmp_path: Path) -> None:
