@@ -2,12 +2,11 @@
 
 The rule (docs/architecture.md, "Fire order"):
 1. Fresh first: what became due since the previous tick looked (`after` < due <= now) is taken before anything
-   older, earliest first across partitions. The earliest due millisecond still pending, when it holds more than
-   the budget (a burst), counts as older whatever the previous tick saw, so a burst due in one millisecond never
-   ranks ahead of what comes due after it, even in its first tick. A schedule due just after such a burst fires
-   in the first tick planned after its due time, however large the burst. (A burst spread over several
-   milliseconds can still hold back what comes due during its first tick: its later milliseconds rank earlier;
-   from the second tick on, fresh ones go first.)
+   older, earliest first across partitions. A burst (one millisecond holding more than half the budget, where
+   the budget would run out) counts as older, with everything before it, even in its first tick: so a burst due
+   in one millisecond never ranks ahead of what comes due after it, and a schedule due just after it fires in
+   the first tick planned after its due time, however large the burst. (A burst spread over milliseconds that
+   each hold less than half a tick is drained in due order, fresh ones first from its second tick on.)
 2. Then the backlog (due <= `after`: already due when the previous tick looked, left over by the budget), earliest
    first across partitions. While a backlog exists it keeps a quarter of the count budget, so fresh arrivals
    faster than the scheduler can fire cannot stall it for good; fresh ones past their share join the backlog.
@@ -21,7 +20,7 @@ Nothing due after `now` is ever taken (G3).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from scheduler.codec import peek_due_ms
 from scheduler.service.index import DueIndex
@@ -46,10 +45,10 @@ def select_due(
     backlog; each part earliest first. `skip`: (partition, id) pairs this tick already decided (by intake)."""
     if room <= 0:
         return []
-    head = _first_due(indexes)
-    if head <= now_ms and _count_at(indexes, head) > room:  # a burst in one millisecond: it waits its turn
-        fresh_after_ms = head if fresh_after_ms is None else max(fresh_after_ms, head)
-    if fresh_after_ms is None or fresh_after_ms >= now_ms:
+    if fresh_after_ms is not None and fresh_after_ms >= now_ms:  # the clock stepped back: due order
+        return earliest(indexes, None, now_ms, room, skip)
+    fresh_after_ms = _past_bursts(indexes, fresh_after_ms, now_ms, room)
+    if fresh_after_ms is None:
         return earliest(indexes, None, now_ms, room, skip)
     backlog = sum(index.count_due(fresh_after_ms) for index in indexes.values())
     reserve = min(backlog, room // BACKLOG_SHARE, room if backlog_room is None else backlog_room)
@@ -58,6 +57,46 @@ def select_due(
         return fresh
     rest = room - len(fresh) if backlog_room is None else min(room - len(fresh), max(reserve, backlog_room))
     return fresh + earliest(indexes, None, fresh_after_ms, rest, skip)
+
+
+def _past_bursts(indexes: Mapping[int, DueIndex], after_ms: int | None, now_ms: int, room: int) -> int | None:
+    """`after_ms`, moved past every burst that would take the fresh budget: while what is due in (after, now] does
+    not fit and the millisecond where the budget runs out holds more than half of it, that millisecond and all
+    before it count as backlog (earlier ones drain first there, the burst after them)."""
+    while True:
+        cut = _cut(indexes, after_ms, now_ms, room)
+        if cut is None or _count_at(indexes, cut) <= max(1, room // 2):
+            return after_ms
+        after_ms = cut
+
+
+def _counter(indexes: Mapping[int, DueIndex], after_ms: int | None) -> Callable[[int], dict[int, int]]:
+    """at_ms -> per partition, how many are due in (after_ms, at_ms]."""
+    base = {p: 0 if after_ms is None else index.count_due(after_ms) for p, index in indexes.items()}
+
+    def counts(at_ms: int) -> dict[int, int]:
+        if at_ms < I64_MIN:
+            return dict.fromkeys(indexes, 0)
+        return {p: index.count_due(at_ms) - base[p] for p, index in indexes.items()}
+
+    return counts
+
+
+def _cut(indexes: Mapping[int, DueIndex], after_ms: int | None, until_ms: int, room: int) -> int | None:
+    """The earliest t with at least `room` due in (after_ms, t], by bisection on the native counts; None if
+    everything due in (after_ms, until_ms] fits in `room`."""
+    counts = _counter(indexes, after_ms)
+    if sum(counts(until_ms).values()) <= room:
+        return None
+    lo = after_ms if after_ms is not None else _first_due(indexes) - 1  # nothing due in (after, lo]
+    hi = until_ms  # more than room due in (after, hi]
+    while hi - lo > 1:
+        mid = lo + (hi - lo) // 2
+        if sum(counts(mid).values()) >= room:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def earliest(
@@ -73,27 +112,13 @@ def earliest(
     it); entries due exactly at the cut-off are shared evenly among the partitions that have them."""
     if room <= 0 or not indexes:
         return []
-    base = {p: 0 if after_ms is None else index.count_due(after_ms) for p, index in indexes.items()}
-
-    def counts(at_ms: int) -> dict[int, int]:
-        if at_ms < I64_MIN:
-            return dict.fromkeys(indexes, 0)
-        return {p: index.count_due(at_ms) - base[p] for p, index in indexes.items()}
-
-    take = counts(until_ms)
-    cut = until_ms
-    if sum(take.values()) > room:
-        lo = after_ms if after_ms is not None else _first_due(indexes) - 1  # sum(counts(lo)) == 0 < room
-        hi = until_ms  # sum(counts(hi)) > room
-        while hi - lo > 1:
-            mid = lo + (hi - lo) // 2
-            if sum(counts(mid).values()) >= room:
-                hi = mid
-            else:
-                lo = mid
-        cut = hi
-        below = counts(lo)  # all of these fit
-        at_cut = {p: n - below[p] for p, n in counts(hi).items()}
+    counts = _counter(indexes, after_ms)
+    cut = _cut(indexes, after_ms, until_ms, room)
+    if cut is None:
+        cut, take = until_ms, counts(until_ms)
+    else:
+        below = counts(cut - 1)  # all of these fit
+        at_cut = {p: n - below[p] for p, n in counts(cut).items()}
         share = _even_shares(at_cut, room - sum(below.values()))
         take = {p: below[p] + share[p] for p in indexes}
     skipped: dict[int, int] = {}

@@ -38,6 +38,7 @@ from scheduler.records import (
     record_size,
     reject_headers,
 )
+from scheduler.service.firing import BACKLOG_SHARE
 from scheduler.service.partitions import Owned, Partitions, Phase
 from scheduler.service.plan import (
     Decoded,
@@ -101,12 +102,12 @@ class TickCost:
     def predict_ms(self, records: int) -> float:
         return 1000 * (self.fixed_s + records * self.per_record_s)
 
-    def chunk(self, full: int, keep: float) -> int:
-        """The fewest records per tick that still drain at `keep` of the rate of ticks of `full`: with fixed cost F
-        and per-record cost c, n / (F + c n) >= keep * full / (F + c full)."""
+    def chunk(self, full: int, keep: float, least: int = 1) -> int:
+        """The fewest records per tick (at least `least`) that still drain at `keep` of the rate of ticks of
+        `full`: with fixed cost F and per-record cost c, n / (F + c n) >= keep * full / (F + c full)."""
         f, c = self.fixed_s, self.per_record_s
         n = keep * full * f / (f + (1 - keep) * full * c)
-        return max(1, min(full, int(n) + 1))
+        return max(least, min(full, int(n) + 1))
 
 
 class SchedulerLoop:
@@ -232,7 +233,9 @@ class SchedulerLoop:
         full = self._settings.max_fires_per_transaction
         soon = now + int(self._cost.predict_ms(full))
         if any(o.index.due_between(now, soon, 1) for o in serving.values()):
-            return self._cost.chunk(full, DRAIN_KEEP)
+            return self._cost.chunk(
+                full, DRAIN_KEEP, least=full // BACKLOG_SHARE
+            )  # a poor fit never stalls it
         return None
 
     def _room(self) -> int:
