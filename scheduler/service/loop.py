@@ -39,6 +39,7 @@ from scheduler.records import (
     reject_headers,
 )
 from scheduler.service.firing import BACKLOG_SHARE
+from scheduler.service.pacing import DRAIN_KEEP, INTAKE_BATCH, MIN_INTAKE, TickCost
 from scheduler.service.partitions import Owned, Partitions, Phase
 from scheduler.service.plan import (
     Decoded,
@@ -59,55 +60,12 @@ from scheduler.settings import ServiceSettings
 __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
-INTAKE_BATCH = 2000  # commands held for intake at most (plus one MIN_INTAKE consume under a backlog)
-MIN_INTAKE = 500  # commands a tick takes in even when fires are due: 25 ticks/s take 12,500/s
-DRAIN_KEEP = (
-    0.9  # a backlog drained in short ticks (schedules coming due meanwhile) keeps this share of its rate
-)
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class TickCost:
-    """A tick's measured cost, fixed part (consume, begin, send offsets, commit) plus seconds per record (a command
-    taken in or a fire): a least-squares line through recent ticks (exponentially forgotten, about `memory` ticks).
-    It bounds intake when a fire is due soon, and sizes the backlog chunk a tick fires while others come due."""
-
-    def __init__(self, fixed_s: float = 0.01, per_record_s: float = 25e-6, memory: int = 50) -> None:
-        self.fixed_s = fixed_s
-        self.per_record_s = per_record_s
-        self._decay = 1 - 1 / memory
-        self._sums = [0.0] * 5  # n, x, y, xx, xy: x = records, y = seconds
-
-    def add(self, elapsed_s: float, records: int) -> None:
-        d, x, y = self._decay, float(records), elapsed_s
-        n, sx, sy, sxx, sxy = (
-            d * v + add for v, add in zip(self._sums, (1, x, y, x * x, x * y), strict=True)
-        )
-        self._sums = [n, sx, sy, sxx, sxy]
-        mx, my = sx / n, sy / n
-        var, cov = sxx / n - mx * mx, sxy / n - mx * my
-        if n >= 5 and var > 100.0 and cov > 0:  # sizes spread enough to tell the slope from the intercept
-            self.per_record_s = cov / var
-        self.fixed_s = max(0.0, my - self.per_record_s * mx)
-
-    def records_within(self, ms: float) -> int:
-        """How many records a tick can handle and still end within `ms`."""
-        return int((ms / 1000 - self.fixed_s) / self.per_record_s)
-
-    def predict_ms(self, records: int) -> float:
-        return 1000 * (self.fixed_s + records * self.per_record_s)
-
-    def chunk(self, full: int, keep: float, least: int = 1) -> int:
-        """The fewest records per tick (at least `least`) that still drain at `keep` of the rate of ticks of
-        `full`: with fixed cost F and per-record cost c, n / (F + c n) >= keep * full / (F + c full)."""
-        f, c = self.fixed_s, self.per_record_s
-        n = keep * full * f / (f + (1 - keep) * full * c)
-        return max(least, min(full, int(n) + 1))
 
 
 class SchedulerLoop:
@@ -159,7 +117,6 @@ class SchedulerLoop:
 
     def tick_once(self) -> None:
         self._gather()
-        started = time.perf_counter()  # the tick's work, the wait left out
         self._tick()
         now = self._clock()  # the injected clock, so tests that drive time also drive the snapshots
         if abs(now - self._snapshot_at) > SNAPSHOT_EVERY_MS:
@@ -167,6 +124,7 @@ class SchedulerLoop:
         taking = {p for p, o in self.partitions.owned.items() if o.phase is Phase.SERVING}  # before step()
         if self.partitions.rebuilding():
             self.partitions.step(min(self._wait_ms(now) / 1000, 0.05))
+        started = time.perf_counter()  # the tick's own work: the wait and the rebuild step left out
         serving = self.partitions.serving()
         self._held = [h for h in self._held if serving.get(h[1].partition) is h[0]]  # revoked: re-read
         now = self._clock()
@@ -233,9 +191,8 @@ class SchedulerLoop:
         full = self._settings.max_fires_per_transaction
         soon = now + int(self._cost.predict_ms(full))
         if any(o.index.due_between(now, soon, 1) for o in serving.values()):
-            return self._cost.chunk(
-                full, DRAIN_KEEP, least=full // BACKLOG_SHARE
-            )  # a poor fit never stalls it
+            # at least a quarter of the budget: a poor fit of the cost never slows the drain to a crawl
+            return self._cost.chunk(full, DRAIN_KEEP, least=full // BACKLOG_SHARE)
         return None
 
     def _room(self) -> int:

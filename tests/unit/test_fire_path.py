@@ -22,7 +22,7 @@ from scheduler.model import HEADER_SCHEDULE_ID, Schedule
 from scheduler.partitioner import partition_for
 from scheduler.service.firing import BACKLOG_SHARE, select_due
 from scheduler.service.index import DueIndex
-from scheduler.service.loop import MIN_INTAKE, TickCost
+from scheduler.service.pacing import MIN_INTAKE, TickCost
 from scheduler.service.plan import plan_tick
 from tests.unit.fake_kafka import FakeCluster
 from tests.unit.test_core_state_machine import DLT, PARTS, REJECTED, SCHEDULED, STATE, TARGET, Instance
