@@ -65,7 +65,9 @@ def arrivals(
     scheduled: str, target: str, rate: float, total: int, spread: tuple[float, float], seed: int
 ) -> float:
     """Produce `total` schedules at `rate` per second, due `spread` seconds ahead; returns the rate achieved."""
-    producer = fast_producer(**{"linger.ms": 2})
+    # murmur2_random, as SchedulerClient sets it: each command lands in its id's partition (librdkafka's default
+    # partitioner would send most elsewhere, and the scheduler would forward them first: a transaction's hop)
+    producer = fast_producer(**{"linger.ms": 2, "partitioner": "murmur2_random"})
     rng = random.Random(seed)
     lo_ms, hi_ms = int(spread[0] * 1000), int(spread[1] * 1000)
     start = time.perf_counter()

@@ -486,6 +486,21 @@ impl Order {
         self.blocks.iter().flat_map(|b| b.iter().copied())
     }
 
+    /// The keys from the first one >= `key` on, in order (one binary search to the start, not a scan).
+    fn iter_from(&self, key: u128) -> impl Iterator<Item = u128> + '_ {
+        let i = self.firsts.partition_point(|&f| f < key).saturating_sub(1);
+        let start = self
+            .blocks
+            .get(i)
+            .map_or(0, |b| b.partition_point(|&k| k < key));
+        self.blocks
+            .get(i..)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .flat_map(move |(n, b)| b[if n == 0 { start } else { 0 }..].iter().copied())
+    }
+
     /// How many keys are below `key`.
     fn rank(&self, key: u128) -> usize {
         let i = self.firsts.partition_point(|&f| f < key);
@@ -695,6 +710,29 @@ impl DueIndex {
             .map(|e| (e.key, e.record))
     }
 
+    /// Up to `max` (id, record) with `after_ms` < due <= `until_ms` (no lower bound when `after_ms` is None),
+    /// earliest first, ties in put order; nothing is removed. The fire path reads what became due since a given
+    /// instant without walking the backlog before it.
+    pub fn due_between(
+        &self,
+        after_ms: Option<i64>,
+        until_ms: i64,
+        max: usize,
+    ) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let start = match after_ms {
+            None => Some(0),
+            Some(after) => after.checked_add(1).map(|from| order_key(from, 0, 0)),
+        };
+        let keys: Box<dyn Iterator<Item = u128> + '_> = match start {
+            Some(key) => Box::new(self.order.iter_from(key)),
+            None => Box::new(std::iter::empty()), // after i64::MAX: nothing can be due later
+        };
+        keys.take_while(move |&k| key_due(k) <= until_ms)
+            .take(max)
+            .map(|k| self.arena.entry(key_loc(k)))
+            .map(|e| (e.key, e.record))
+    }
+
     /// How many are due at or before `at_ms`.
     pub fn count_due(&self, at_ms: i64) -> usize {
         match at_ms.checked_add(1) {
@@ -835,6 +873,70 @@ mod tests {
         assert_eq!(ix.count_due(5), 4);
         assert_eq!(ix.count_due(i64::MAX), 5);
         ix.check();
+    }
+
+    #[test]
+    fn due_between_reads_a_range_of_the_order() {
+        let mut ix = DueIndex::new();
+        for (id, due) in [
+            (&b"a"[..], 5),
+            (b"b", 1),
+            (b"c", 5),
+            (b"d", i64::MIN),
+            (b"e", i64::MAX),
+            (b"f", 7),
+        ] {
+            ix.put(id, &record(id, due, 0)).unwrap().unwrap();
+        }
+        let range = |after: Option<i64>, until: i64, max: usize| -> Vec<Vec<u8>> {
+            ix.due_between(after, until, max)
+                .map(|(id, _)| id.to_vec())
+                .collect()
+        };
+        assert_eq!(range(Some(1), 7, 10), [&b"a"[..], b"c", b"f"]);
+        assert_eq!(range(Some(1), 6, 10), [&b"a"[..], b"c"]);
+        assert_eq!(range(Some(1), 7, 1), [&b"a"[..]]);
+        assert_eq!(range(Some(0), 1, 10), [&b"b"[..]]);
+        assert_eq!(range(Some(5), 5, 10), Vec::<Vec<u8>>::new());
+        assert_eq!(range(None, 1, 10), [&b"d"[..], b"b"]);
+        assert_eq!(range(Some(i64::MIN), 1, 10), [&b"b"[..]]);
+        assert_eq!(range(Some(7), i64::MAX, 10), [&b"e"[..]]);
+        assert_eq!(range(Some(i64::MAX), i64::MAX, 10), Vec::<Vec<u8>>::new());
+        assert_eq!(range(None, i64::MAX, 0), Vec::<Vec<u8>>::new());
+        assert_eq!(range(Some(7), 1, 10), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn due_between_matches_a_model_across_many_blocks() {
+        let mut ix = DueIndex::new();
+        let n = 5_000i64;
+        let mut model: Vec<(i64, i64)> = Vec::new(); // (due, put number)
+        for i in 0..n {
+            let due = (i * 7919) % 1000;
+            let id = format!("{i}");
+            ix.put(id.as_bytes(), &record(id.as_bytes(), due, 0))
+                .unwrap()
+                .unwrap();
+            model.push((due, i));
+        }
+        model.sort();
+        for (after, until, max) in [
+            (None, 999, 100_000),
+            (Some(0), 10, 7),
+            (Some(499), 600, 3000),
+        ] {
+            let got: Vec<Vec<u8>> = ix
+                .due_between(after, until, max)
+                .map(|(id, _)| id.to_vec())
+                .collect();
+            let want: Vec<Vec<u8>> = model
+                .iter()
+                .filter(|(d, _)| after.is_none_or(|a| *d > a) && *d <= until)
+                .take(max)
+                .map(|(_, i)| format!("{i}").into_bytes())
+                .collect();
+            assert_eq!(got, want, "{after:?}..={until} max {max}");
+        }
     }
 
     #[test]

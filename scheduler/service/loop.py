@@ -38,8 +38,20 @@ from scheduler.records import (
     record_size,
     reject_headers,
 )
+from scheduler.service.firing import BACKLOG_SHARE
+from scheduler.service.pacing import DRAIN_KEEP, INTAKE_BATCH, MIN_INTAKE, TickCost
 from scheduler.service.partitions import Owned, Partitions, Phase
-from scheduler.service.plan import Fire, InputRecord, Relocation, Route, TickPlan, plan_tick
+from scheduler.service.plan import (
+    Decoded,
+    Fire,
+    InputRecord,
+    Relocation,
+    Route,
+    TickPlan,
+    command_due_ms,
+    decode_batch,
+    plan_tick,
+)
 from scheduler.service.routing import MisrouteNotice
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
@@ -48,7 +60,6 @@ from scheduler.settings import ServiceSettings
 __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
-INTAKE_BATCH = 2000
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
@@ -97,6 +108,10 @@ class SchedulerLoop:
         forward = settings.misrouted == "forward"
         self._route = Route(self.partitions.layout.home, forward, self._forwardable)
         self._misroutes = MisrouteNotice(settings.misrouted)
+        # consumed, decoded commands not yet planned (in consume order), each with the Owned it was consumed for
+        self._held: list[tuple[Owned, InputRecord, Decoded]] = []
+        self._fresh_after: int | None = None  # `now` of the last tick that left nothing due behind but budget
+        self._cost = TickCost()
 
     def run(self, stop: threading.Event) -> None:
         self._txn.init()
@@ -112,20 +127,23 @@ class SchedulerLoop:
         log.info("stopping: no transaction is open between ticks; leaving the group")
 
     def tick_once(self) -> None:
-        wait = self._wait_s()
-        messages = self._consumer.consume(INTAKE_BATCH, 0.0 if self.partitions.rebuilding() else wait)
+        self._gather()
         self._tick()
         now = self._clock()  # the injected clock, so tests that drive time also drive the snapshots
         if abs(now - self._snapshot_at) > SNAPSHOT_EVERY_MS:
             self._snapshot, self._snapshot_at = self.snapshot(), now
         taking = {p for p, o in self.partitions.owned.items() if o.phase is Phase.SERVING}  # before step()
         if self.partitions.rebuilding():
-            self.partitions.step(min(wait, 0.05))
+            self.partitions.step(min(self._wait_ms(now) / 1000, 0.05))
+        started = time.perf_counter()  # the tick's own work: the wait and the rebuild step left out
         serving = self.partitions.serving()
-        records = self._inputs(messages, serving, taking)
+        self._held = [h for h in self._held if serving.get(h[1].partition) is h[0]]  # revoked: re-read
+        now = self._clock()
+        records, decoded = self._intake_share(serving, now)
         if not records and not serving:
             return
-        stepped = self._step_positions(serving, taking)
+        later = {record.partition for _owned, record, _decoded in self._held}  # positions stay at the held
+        stepped = self._step_positions(serving, taking - later)
         now = self._clock()
         moves, moved_bytes = self._relocations(serving)
         self._decoded, self._exists, self._prepared_topics = {}, {}, {}
@@ -140,41 +158,117 @@ class SchedulerLoop:
             prefetch=self._prefetch,
             route=self._route,
             relocate=moves,
+            decoded=decoded,
+            fresh_after_ms=self._fresh_after,
+            backlog_room=self._backlog_room(serving, now),
             horizon_ms=now + self._ahead() if self._ahead_ms else None,
             prepares=self._prepares,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
         if plan or records or stepped:
-            self._transact(plan, now)
+            if self._transact(plan, now):
+                self._fresh_after = now
+                self._cost.add(time.perf_counter() - started, len(records) + len(plan.fires))
+        else:
+            self._fresh_after = now  # nothing was due: nothing is left behind
 
-    def _wait_s(self) -> float:
-        horizon = self._settings.max_wait_ms
+    def _gather(self) -> None:
+        """Consume until the wake-up instant: the earliest due in the indexes, or of a command that arrives while
+        waiting (a short delay), capped by max_wait_ms; commands arriving due later are only collected, so ticks
+        stay batched. No wait while partitions rebuild or commands left by the last tick wait for intake."""
+        leftover = bool(self._held)
+        earliest = self._take(self._consumer.consume(self._room(), 0.0))
+        if leftover or self.partitions.rebuilding():
+            return
         now = self._clock()
+        deadline = now + self._wait_ms(now)
+        if earliest is not None:
+            deadline = min(deadline, earliest - self._ahead())
+        while len(self._held) < INTAKE_BATCH:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            messages = self._consumer.consume(1, remaining / 1000)  # returns at the first arrival
+            if not messages:
+                return  # waited it out (or only callbacks ran: a rebalance); tick
+            messages.extend(self._consumer.consume(self._room() - 1, 0.0))  # and whatever came with it
+            earliest = self._take(messages)
+            if earliest is not None:
+                deadline = min(deadline, earliest - self._ahead())
+            if self.partitions.rebuilding():
+                return  # partitions were assigned: rebuild them now
+
+    def _backlog_room(self, serving: dict[int, Owned], now: int) -> int | None:
+        """While a schedule comes due during what a full tick would take, the backlog goes in the chunks that keep
+        its drain at DRAIN_KEEP of the full rate: the one coming due waits for a short tick, not a full one."""
+        full = self._settings.max_fires_per_transaction
+        soon = now + int(self._cost.predict_ms(full))
+        if any(o.index.due_between(now, soon, 1) for o in serving.values()):
+            # at least a quarter of the budget: a poor fit of the cost never slows the drain to a crawl
+            return self._cost.chunk(full, DRAIN_KEEP, least=full // BACKLOG_SHARE)
+        return None
+
+    def _room(self) -> int:
+        """Commands to consume now: up to a batch held, and never nothing (consume serves the group callbacks)."""
+        return max(MIN_INTAKE, INTAKE_BATCH - len(self._held))
+
+    def _wait_ms(self, now: int) -> int:
+        horizon = self._settings.max_wait_ms
         for owned in self.partitions.serving().values():
             due = owned.index.next_due_ms()
             if due is not None:  # wake early enough to prepare it (`prepare_ahead_ms`)
                 horizon = min(horizon, max(0, due - self._ahead() - now))
-        return horizon / 1000
+        return horizon
 
-    def _inputs(self, messages: list[Any], serving: dict[int, Any], taking: set[int]) -> list[InputRecord]:
+    def _intake_share(
+        self, serving: dict[int, Owned], now: int
+    ) -> tuple[list[InputRecord], list[Decoded] | None]:
+        """The held commands this tick takes in (a prefix: offset order per partition holds): all of them, unless
+        a fire is due before their measured plan-and-commit cost would let this tick end; then as many as fit in
+        the time left, at least MIN_INTAKE (intake always progresses under a permanent backlog). The rest wait
+        for the next tick, their offsets uncommitted."""
+        held = self._held
+        if not held:
+            return [], None
+        dues = [d for o in serving.values() if (d := o.index.next_due_ms()) is not None]
+        n = len(held)
+        if dues:
+            fits = self._cost.records_within(min(dues) - now)
+            n = min(n, max(MIN_INTAKE, fits))
+        taken, self._held = held[:n], held[n:]
+        for owned, record, _decoded in taken:
+            owned.position = record.offset + 1
+        return [record for _o, record, _d in taken], [decoded for _o, _r, decoded in taken]
+
+    def _take(self, messages: list[Any]) -> int | None:
+        """Hold consumed commands of serving partitions, decoded once; the earliest due among them, if any."""
+        # only partitions serving before this tick's rebuild step: a message of one that became serving in it
+        # (or is relocating, paused) was fetched before the pause or the seek took effect; it is read again
+        serving = {p: o for p, o in self.partitions.owned.items() if o.phase is Phase.SERVING}
+        taking = [(serving[p], m) for m in messages if self._usable(m) and (p := m.partition()) in serving]
+        if not taking:
+            return None
         records = []
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaFatalError(f"consumer: fatal error: {err}")
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", err)
-                continue
-            owned = serving.get(msg.partition())
-            if owned is None or msg.partition() not in taking:
-                continue  # fetched before the pause or the seek took effect; re-read from the committed offset
+        for _owned, msg in taking:
             _ts_type, ts = msg.timestamp()
             records.append(
                 InputRecord(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
             )
-            owned.position = msg.offset() + 1
-        return records
+        decoded = decode_batch(records)
+        self._held.extend(zip((o for o, _m in taking), records, decoded, strict=True))
+        dues = [due for d in decoded if (due := command_due_ms(d)) is not None]
+        return min(dues, default=None)
+
+    @staticmethod
+    def _usable(msg: Any) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaFatalError(f"consumer: fatal error: {err}")
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
 
     def _step_positions(self, serving: dict[int, Owned], taking: set[int]) -> bool:
         """Take the consumer's positions, which step over transaction markers (forwarded commands are written
@@ -289,7 +383,8 @@ class SchedulerLoop:
         except CorruptStateRecord as exc:
             return exc
 
-    def _transact(self, plan: TickPlan, now: int) -> None:
+    def _transact(self, plan: TickPlan, now: int) -> bool:
+        """True if it committed."""
         serving = self.partitions.serving()
         fires, others, sent, fired_at = self._build(plan, now)
         offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
@@ -319,7 +414,7 @@ class SchedulerLoop:
             self._window += 0.2 * (1000 * self._txn.prepared_in_s - self._window)
             failpoint("after_commit_before_index")
             self._apply(plan, serving)
-            return
+            return True
         failpoint("after_abort_before_seek")
         self._rewind(serving)
         refused, failed = self._txn.failed_ids, self._txn.failed_topics
@@ -331,6 +426,7 @@ class SchedulerLoop:
                     self._failures[key] = self._failures.get(key, 0) + 1
         for topic, error in failed.items():
             log.warning("fire to %s failed: %s (attempts counted toward a dead letter)", topic, error)
+        return False
 
     def _log_outcome(self, attempt: str | None, outcome: str, error: str | None) -> None:
         if attempt is not None and self._txn_log is not None:
@@ -450,6 +546,7 @@ class SchedulerLoop:
             m.rejected.labels(reject.reason.value).inc()
 
     def _rewind(self, serving: dict[int, Any]) -> None:
+        self._held = []  # beyond the committed offsets: consumed again after the seek
         for partition, owned in serving.items():
             self._consumer.seek(TopicPartition(self._settings.scheduled_topic, partition, owned.committed))
             owned.position = owned.committed

@@ -17,9 +17,11 @@ from typing import NamedTuple
 from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, intake, peek_due_ms
 from scheduler.errors import CorruptStateRecord
 from scheduler.model import Cancel, Command, Rejected, RejectReason, Relocated, Schedule
+from scheduler.service.firing import select_due
 from scheduler.service.index import DueIndex
 
 __all__ = [
+    "Decoded",
     "Fire",
     "Forward",
     "InputRecord",
@@ -28,9 +30,13 @@ __all__ = [
     "Route",
     "TickPlan",
     "Validator",
+    "command_due_ms",
+    "decode_batch",
     "plan_tick",
 ]
 
+# A consumed command decoded: the native path's (schedule, state record), or what `decode_command` returns.
+Decoded = tuple[Schedule, bytes] | Command | Rejected
 # (schedule, encoded state record size) -> None if acceptable, else why not.
 Validator = Callable[[Schedule, int], Rejected | None]
 # (partition, schedule id, state record) -> a dead-letter reason word, or None to fire.
@@ -117,6 +123,25 @@ class TickPlan:
         return bool(self.state_writes or self.fires or self.rejects or self.forwards or self.relocations)
 
 
+def decode_batch(records: Sequence[InputRecord]) -> list[Decoded]:
+    """Each consumed command decoded once: the native batch call, Python's `decode_command` where it declines."""
+    return [
+        decode_command(r.key, r.value, r.headers, r.timestamp_ms) if taken is None else taken
+        for r, taken in zip(records, intake(records), strict=True)
+    ]
+
+
+def command_due_ms(decoded: Decoded) -> int | None:
+    """When a decoded command's schedule is due (None for a cancel or a reject): the loop wakes for it."""
+    if isinstance(decoded, tuple):
+        return decoded[0].due_ms
+    if isinstance(decoded, Schedule):
+        return decoded.due_ms
+    if isinstance(decoded, Relocated):
+        return decoded.schedule.due_ms
+    return None
+
+
 def plan_tick(
     records: Iterable[InputRecord],
     indexes: Mapping[int, DueIndex],
@@ -129,30 +154,34 @@ def plan_tick(
     route: Route | None = None,
     relocate: Sequence[Relocation] = (),
     prefetch: Prefetch | None = None,
+    decoded: Sequence[Decoded] | None = None,
+    fresh_after_ms: int | None = None,
+    backlog_room: int | None = None,
     horizon_ms: int | None = None,
     prepares: PrepareCheck | None = None,
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
-    consumer's batch is already bounded: decoded and encoded in one native call), then fires within both
-    budgets: everything due at `now_ms`, and, with a `horizon_ms` after it, what falls due by then and `prepares`
-    accepts (the loop commits such a plan no sooner than the latest due time among its fires)."""
+    loop bounds the batch; `decoded` is `decode_batch(records)` when the loop decoded them on arrival), then fires
+    within both budgets, in the order of `service.firing` (fresh since `fresh_after_ms` first, then at most
+    `backlog_room` of the older backlog): everything due at `now_ms`, and, with a `horizon_ms` after it, what
+    falls due by then and `prepares` accepts (the loop commits such a plan no sooner than the latest due time
+    among its fires)."""
     plan = TickPlan()
     for move in relocate:
         plan.relocations.append(move)
         plan.state_writes[(move.partition, move.schedule_id)] = None
     batch = records if isinstance(records, Sequence) else list(records)
-    for record, taken in zip(batch, intake(batch), strict=True):
-        if taken is None:  # the header protocol, a routed copy, an older schema, or a reject: Python decides
-            command = decode_command(record.key, record.value, record.headers, record.timestamp_ms)
-            _intake(plan, record, command, None, indexes, validate, route)
-        elif isinstance(taken, Cancel):
-            _intake(plan, record, taken, None, indexes, validate, route)
-        else:
+    commands = decode_batch(batch) if decoded is None else decoded
+    for record, taken in zip(batch, commands, strict=True):
+        if isinstance(taken, tuple):  # the native path's schedule with its state record
             _intake(plan, record, taken[0], taken[1], indexes, validate, route)
+        else:
+            _intake(plan, record, taken, None, indexes, validate, route)
     ahead = None
     if horizon_ms is not None and horizon_ms > now_ms and prepares is not None:
         ahead = (horizon_ms, prepares)
-    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, ahead)
+    order = (fresh_after_ms, backlog_room)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, order, ahead)
     return plan
 
 
@@ -272,22 +301,20 @@ def _select_fires(
     budget: tuple[int, int],
     dead_letter: DeadLetterCheck | None,
     prefetch: Prefetch | None = None,
+    order: tuple[int | None, int | None] = (None, None),
     ahead: tuple[int, PrepareCheck] | None = None,
 ) -> None:
+    """This tick's own intake that is already due first (it was not known to any earlier tick), then the index
+    by `select_due`'s rule; the byte budget cuts the tail (the latest backlog)."""
     max_fires, max_bytes = budget
     writes = plan.state_writes
     until = now_ms if ahead is None else ahead[0]
     due: list[tuple[int, bytes, bytes]] = [
         (p, sid, rec) for (p, sid), rec in writes.items() if rec is not None and peek_due_ms(rec) <= until
     ]
-    for partition, index in indexes.items():
-        room = max_fires - len(due)
-        if room <= 0:
-            break
-        due.extend(
-            (partition, sid, rec) for sid, rec in index.due(until, room) if (partition, sid) not in writes
-        )
     del due[max_fires:]
+    fresh_after_ms, backlog_room = order
+    due.extend(select_due(indexes, until, max_fires - len(due), fresh_after_ms, writes, backlog_room))
     if prefetch is not None and due:
         prefetch(due)
     size = 0

@@ -13,7 +13,10 @@ timeouts are ignored and the test owns the clock (`cluster.now_ms`). What it mod
   require_stable), and a commit whose group metadata is from an older generation, or whose member no longer owns
   an offset's partition, fails with an abortable ILLEGAL_GENERATION;
 - transactional ids with epochs: `init_transactions` aborts the previous producer's open transaction and fences it
-  (its next call raises a fatal error).
+  (its next call raises a fatal error);
+- opt-in blocking (`FakeConsumer.blocking`): `consume(n, timeout)` then behaves as librdkafka's, returning once n
+  messages are there or the timeout passed, and the simulated clock advances while it waits, running the
+  arrivals the test scheduled with `cluster.at(ms, fn)` on the way.
 """
 
 from __future__ import annotations
@@ -104,6 +107,23 @@ class FakeCluster:
         self.open_txns: dict[str, Txn] = {}  # transactional.id -> the current epoch's open transaction
         self.stats = {"commits": 0, "aborts": 0, "fenced": 0, "rejected_commits": 0, "unstable_offsets": 0}
         self._member_ids = itertools.count(1)
+        self.arrivals: list[
+            tuple[int, int, Callable[[], object]]
+        ] = []  # (at ms, order, action), for blocking
+
+    def at(self, ms: int, action: Callable[[], object]) -> None:
+        """Run `action` (produce a command, say) when the simulated clock reaches `ms` in a blocking consume."""
+        self.arrivals.append((ms, len(self.arrivals), action))
+        self.arrivals.sort(key=lambda a: (a[0], a[1]))
+
+    def next_arrival(self, until_ms: int) -> bool:
+        """Advance the clock to the next arrival at or before `until_ms` and run it; False if there is none."""
+        if not self.arrivals or self.arrivals[0][0] > until_ms:
+            return False
+        ms, _order, action = self.arrivals.pop(0)
+        self.now_ms = max(self.now_ms, ms)
+        action()
+        return True
 
     # -- logs
     def advance(self, seconds: float) -> None:
@@ -194,6 +214,7 @@ class FakeConsumer:
         self.paused: set[tuple[str, int]] = set()
         self.callbacks: dict[str, Callable[..., None]] = {}
         self.closed = False
+        self.blocking = False  # True: consume waits (in simulated time) as librdkafka's does
 
     def subscribe(
         self, topics: list[str], on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None
@@ -222,6 +243,16 @@ class FakeConsumer:
         if self.callbacks:
             self._deliver()
         out: list[Msg] = []
+        self._collect(num_messages, out)
+        if self.blocking and timeout > 0:
+            deadline = self.cluster.now_ms + int(timeout * 1000)
+            while len(out) < num_messages and self.cluster.next_arrival(deadline):
+                self._collect(num_messages, out)
+            if len(out) < num_messages:
+                self.cluster.now_ms = max(self.cluster.now_ms, deadline)
+        return out
+
+    def _collect(self, num_messages: int, out: list[Msg]) -> None:
         for key in sorted(self.assigned):
             if key in self.paused:
                 continue
@@ -234,7 +265,6 @@ class FakeConsumer:
                 self.assigned[key] = rec.offset + 1
                 if rec.status == "committed":
                     out.append(Msg(rec))
-        return out
 
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
         for tp in partitions:

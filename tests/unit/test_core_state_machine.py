@@ -78,13 +78,19 @@ class Instance:
     """One scheduler process: built like `service.app`, started like `SchedulerLoop.run`, ticked by the test."""
 
     def __init__(
-        self, cluster: FakeCluster, name: str, log_dir: Path, incarnation: int = 0, misrouted: str = "forward"
+        self,
+        cluster: FakeCluster,
+        name: str,
+        log_dir: Path,
+        incarnation: int = 0,
+        misrouted: str = "forward",
+        max_fires: int = 2,
     ) -> None:
         self.name = name
         self.settings = ServiceSettings(
             scheduled_topic=SCHEDULED,
             instance_id=name,
-            max_fires_per_transaction=2,
+            max_fires_per_transaction=max_fires,
             http_port=None,
             max_wait_ms=200,
             misrouted=misrouted,

@@ -140,6 +140,23 @@ impl PyDueIndex {
         )
     }
 
+    /// Up to `max_count` (id, record) with after_ms < due <= until_ms (after_ms None: no lower bound), earliest
+    /// first, ties in put order; nothing is removed.
+    #[pyo3(signature = (after_ms, until_ms, max_count))]
+    fn due_between<'py>(
+        &self,
+        py: Python<'py>,
+        after_ms: Option<i64>,
+        until_ms: i64,
+        max_count: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        pairs(
+            py,
+            self.inner
+                .due_between(after_ms, until_ms, usize::try_from(max_count).unwrap_or(0)),
+        )
+    }
+
     /// How many are due at or before now (overdue when now is the clock).
     fn count_due(&self, now_ms: i64) -> usize {
         self.inner.count_due(now_ms)
