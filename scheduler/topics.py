@@ -11,8 +11,10 @@ State topic settings (and why):
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
@@ -21,7 +23,16 @@ from scheduler.errors import SchedulerError, TopicConfigError
 from scheduler.kafka.clients import kafka_error
 from scheduler.settings import ServiceSettings
 
-__all__ = ["STATE_CONFIG", "Problem", "create_topics", "topic_specs", "verify_topics"]
+__all__ = [
+    "STATE_CONFIG",
+    "Problem",
+    "TopicCheck",
+    "check_topics",
+    "create_topics",
+    "require_valid",
+    "topic_specs",
+    "verify_topics",
+]
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 STATE_CONFIG = {
@@ -140,14 +151,37 @@ def _existing_differences(
     return result
 
 
-def _describe(admin: AdminClient, topic: str) -> dict[str, str]:
-    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
-    (config,) = [f.result(timeout=30) for f in futures.values()]
-    return {name: entry.value for name, entry in config.items()}
+def _describe_all(admin: AdminClient, topics: list[str]) -> dict[str, Future[Any]]:
+    """One DescribeConfigs request for every topic, sent at once: topic -> future of its config."""
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics])
+    return {resource.name: future for resource, future in futures.items()}
+
+
+def _config(future: Future[Any]) -> dict[str, str]:
+    return {name: entry.value for name, entry in future.result(timeout=30).items()}
+
+
+@dataclass(frozen=True)
+class TopicCheck:
+    """What verifying found: every problem (fatal or a warning) and the partition count of `scheduled`."""
+
+    problems: list[Problem]
+    partitions: int = 0
 
 
 def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem]:
     """Every problem that could lose or resurrect schedules (fatal) or weaken durability (warnings)."""
+    return check_topics(admin, settings).problems
+
+
+def check_topics(admin: AdminClient, settings: ServiceSettings) -> TopicCheck:
+    """`verify_topics`, and the partition count the service routes ids by; two round trips at once (the
+    metadata, and one DescribeConfigs for every topic whose config matters: sent before knowing they exist,
+    read only if they do)."""
+    described = dict.fromkeys(
+        [settings.state, settings.scheduled_topic, *filter(None, [settings.history_topic])]
+    )
+    configs = _describe_all(admin, list(described))
     metadata = admin.list_topics(timeout=30)
     create_hint = "run `kafka-scheduler topics create`"
     problems = [
@@ -156,7 +190,7 @@ def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem
         if name not in metadata.topics
     ]
     if problems:
-        return problems
+        return TopicCheck(problems)
     inputs = len(metadata.topics[settings.scheduled_topic].partitions)
     state_parts = len(metadata.topics[settings.state].partitions)
     if state_parts != inputs:
@@ -169,14 +203,14 @@ def verify_topics(admin: AdminClient, settings: ServiceSettings) -> list[Problem
                 f"never add partitions to either topic in place: {MIGRATE}",
             )
         )
-    state_config = _describe(admin, settings.state)
+    state_config = _config(configs[settings.state])
     problems += _state_config_problems(state_config, settings)
     problems += _compaction_warnings(state_config, settings.state)
-    problems += _retention_warnings(_describe(admin, settings.scheduled_topic), settings.scheduled_topic)
+    problems += _retention_warnings(_config(configs[settings.scheduled_topic]), settings.scheduled_topic)
     problems += _durability_warnings(settings, metadata)
     if settings.history_topic:
-        problems += _history_warnings(settings.history_topic, _describe(admin, settings.history_topic))
-    return problems
+        problems += _history_warnings(settings.history_topic, _config(configs[settings.history_topic]))
+    return TopicCheck(problems, inputs)
 
 
 def _history_warnings(topic: str, config: dict[str, str]) -> list[Problem]:
@@ -276,10 +310,10 @@ def _durability_warnings(settings: ServiceSettings, metadata: ClusterMetadata) -
     return warnings
 
 
-def require_valid(admin: AdminClient, settings: ServiceSettings) -> list[Problem]:
-    """Raise TopicConfigError listing every fatal problem; return the warnings."""
-    problems = verify_topics(admin, settings)
-    fatal = [p for p in problems if p.fatal]
+def require_valid(admin: AdminClient, settings: ServiceSettings) -> TopicCheck:
+    """Raise TopicConfigError listing every fatal problem; the warnings (and the partition count) otherwise."""
+    check = check_topics(admin, settings)
+    fatal = [p for p in check.problems if p.fatal]
     if fatal:
         raise TopicConfigError("refusing to run:\n" + "\n".join(f"  - {p}" for p in fatal))
-    return [p for p in problems if not p.fatal]
+    return TopicCheck([p for p in check.problems if not p.fatal], check.partitions)
