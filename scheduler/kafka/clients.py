@@ -133,7 +133,9 @@ def build_state_reader(settings: ServiceSettings) -> Consumer:
         "enable.auto.offset.store": False,
     }
     user = {**settings.base_kafka(), **settings.consumer}
-    defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144}
+    # It holds only partitions being replayed, so a short broker-side wait costs no idle fetching; with 50 ms, a
+    # small state's partitions came back one 50 ms fetch wait after another (6 partitions: 0.21 s, now 0.07 s).
+    defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 262144}
     return create(Consumer, merge_config(defaults, user, forced))
 
 

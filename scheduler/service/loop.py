@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
+JOINING_WAIT_S = 0.01  # the longest tick before the first assignment: its rebuild starts at most this late
 
 
 def wall_ms() -> int:
@@ -88,13 +89,15 @@ class SchedulerLoop:
         self._misroutes = MisrouteNotice(settings.misrouted)
 
     def run(self, stop: threading.Event) -> None:
-        self._txn.init()
+        # the join runs in librdkafka's threads while init_transactions fences: an assignment is taken (and
+        # rebuilt) only in the first tick's consume(), after init
         self._consumer.subscribe(
             [self._settings.scheduled_topic],
             on_assign=lambda _c, parts: self.partitions.assign(parts),
             on_revoke=lambda _c, parts: self.partitions.revoke(parts),
             on_lost=lambda _c, parts: self.partitions.revoke(parts),
         )
+        self._txn.init()
         self._metrics.set_pending_source(lambda: self._snapshot)
         while not stop.is_set():
             self.tick_once()
@@ -135,6 +138,10 @@ class SchedulerLoop:
             self._transact(plan, now)
 
     def _wait_s(self) -> float:
+        if (
+            not self.partitions.joined
+        ):  # consume() hands over the first assignment, then waits out its timeout
+            return JOINING_WAIT_S
         horizon = self._settings.max_wait_ms
         now = self._clock()
         for owned in self.partitions.serving().values():

@@ -25,6 +25,7 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -193,8 +194,17 @@ class Partitions:
         low, _high = self._consumer.get_watermark_offsets(TopicPartition(self._input, partition), 10, False)
         return int(low)
 
+    def _fetched(self, wait_s: float) -> list[Message]:
+        """What the state reader has fetched, waiting at most `wait_s` for the first record only:
+        `consume(n, t)` waits out all of `t` unless n records come, 50 ms per step of a small state's replay."""
+        messages = self._reader.consume(REPLAY_BATCH, 0)
+        if messages or wait_s <= 0:
+            return messages
+        first = self._reader.poll(wait_s)
+        return [] if first is None else [first, *self._reader.consume(REPLAY_BATCH - 1, 0)]
+
     def _replay(self, wait_s: float) -> None:
-        messages = self._reader.consume(REPLAY_BATCH, wait_s)
+        messages = self._fetched(wait_s)
         now = self._clock()
         targets = {p: (o.index, o.misplaced) for p, o in self.owned.items() if o.phase is Phase.REPLAY}
         # one call into the native core per consumed batch: errors skipped, misplaced ids kept apart, put/remove

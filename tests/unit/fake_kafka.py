@@ -231,6 +231,11 @@ class FakeConsumer:
                     out.append(Msg(rec))
         return out
 
+    def poll(self, timeout: float = -1) -> Msg | None:
+        """One record, as consume(1) (never blocks: the fake's time is its cluster's)."""
+        out = self.consume(1, timeout)
+        return out[0] if out else None
+
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
         for tp in partitions:
             if self.cluster.pending_offsets(tp.topic, tp.partition):
