@@ -115,7 +115,14 @@ def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def consumer_config(settings: ServiceSettings) -> dict[str, Any]:
-    defaults = {**CONSUMER_DEFAULTS, "session.timeout.ms": settings.session_timeout_ms}
+    # A member learns of a rebalance at its next heartbeat: librdkafka's 3 s default kept the first of a unit's
+    # workers on every partition for 3 s while the others waited to join (a 2-worker unit ready in 3.9 s).
+    heartbeat = max(100, min(500, settings.session_timeout_ms // 10))
+    defaults = {
+        **CONSUMER_DEFAULTS,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": heartbeat,
+    }
     user = {**settings.base_kafka(), **settings.consumer}
     return merge_config(defaults, user, consumer_forced(settings))
 
