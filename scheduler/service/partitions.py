@@ -160,11 +160,16 @@ class Partitions:
             committed = self._consumer.committed(
                 [TopicPartition(self._input, o.partition) for o in pending], 1.0
             )
-            latest = {TopicPartition(self._state, o.partition): OffsetSpec.latest() for o in pending}  # type: ignore[no-untyped-call]
+            # after committed() (rule 2: the watermark after the committed offset), in one request: the state
+            # watermarks, and where `scheduled` starts for a partition the group has never committed
+            specs = {TopicPartition(self._state, o.partition): OffsetSpec.latest() for o in pending}  # type: ignore[no-untyped-call]
+            for tp in committed:
+                if tp.error is None and tp.offset < 0:
+                    specs[TopicPartition(self._input, tp.partition)] = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
             futures = self._admin.list_offsets(
-                latest, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
+                specs, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
             )
-            watermarks = {tp.partition: f.result(timeout=15).offset for tp, f in futures.items()}
+            found = {(tp.topic, tp.partition): f.result(timeout=15).offset for tp, f in futures.items()}
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is not None and err.code() == KafkaError.FENCED_LEADER_EPOCH and self._admin_factory:
@@ -179,8 +184,8 @@ class Partitions:
             owned = self.owned.get(tp.partition)
             if owned is None or tp.error is not None:
                 continue
-            owned.committed = tp.offset if tp.offset >= 0 else self._low_watermark(tp.partition)
-            owned.watermark = watermarks[tp.partition]
+            owned.committed = tp.offset if tp.offset >= 0 else found[(self._input, tp.partition)]
+            owned.watermark = found[(self._state, tp.partition)]
             owned.last_progress = self._clock()
             if owned.watermark == 0:
                 self._serve(owned)
@@ -189,10 +194,6 @@ class Partitions:
                 self._reader.incremental_assign(
                     [TopicPartition(self._state, owned.partition, OFFSET_BEGINNING)]
                 )
-
-    def _low_watermark(self, partition: int) -> int:
-        low, _high = self._consumer.get_watermark_offsets(TopicPartition(self._input, partition), 10, False)
-        return int(low)
 
     def _fetched(self, wait_s: float) -> list[Message]:
         """What the state reader has fetched, waiting at most `wait_s` for the first record only:
