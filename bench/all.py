@@ -11,7 +11,7 @@ import time
 
 from bench.common import console
 
-ORDER = ("fire", "sustained", "rebuild", "memory", "client", "intake", "failover", "consumers")
+ORDER = ("fire", "sustained", "rebuild", "memory", "client", "intake", "failover", "startup", "consumers")
 
 
 def main() -> int:

@@ -41,12 +41,12 @@ from bench.common import (
     uid,
     wait_ready,
 )
+from bench.rebuild import ASSIGNED, REBUILT, STAMP
 
-_STAMP = r"^(\S+) [^\n]*?"
 PHASES = {  # phase -> the log line that ends it (the first such line; `serving` takes the last)
-    "checked": re.compile(_STAMP + r"\bschedule ids live in partition", re.MULTILINE),
-    "assigned": re.compile(_STAMP + r"\bassigned partitions \[", re.MULTILINE),
-    "serving": re.compile(_STAMP + r"\bpartition \d+ rebuilt in", re.MULTILINE),
+    "checked": re.compile(STAMP + r"\bschedule ids live in partition", re.MULTILINE),
+    "assigned": ASSIGNED,
+    "serving": REBUILT,
 }
 BARE_CONSUMER = """
 import sys, time, uuid

@@ -81,19 +81,17 @@ class SchedulerService:
         consumer = build_consumer(settings)
         reader = build_state_reader(settings)
         producer = build_producer(settings)
-        warm_clients = [
-            (reader, settings.state),
-            (producer, settings.scheduled_topic),
-            (consumer, settings.scheduled_topic),
-        ]
-        warmed = threading.Event()  # set: stop warming up
-        warm = threading.Thread(target=_warm_up, args=(warm_clients, warmed), name="warm-up", daemon=True)
-        warm.start()
+        end_warm_up = _warm_up(
+            [
+                (reader, settings.state),
+                (producer, settings.scheduled_topic),
+                (consumer, settings.scheduled_topic),
+            ]
+        )
         try:
             admin, check = self._check_topics()
         except BaseException:
-            warmed.set()
-            warm.join()  # never close a client another thread is still asking
+            end_warm_up()  # never close a client another thread is still asking
             for client in (consumer, reader):
                 close_quietly("closing a consumer", client.close)
             raise
@@ -109,16 +107,7 @@ class SchedulerService:
             admin_factory=lambda: build_admin(settings),
         )
         txn = TransactionRunner(producer, consumer)
-        txn_log = None
-        if settings.txn_log is not None:
-            txn_log = TransactionLog(
-                settings.txn_log,
-                settings.instance_id,
-                state_topic=settings.state,
-                dlt_topic=settings.dlt,
-                history_topic=settings.history_topic,
-            )
-            log.info("logging every transaction to %s", settings.txn_log)
+        txn_log = self._transaction_log()
         self.loop = SchedulerLoop(
             settings,
             (consumer, txn, partitions, TargetCatalog(admin, settings)),
@@ -143,8 +132,7 @@ class SchedulerService:
             probe.stop()
             if txn_log is not None:
                 txn_log.close()
-            warmed.set()
-            warm.join()
+            end_warm_up()
             # a failure here must not mask the one that ended the loop
             for client in (consumer, reader):
                 close_quietly("closing a consumer", client.close)
@@ -154,6 +142,19 @@ class SchedulerService:
             if self.http is not None:
                 self.http.stop()
         log.info("scheduler stopped cleanly")
+
+    def _transaction_log(self) -> TransactionLog | None:
+        settings = self.settings
+        if settings.txn_log is None:
+            return None
+        log.info("logging every transaction to %s", settings.txn_log)
+        return TransactionLog(
+            settings.txn_log,
+            settings.instance_id,
+            state_topic=settings.state,
+            dlt_topic=settings.dlt,
+            history_topic=settings.history_topic,
+        )
 
     def _layout(self, count: int) -> Layout:
         """Ids are routed by the partition count of `scheduled` (equal to the state topic's: checked at start)."""
@@ -185,19 +186,31 @@ class SchedulerService:
             ) from None
 
 
-def _warm_up(clients: list[tuple[Consumer | Producer, str]], stop: threading.Event) -> None:
-    """One metadata answer per client while the topics are checked. The state reader then knows the state
-    partitions' leaders when a rebuild assigns them (librdkafka retries an offset lookup without a leader after
-    500 ms: a small state took 0.5-1 s to replay instead of 60 ms), and the producer and the group consumer
-    have a connection to a broker when init_transactions and the join need one. Failures are the checks' to
-    report; short requests, so that `stop` ends it within WARM_UP_STEP_S."""
-    for client, topic in clients:
-        while not stop.is_set():
-            try:
-                client.list_topics(topic, timeout=WARM_UP_STEP_S)
-                break
-            except KafkaException:
-                continue
+def _warm_up(clients: list[tuple[Consumer | Producer, str]]) -> Callable[[], None]:
+    """One metadata answer per client, on a thread, while the topics are checked; returns what ends it (within
+    WARM_UP_STEP_S). The state reader then knows the state partitions' leaders when a rebuild assigns them
+    (librdkafka retries an offset lookup without a leader after 500 ms: a small state took 0.5-1 s to replay
+    instead of 60 ms), and the producer and the group consumer have a connection to a broker when
+    init_transactions and the join need one. Failures are the checks' to report."""
+    stop = threading.Event()
+
+    def run() -> None:
+        for client, topic in clients:
+            while not stop.is_set():
+                try:
+                    client.list_topics(topic, timeout=WARM_UP_STEP_S)
+                    break
+                except KafkaException:
+                    continue
+
+    thread = threading.Thread(target=run, name="warm-up", daemon=True)
+    thread.start()
+
+    def end() -> None:
+        stop.set()
+        thread.join()
+
+    return end
 
 
 def _overdue_exit() -> None:

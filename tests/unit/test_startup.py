@@ -197,6 +197,17 @@ class RecordingConsumer(FakeConsumer):
         return out[0] if out else None
 
 
+def _partitions(cluster: FakeCluster, consumer: FakeConsumer, reader: FakeConsumer) -> Partitions:
+    return Partitions(
+        consumer,  # type: ignore[arg-type]
+        reader,  # type: ignore[arg-type]
+        FakeAdmin(cluster),  # type: ignore[arg-type]
+        Layout("scheduled", "scheduled.state", 1),
+        SchedulerMetrics(CollectorRegistry()),
+        stall_timeout_s=1e9,
+    )
+
+
 def _put_state(cluster: FakeCluster, n: int) -> None:
     for i in range(n):
         s = Schedule(id=f"id{i}", target_topic="t", due_ms=10**13, payload=b"x")
@@ -207,14 +218,7 @@ def test_the_replay_takes_what_has_arrived_instead_of_waiting_for_a_full_batch()
     cluster = FakeCluster({"scheduled": 1, "scheduled.state": 1})
     _put_state(cluster, 5)  # far fewer than a batch
     reader = RecordingConsumer(cluster)
-    partitions = Partitions(
-        FakeConsumer(cluster, "i0"),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
-        FakeAdmin(cluster),  # type: ignore[arg-type]
-        Layout("scheduled", "scheduled.state", 1),
-        SchedulerMetrics(CollectorRegistry()),
-        stall_timeout_s=1e9,
-    )
+    partitions = _partitions(cluster, FakeConsumer(cluster, "i0"), reader)
     partitions.assign([TopicPartition("scheduled", 0)])
     partitions.step(0.05)
     assert partitions.owned[0].phase is Phase.SERVING
@@ -224,14 +228,7 @@ def test_the_replay_takes_what_has_arrived_instead_of_waiting_for_a_full_batch()
 def test_the_first_assignment_is_taken_within_a_short_wait_not_a_max_wait_tick() -> None:
     cluster = FakeCluster({"scheduled": 1, "scheduled.state": 1})
     consumer = RecordingConsumer(cluster, "i0")  # the assignment comes with its first consume()
-    partitions = Partitions(
-        consumer,  # type: ignore[arg-type]
-        FakeConsumer(cluster),  # type: ignore[arg-type]
-        FakeAdmin(cluster),  # type: ignore[arg-type]
-        Layout("scheduled", "scheduled.state", 1),
-        SchedulerMetrics(CollectorRegistry()),
-        stall_timeout_s=1e9,
-    )
+    partitions = _partitions(cluster, consumer, FakeConsumer(cluster))
     settings = ServiceSettings(scheduled_topic="scheduled", instance_id="i0", http_port=None, max_wait_ms=200)
     txn = TransactionRunner(FakeProducer(cluster, settings.transactional_id), consumer)  # type: ignore[arg-type]
     loop = SchedulerLoop(
