@@ -1,12 +1,14 @@
 """B9 start-up: `kafka-scheduler run` from exec to SERVING, phase by phase, vs a bare consumer's exec -> assignment.
 
-    python -m bench.startup [--runs 3] [--pending 5000] [--partitions 6] [--workers 2] [--no-bytecode]
+    python -m bench.startup [--runs 3] [--pending 5000] [--partitions 6] [--workers 2] [--no-restart] [--no-bytecode]
 
 Each case starts a scheduler process on fresh topics `--runs` times (SIGTERM in between, so every start joins a
 group nobody holds) and reads the phases off its log (1 ms timestamps) and /readyz (polled every 10 ms):
 exec -> the topic checks passed ("schedule ids live in ...") -> first assignment ("assigned partitions") -> the
 last partition SERVING ("partition N rebuilt") -> /readyz 200. Cases: an empty state topic, `--pending` schedules
-in it, and a unit of `--workers` processes (empty state; its /readyz is ready once every worker is).
+in it, a unit of `--workers` processes (empty state; its /readyz is ready once every worker is), and (`--restart`)
+an instance with that state SIGKILLed and started again at once with the same instance id (exec of the new one ->
+its phases: its join waits for the killed member's session to expire unless the member is static).
 The baseline, same run, each in its own process as the scheduler is: a bare confluent-kafka consumer's exec ->
 its first assignment (subscribe, join a fresh group, the rebalance callback), and `python -c pass`.
 Ratio = scheduler exec -> /readyz over the bare consumer's exec -> assignment: how far from the floor we are.
@@ -97,20 +99,30 @@ def phases(log: str, started: float) -> dict[str, float]:
     return out
 
 
-def one_start(st: Any, env: dict[str, str]) -> dict[str, float]:
+def one_start(st: Any, env: dict[str, str], instance_id: str | None = None) -> dict[str, float]:
     started_wall, started = time.time(), time.perf_counter()
-    instance = start_scheduler(st, **env)
+    instance = start_scheduler(st, instance_id=instance_id, **env)
     ready = wait_ready(instance, timeout_s=120) - started
     text = instance.log_path.read_text(errors="replace")
     instance.stop(timeout_s=30)
     return {**phases(text, started_wall), "ready": ready}
 
 
-def case(name: str, st: Any, runs: int, env: dict[str, str]) -> dict[str, Any]:
+def restart_after_kill(st: Any, env: dict[str, str]) -> dict[str, float]:
+    """An instance serving, SIGKILLed, and started again at once with its instance id (so its transactional id):
+    the restart's phases. Its join waits for the killed member to leave the group (its session timeout) unless
+    the group knows the member by a static id."""
+    victim = start_scheduler(st, instance_id="restarted", **env)
+    wait_ready(victim, timeout_s=120)
+    victim.kill()
+    return one_start(st, env, instance_id="restarted")
+
+
+def case(name: str, st: Any, runs: int, env: dict[str, str], restart: bool = False) -> dict[str, Any]:
     samples = []
     for run in range(runs):
         console.print(f"{name}: start {run + 1} of {runs}")
-        samples.append(one_start(st, env))
+        samples.append(restart_after_kill(st, env) if restart else one_start(st, env))
     keys = ["checked", "assigned", "serving", "ready"]
     medians = {
         k: statistics.median(s[k] for s in samples if k in s) for k in keys if any(k in s for s in samples)
@@ -125,6 +137,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2, help="processes of the unit case (0: skip it)")
     parser.add_argument("--no-bytecode", action="store_true", help="compile every module at every start")
+    parser.add_argument(
+        "--restart",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also restart an instance right after a SIGKILL, with its instance id (the issue's restart case)",
+    )
     args = parser.parse_args(argv)
     cache = Path(tempfile.mkdtemp(prefix="bench-startup-pyc-"))
     env = child_env(not args.no_bytecode, cache)
@@ -148,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         due = int(time.time() * 1000) + 86_400_000
         preload_state(st, target, args.pending, lambda i: due + i)
         cases.append(case(f"{args.pending:,} pending", st, args.runs, sched_env))
+        if args.restart:
+            name = f"{args.pending:,} pending, restart after SIGKILL"
+            cases.append(case(name, st, args.runs, sched_env, restart=True))
         bare += [bare_consumer(st.scheduled_topic, env) for _ in range(args.runs)]
     python_s = statistics.median(bare_python(env) for _ in range(args.runs))
     floor = statistics.median(bare)
