@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -39,41 +39,58 @@ class _Partition:
 
 
 @dataclass
-class _Topic:
-    partitions: dict[int, _Partition]
+class _Description:
+    partitions: list[_Partition]
 
 
 @dataclass
-class _Metadata:
-    topics: dict[str, _Topic]
-    brokers: dict[int, object] = field(default_factory=lambda: {1: object()})
+class _Cluster:
+    nodes: list[object]
+
+
+def _done(value: Any = None, error: KafkaError | None = None) -> Future[Any]:
+    future: Future[Any] = Future()
+    if error is not None:
+        future.set_exception(KafkaException(error))
+    else:
+        future.set_result(value)
+    return future
 
 
 class TopicsAdmin:
-    """list_topics and describe_configs over a dict of topics: name -> (partitions, config)."""
+    """DescribeTopics, DescribeCluster and DescribeConfigs over a dict of topics: name -> (partitions, config)."""
 
     def __init__(self, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
         self.topics = topics
         self.described: list[list[str]] = []  # the topics of each DescribeConfigs request
-        self.metadata_requests = 0
+        self.described_topics: list[list[str]] = []  # and of each DescribeTopics request
 
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> _Metadata:
-        self.metadata_requests += 1
-        return _Metadata(
-            {name: _Topic({p: _Partition([1]) for p in range(n)}) for name, (n, _c) in self.topics.items()}
-        )
+    def list_topics(self, *_args: Any, **_kw: Any) -> None:
+        raise AssertionError("the checks ask for the scheduler's topics only, never the cluster's metadata")
+
+    def describe_topics(self, topics: Any, request_timeout: float = -1) -> dict[str, Future[Any]]:
+        names = list(topics.topic_names)
+        self.described_topics.append(names)
+        unknown = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+        return {
+            n: _done(_Description([_Partition([1])] * self.topics[n][0]))
+            if n in self.topics
+            else _done(error=unknown)
+            for n in names
+        }
+
+    def describe_cluster(self, request_timeout: float = -1) -> Future[Any]:
+        return _done(_Cluster([object()]))
 
     def describe_configs(self, resources: list[ConfigResource]) -> dict[ConfigResource, Future[Any]]:
         self.described.append([r.name for r in resources])
-        out: dict[ConfigResource, Future[Any]] = {}
-        for resource in resources:
-            future: Future[Any] = Future()
-            if resource.name in self.topics:
-                future.set_result({k: _Entry(v) for k, v in self.topics[resource.name][1].items()})
-            else:
-                future.set_exception(KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)))
-            out[resource] = future
-        return out
+        unknown = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+        return {
+            r: _done({k: _Entry(v) for k, v in self.topics[r.name][1].items()})
+            if r.name in self.topics
+            else _done(error=unknown)
+            for r in resources
+        }
 
 
 def _settings(**kw: Any) -> ServiceSettings:
@@ -116,7 +133,8 @@ def test_every_problem_is_found_with_one_describe_request_and_reported_in_a_stab
         ("s.state", "replication factor 1 < 3 (a single-node development broker)", False),
         ("s.history", "has cleanup.policy=compact", False),
     ]
-    assert admin.described == [["s.state", "s", "s.history"]] and admin.metadata_requests == 1
+    assert admin.described == [["s.state", "s", "s.history"]]  # one request each
+    assert admin.described_topics == [sorted(settings.own_topics)]
     with pytest.raises(TopicConfigError) as refused:
         require_valid(admin, settings)  # type: ignore[arg-type]
     lines = str(refused.value).splitlines()
