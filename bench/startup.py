@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     python_s = statistics.median(bare_python(env) for _ in range(args.runs))
     floor = statistics.median(bare)
     rows: list[list[Any]] = [
-        ["python -c pass (exec floor)", python_s, "", "", "", ""],
-        ["bare consumer: exec -> assignment (baseline)", "", "", floor, "", 1.0],
+        ["python -c pass (exec floor)", "", "", "", python_s, ""],
+        ["bare consumer: exec -> assignment (baseline)", "", floor, "", "", 1.0],
     ]
     for c in cases:
         m = c["median"]
