@@ -1,7 +1,7 @@
 """kafka-scheduler: messages to the future on Kafka. The public API is exactly `__all__`.
 
-The clients load on first use (PEP 562): `kafka-scheduler run`, and every worker it starts, imports this package
-but neither client, nor asyncio.
+The clients load on first use (PEP 562): `kafka-scheduler run`, and every worker it starts, import this package
+without either client (or confluent-kafka's asyncio producer).
 """
 
 import importlib
