@@ -11,7 +11,18 @@ import time
 
 from bench.common import console
 
-ORDER = ("fire", "sustained", "burst", "rebuild", "memory", "client", "intake", "failover", "consumers")
+ORDER = (
+    "fire",
+    "sustained",
+    "burst",
+    "rebuild",
+    "memory",
+    "client",
+    "intake",
+    "failover",
+    "startup",
+    "consumers",
+)
 
 
 def main() -> int:

@@ -42,10 +42,10 @@ from bench.common import (
 )
 
 GOAL = 1.5  # assignment -> serving / raw replay (issue 14)
-_STAMP = r"^(\S+) [^\n]*?"  # the text format's timestamp, then level, logger (and any worker prefix)
-ASSIGNED = re.compile(_STAMP + r"\bassigned partitions \[", re.MULTILINE)
+STAMP = r"^(\S+) [^\n]*?"  # the text format's timestamp, then level, logger (and any worker prefix)
+ASSIGNED = re.compile(STAMP + r"\bassigned partitions \[", re.MULTILINE)
 REBUILT = re.compile(
-    _STAMP + r"\bpartition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending",
+    STAMP + r"\bpartition \d+ rebuilt in ([0-9.]+)s: (\d+) state records replayed, (\d+) pending",
     re.MULTILINE,
 )
 

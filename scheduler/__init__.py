@@ -1,8 +1,12 @@
-"""kafka-scheduler: messages to the future on Kafka. The public API is exactly `__all__`."""
+"""kafka-scheduler: messages to the future on Kafka. The public API is exactly `__all__`.
 
-from scheduler.aio import AsyncSchedulerClient
-from scheduler.client import SchedulerClient
-from scheduler.config import ClientSettings
+The clients load on first use (PEP 562): `kafka-scheduler run`, and every worker it starts, import this package
+without either client (or confluent-kafka's asyncio producer).
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from scheduler.errors import (
     ClusterUnreachable,
     CodecError,
@@ -22,6 +26,17 @@ from scheduler.errors import (
     ValidationError,
 )
 from scheduler.model import Cancel, Schedule
+
+if TYPE_CHECKING:
+    from scheduler.aio import AsyncSchedulerClient
+    from scheduler.client import SchedulerClient
+    from scheduler.config import ClientSettings
+
+_LAZY = {
+    "AsyncSchedulerClient": "scheduler.aio",
+    "SchedulerClient": "scheduler.client",
+    "ClientSettings": "scheduler.config",
+}
 
 __all__ = [
     "AsyncSchedulerClient",
@@ -46,3 +61,12 @@ __all__ = [
     "UnknownTargetTopic",
     "ValidationError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scheduler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from consumers.app import App
 from scheduler.cli.common import Bootstrap, KafkaProps, parse_props
 from scheduler.errors import ConfigError, SchedulerError, TopicConfigError
+
+if TYPE_CHECKING:
+    from consumers.app import App
 
 __all__ = ["consume", "load_app"]
 
@@ -24,6 +26,9 @@ EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 1, 2, 3
 
 def load_app(target: str) -> App:
     """Resolve `package.module:attribute` to an App; the current directory is importable like `python -m`."""
+    # imported here: every other command (`run` too) starts without the consumer framework
+    from consumers.app import App
+
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise typer.BadParameter(f"expected module:app, got {target!r}")

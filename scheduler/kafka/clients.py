@@ -118,7 +118,14 @@ def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def consumer_config(settings: ServiceSettings) -> dict[str, Any]:
-    defaults = {**CONSUMER_DEFAULTS, "session.timeout.ms": settings.session_timeout_ms}
+    # A member learns of a rebalance at its next heartbeat: librdkafka's 3 s default kept the first of a unit's
+    # workers on every partition for 3 s while the others waited to join (a 2-worker unit ready in 3.9 s).
+    heartbeat = max(100, min(500, settings.session_timeout_ms // 10))
+    defaults = {
+        **CONSUMER_DEFAULTS,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": heartbeat,
+    }
     user = {**settings.base_kafka(), **settings.consumer}
     return merge_config(defaults, user, consumer_forced(settings))
 
@@ -136,7 +143,9 @@ def build_state_reader(settings: ServiceSettings) -> Consumer:
         "enable.auto.offset.store": False,
     }
     user = {**settings.base_kafka(), **settings.consumer}
-    defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262144}
+    # It holds only partitions being replayed, so a short broker-side wait costs no idle fetching; with 50 ms, a
+    # small state's partitions came back one 50 ms fetch wait after another (6 partitions: 0.21 s, now 0.07 s).
+    defaults = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 262144}
     return create(Consumer, merge_config(defaults, user, forced))
 
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
@@ -26,11 +26,12 @@ from scheduler.service.routing import Layout
 from scheduler.service.targets import TargetCatalog
 from scheduler.service.txnlog import TransactionLog
 from scheduler.settings import ServiceSettings
-from scheduler.topics import Problem, require_valid
+from scheduler.topics import TopicCheck, require_valid
 
 __all__ = ["SchedulerService"]
 
 log = logging.getLogger(__name__)
+WARM_UP_STEP_S = 0.2
 
 
 def close_quietly(what: str, close: Callable[[], object]) -> None:
@@ -75,32 +76,38 @@ class SchedulerService:
 
     def run(self) -> None:
         settings = self.settings
-        admin, warnings = self._check_topics()
-        for warning in warnings:
-            log.warning("topic check: %s", warning)
+        # librdkafka clients connect as they are built: built first, their connections (and TLS, SASL) overlap the
+        # topic checks; none joins the group or writes anything until the checks have passed
         consumer = build_consumer(settings)
         reader = build_state_reader(settings)
         producer = build_producer(settings)
+        end_warm_up = _warm_up(
+            [
+                (reader, settings.state),
+                (producer, settings.scheduled_topic),
+                (consumer, settings.scheduled_topic),
+            ]
+        )
+        try:
+            admin, check = self._check_topics()
+        except BaseException:
+            end_warm_up()  # never close a client another thread is still asking
+            for client in (consumer, reader):
+                close_quietly("closing a consumer", client.close)
+            raise
+        for warning in check.problems:
+            log.warning("topic check: %s", warning)
         partitions = Partitions(
             consumer,
             reader,
             admin,
-            self._layout(admin),
+            self._layout(check.partitions),
             self.metrics,
             settings.rebuild_stall_timeout_s,
             admin_factory=lambda: build_admin(settings),
         )
         txn = TransactionRunner(producer, consumer)
-        txn_log = None
-        if settings.txn_log is not None:
-            txn_log = TransactionLog(
-                settings.txn_log,
-                settings.instance_id,
-                state_topic=settings.state,
-                dlt_topic=settings.dlt,
-                history_topic=settings.history_topic,
-            )
-            log.info("logging every transaction to %s", settings.txn_log)
+        txn_log = self._transaction_log()
         self.loop = SchedulerLoop(
             settings,
             (consumer, txn, partitions, TargetCatalog(admin, settings)),
@@ -125,6 +132,7 @@ class SchedulerService:
             probe.stop()
             if txn_log is not None:
                 txn_log.close()
+            end_warm_up()
             # a failure here must not mask the one that ended the loop
             for client in (consumer, reader):
                 close_quietly("closing a consumer", client.close)
@@ -135,10 +143,22 @@ class SchedulerService:
                 self.http.stop()
         log.info("scheduler stopped cleanly")
 
-    def _layout(self, admin: AdminClient) -> Layout:
+    def _transaction_log(self) -> TransactionLog | None:
+        settings = self.settings
+        if settings.txn_log is None:
+            return None
+        log.info("logging every transaction to %s", settings.txn_log)
+        return TransactionLog(
+            settings.txn_log,
+            settings.instance_id,
+            state_topic=settings.state,
+            dlt_topic=settings.dlt,
+            history_topic=settings.history_topic,
+        )
+
+    def _layout(self, count: int) -> Layout:
         """Ids are routed by the partition count of `scheduled` (equal to the state topic's: checked at start)."""
         topic = self.settings.scheduled_topic
-        count = len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
         log.info("schedule ids live in partition murmur2(id) %% %d of %s", count, topic)
         return Layout(topic, self.settings.state, count)
 
@@ -151,9 +171,10 @@ class SchedulerService:
         if self.on_http_port is not None:
             self.on_http_port(self.http.port)
 
-    def _check_topics(self) -> tuple[AdminClient, list[Problem]]:
-        """The admin client and the topic warnings; an unreachable cluster, bad credentials or a failed TLS
-        handshake end here, within KAFKA_SCHEDULER_REQUEST_TIMEOUT_S, with a message that names what to check."""
+    def _check_topics(self) -> tuple[AdminClient, TopicCheck]:
+        """The admin client and what the topic checks found (warnings, the partition count); an unreachable
+        cluster, bad credentials or a failed TLS handshake end here, within KAFKA_SCHEDULER_REQUEST_TIMEOUT_S,
+        with a message that names what to check."""
         try:
             admin = check_reachable(self.settings)
             return admin, require_valid(admin, self.settings)
@@ -163,6 +184,33 @@ class SchedulerService:
             raise KafkaFatalError(
                 f"cannot check the scheduler's topics at {self.settings.bootstrap_servers}: {exc}"
             ) from None
+
+
+def _warm_up(clients: list[tuple[Consumer | Producer, str]]) -> Callable[[], None]:
+    """One metadata answer per client, on a thread, while the topics are checked; returns what ends it (within
+    WARM_UP_STEP_S). The state reader then knows the state partitions' leaders when a rebuild assigns them
+    (librdkafka retries an offset lookup without a leader after 500 ms: a small state took 0.5-1 s to replay
+    instead of 60 ms), and the producer and the group consumer have a connection to a broker when
+    init_transactions and the join need one. Failures are the checks' to report."""
+    stop = threading.Event()
+
+    def run() -> None:
+        for client, topic in clients:
+            while not stop.is_set():
+                try:
+                    client.list_topics(topic, timeout=WARM_UP_STEP_S)
+                    break
+                except KafkaException:
+                    continue
+
+    thread = threading.Thread(target=run, name="warm-up", daemon=True)
+    thread.start()
+
+    def end() -> None:
+        stop.set()
+        thread.join()
+
+    return end
 
 
 def _overdue_exit() -> None:

@@ -62,6 +62,7 @@ __all__ = ["SchedulerLoop"]
 log = logging.getLogger(__name__)
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
+JOINING_WAIT_S = 0.01  # the longest tick before the first assignment: its rebuild starts at most this late
 
 
 def wall_ms() -> int:
@@ -114,13 +115,15 @@ class SchedulerLoop:
         self._cost = TickCost()
 
     def run(self, stop: threading.Event) -> None:
-        self._txn.init()
+        # the join runs in librdkafka's threads while init_transactions fences: an assignment is taken (and
+        # rebuilt) only in the first tick's consume(), after init
         self._consumer.subscribe(
             [self._settings.scheduled_topic],
             on_assign=lambda _c, parts: self.partitions.assign(parts),
             on_revoke=lambda _c, parts: self.partitions.revoke(parts),
             on_lost=lambda _c, parts: self.partitions.revoke(parts),
         )
+        self._txn.init()
         self._metrics.set_pending_source(lambda: self._snapshot)
         while not stop.is_set():
             self.tick_once()
@@ -213,6 +216,10 @@ class SchedulerLoop:
         return max(MIN_INTAKE, INTAKE_BATCH - len(self._held))
 
     def _wait_ms(self, now: int) -> int:
+        if (
+            not self.partitions.joined
+        ):  # consume() hands over the first assignment, then waits out its timeout
+            return int(JOINING_WAIT_S * 1000)
         horizon = self._settings.max_wait_ms
         for owned in self.partitions.serving().values():
             due = owned.index.next_due_ms()

@@ -25,6 +25,7 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -159,11 +160,16 @@ class Partitions:
             committed = self._consumer.committed(
                 [TopicPartition(self._input, o.partition) for o in pending], 1.0
             )
-            latest = {TopicPartition(self._state, o.partition): OffsetSpec.latest() for o in pending}  # type: ignore[no-untyped-call]
+            # after committed() (rule 2: the watermark after the committed offset), in one request: the state
+            # watermarks, and where `scheduled` starts for a partition the group has never committed
+            specs = {TopicPartition(self._state, o.partition): OffsetSpec.latest() for o in pending}  # type: ignore[no-untyped-call]
+            for tp in committed:
+                if tp.error is None and tp.offset < 0:
+                    specs[TopicPartition(self._input, tp.partition)] = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
             futures = self._admin.list_offsets(
-                latest, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
+                specs, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
             )
-            watermarks = {tp.partition: f.result(timeout=15).offset for tp, f in futures.items()}
+            found = {(tp.topic, tp.partition): f.result(timeout=15).offset for tp, f in futures.items()}
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is not None and err.code() == KafkaError.FENCED_LEADER_EPOCH and self._admin_factory:
@@ -178,8 +184,8 @@ class Partitions:
             owned = self.owned.get(tp.partition)
             if owned is None or tp.error is not None:
                 continue
-            owned.committed = tp.offset if tp.offset >= 0 else self._low_watermark(tp.partition)
-            owned.watermark = watermarks[tp.partition]
+            owned.committed = tp.offset if tp.offset >= 0 else found[(self._input, tp.partition)]
+            owned.watermark = found[(self._state, tp.partition)]
             owned.last_progress = self._clock()
             if owned.watermark == 0:
                 self._serve(owned)
@@ -189,12 +195,17 @@ class Partitions:
                     [TopicPartition(self._state, owned.partition, OFFSET_BEGINNING)]
                 )
 
-    def _low_watermark(self, partition: int) -> int:
-        low, _high = self._consumer.get_watermark_offsets(TopicPartition(self._input, partition), 10, False)
-        return int(low)
+    def _fetched(self, wait_s: float) -> list[Message]:
+        """What the state reader has fetched, waiting at most `wait_s` for the first record only:
+        `consume(n, t)` waits out all of `t` unless n records come, 50 ms per step of a small state's replay."""
+        messages = self._reader.consume(REPLAY_BATCH, 0)
+        if messages or wait_s <= 0:
+            return messages
+        first = self._reader.poll(wait_s)
+        return [] if first is None else [first, *self._reader.consume(REPLAY_BATCH - 1, 0)]
 
     def _replay(self, wait_s: float) -> None:
-        messages = self._reader.consume(REPLAY_BATCH, wait_s)
+        messages = self._fetched(wait_s)
         now = self._clock()
         targets = {p: (o.index, o.misplaced) for p, o in self.owned.items() if o.phase is Phase.REPLAY}
         # one call into the native core per consumed batch: errors skipped, misplaced ids kept apart, put/remove

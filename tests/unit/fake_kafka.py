@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
 from scheduler.model import Rejected, RejectReason, Schedule
 from scheduler.partitioner import partition_for
@@ -266,6 +267,11 @@ class FakeConsumer:
                 if rec.status == "committed":
                     out.append(Msg(rec))
 
+    def poll(self, timeout: float = -1) -> Msg | None:
+        """One record, as consume(1) (never blocks: the fake's time is its cluster's)."""
+        out = self.consume(1, timeout)
+        return out[0] if out else None
+
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
         for tp in partitions:
             if self.cluster.pending_offsets(tp.topic, tp.partition):
@@ -334,14 +340,19 @@ class _Offset:
         return self
 
 
+_EARLIEST = type(OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+
+
 class FakeAdmin:
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
 
     def list_offsets(self, specs: dict[TopicPartition, Any], **_kw: Any) -> dict[TopicPartition, _Offset]:
+        """Latest (read_uncommitted) or, for OffsetSpec.earliest(), the log start: 0, nothing is compacted here."""
         return {
-            tp: _Offset(self.cluster.end_offset(tp.topic, tp.partition)) for tp in specs
-        }  # read_uncommitted
+            tp: _Offset(0 if isinstance(spec, _EARLIEST) else self.cluster.end_offset(tp.topic, tp.partition))
+            for tp, spec in specs.items()
+        }
 
 
 def _error(code: int, reason: str, **kw: bool) -> KafkaException:
