@@ -8,6 +8,7 @@ After an abort, every serving partition is rewound to its committed offset; the 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import threading
@@ -39,7 +40,7 @@ from scheduler.records import (
     reject_headers,
 )
 from scheduler.service.firing import BACKLOG_SHARE
-from scheduler.service.pacing import DRAIN_KEEP, INTAKE_BATCH, MIN_INTAKE, TickCost
+from scheduler.service.pacing import DRAIN_KEEP, INTAKE_BATCH, INTAKE_HOLD_MS, MIN_INTAKE, TickCost
 from scheduler.service.partitions import Owned, Partitions, Phase
 from scheduler.service.plan import (
     Decoded,
@@ -110,7 +111,7 @@ class SchedulerLoop:
         self._route = Route(self.partitions.layout.home, forward, self._forwardable)
         self._misroutes = MisrouteNotice(settings.misrouted)
         # consumed, decoded commands not yet planned (in consume order), each with the Owned it was consumed for
-        self._held: list[tuple[Owned, InputRecord, Decoded]] = []
+        self._held: list[tuple[Owned, InputRecord, Decoded, int]] = []  # ... and when it arrived (the clock)
         self._fresh_after: int | None = None  # `now` of the last tick that left nothing due behind but budget
         self._cost = TickCost()
 
@@ -145,7 +146,7 @@ class SchedulerLoop:
         records, decoded = self._intake_share(serving, now)
         if not records and not serving:
             return
-        later = {record.partition for _owned, record, _decoded in self._held}  # positions stay at the held
+        later = {held[1].partition for held in self._held}  # positions stay at the held
         stepped = self._step_positions(serving, taking - later)
         now = self._clock()
         moves, moved_bytes = self._relocations(serving)
@@ -232,8 +233,9 @@ class SchedulerLoop:
     ) -> tuple[list[InputRecord], list[Decoded] | None]:
         """The held commands this tick takes in (a prefix: offset order per partition holds): all of them, unless
         a fire is due before their measured plan-and-commit cost would let this tick end; then as many as fit in
-        the time left, at least MIN_INTAKE (intake always progresses under a permanent backlog). The rest wait
-        for the next tick, their offsets uncommitted."""
+        the time left, at least MIN_INTAKE (intake always progresses under a permanent backlog), and every command
+        held longer than INTAKE_HOLD_MS (arrivals faster than the bounded share would pile up for good). The rest
+        wait for the next tick, their offsets uncommitted."""
         held = self._held
         if not held:
             return [], None
@@ -241,11 +243,12 @@ class SchedulerLoop:
         n = len(held)
         if dues:
             fits = self._cost.records_within(min(dues) - now)
-            n = min(n, max(MIN_INTAKE, fits))
+            overdue = bisect.bisect_right(held, now - INTAKE_HOLD_MS, key=lambda h: h[3])
+            n = min(n, max(MIN_INTAKE, fits, overdue))
         taken, self._held = held[:n], held[n:]
-        for owned, record, _decoded in taken:
+        for owned, record, _decoded, _arrived in taken:
             owned.position = record.offset + 1
-        return [record for _o, record, _d in taken], [decoded for _o, _r, decoded in taken]
+        return [h[1] for h in taken], [h[2] for h in taken]
 
     def _take(self, messages: list[Any]) -> int | None:
         """Hold consumed commands of serving partitions, decoded once; the earliest due among them, if any."""
@@ -262,7 +265,8 @@ class SchedulerLoop:
                 InputRecord(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
             )
         decoded = decode_batch(records)
-        self._held.extend(zip((o for o, _m in taking), records, decoded, strict=True))
+        arrived = itertools.repeat(self._clock(), len(records))
+        self._held.extend(zip((o for o, _m in taking), records, decoded, arrived, strict=True))
         dues = [due for d in decoded if (due := command_due_ms(d)) is not None]
         return min(dues, default=None)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["DRAIN_KEEP", "INTAKE_BATCH", "MIN_INTAKE", "TickCost"]
+__all__ = ["DRAIN_KEEP", "INTAKE_BATCH", "INTAKE_HOLD_MS", "MIN_INTAKE", "TickCost"]
 
 INTAKE_BATCH = 2000  # commands held for intake at most (plus one MIN_INTAKE consume under a backlog)
 MIN_INTAKE = 500  # commands a tick takes in even when fires are due: 25 ticks/s take 12,500/s
+# ... and every command held longer than this: under sustained load fires are always due, and arrivals beyond
+# MIN_INTAKE per tick would otherwise wait for good (B2 at 16,000/s fell behind by seconds). A schedule arrives
+# long before it is due (or it wakes the loop: `_gather`), so holding its command this long costs it nothing.
+INTAKE_HOLD_MS = 100
 # a backlog drained in short ticks (schedules coming due meanwhile) keeps this share of its full rate
 DRAIN_KEEP = 0.9
 

@@ -22,7 +22,7 @@ from scheduler.model import HEADER_SCHEDULE_ID, Schedule
 from scheduler.partitioner import partition_for
 from scheduler.service.firing import BACKLOG_SHARE, select_due
 from scheduler.service.index import DueIndex
-from scheduler.service.pacing import MIN_INTAKE, TickCost
+from scheduler.service.pacing import INTAKE_HOLD_MS, MIN_INTAKE, TickCost
 from scheduler.service.plan import plan_tick
 from tests.unit.fake_kafka import FakeCluster
 from tests.unit.test_core_state_machine import DLT, PARTS, REJECTED, SCHEDULED, STATE, TARGET, Instance
@@ -252,6 +252,20 @@ def test_intake_is_bounded_while_fires_are_due_and_still_progresses(tmp_path: Pa
         cluster.now_ms += 5
         instance.loop.tick_once()
     assert intaken(cluster) == 3000, "a permanent backlog of fires never stops intake"
+
+
+def test_commands_held_past_the_hold_limit_are_all_taken_in_while_fires_stay_due(tmp_path: Path) -> None:
+    """Sustained load keeps fires due every tick: the bounded share alone would let arrivals pile up for good."""
+    cluster, instance = world(tmp_path, max_fires=500, burst=20_000)
+    for i in range(3000):
+        send(cluster, f"c{i:05d}", T + 3_600_000)
+    cluster.now_ms = T
+    instance.loop.tick_once()
+    assert intaken(cluster) == MIN_INTAKE  # fresh arrivals: the bounded share
+    cluster.now_ms += INTAKE_HOLD_MS + 1
+    instance.loop.tick_once()
+    assert intaken(cluster) >= 2000, "every command held past the limit went into this tick"
+    assert len(fired(cluster)) == 1000  # and the fires went on
 
 
 def test_held_commands_are_taken_in_exactly_once_across_an_abort(tmp_path: Path) -> None:
