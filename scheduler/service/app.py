@@ -10,16 +10,24 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from scheduler.errors import ClusterUnreachable, KafkaFatalError
 from scheduler.http import HealthState, HttpServer, serve
-from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
+from scheduler.kafka.clients import (
+    build_admin,
+    build_consumer,
+    build_producer,
+    build_state_reader,
+    create,
+    producer_config,
+)
 from scheduler.kafka.reach import BrokerProbe, check_reachable
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
+from scheduler.service.fence import DepartedFencer
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions, Phase
 from scheduler.service.routing import Layout
@@ -91,6 +99,9 @@ class SchedulerService:
             admin_factory=lambda: build_admin(settings),
         )
         txn = TransactionRunner(producer, consumer)
+        fencer = self._fencer()
+        if fencer is not None:
+            partitions.on_assigned = fencer.assigned
         txn_log = None
         if settings.txn_log is not None:
             txn_log = TransactionLog(
@@ -123,6 +134,8 @@ class SchedulerService:
             self.loop.run(self.stopping)
         finally:
             probe.stop()
+            if fencer is not None:
+                fencer.close()
             if txn_log is not None:
                 txn_log.close()
             # a failure here must not mask the one that ended the loop
@@ -134,6 +147,20 @@ class SchedulerService:
             if self.http is not None:
                 self.http.stop()
         log.info("scheduler stopped cleanly")
+
+    def _fencer(self) -> DepartedFencer | None:
+        settings = self.settings
+        if not settings.fence_departed:
+            return None
+        base = producer_config(settings)
+        return DepartedFencer(
+            (settings.scheduled_topic, settings.state),
+            settings.group_id,
+            settings.transactional_id,
+            lambda: build_admin(settings),
+            lambda transactional_id: create(Producer, {**base, "transactional.id": transactional_id}),
+            self.metrics,
+        )
 
     def _layout(self, admin: AdminClient) -> Layout:
         """Ids are routed by the partition count of `scheduled` (equal to the state topic's: checked at start)."""

@@ -248,7 +248,9 @@ class SchedulerLoop:
     def _transact(self, plan: TickPlan, now: int) -> None:
         serving = self.partitions.serving()
         fires, others, sent = self._build(plan, now)
-        offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
+        # the committer's transactional id rides as offset metadata: a new owner can fence it if it departs
+        topic, committer = self._settings.scheduled_topic, self._settings.transactional_id
+        offsets = [TopicPartition(topic, p, o.position, committer) for p, o in serving.items()]
         attempt = None
         if self._txn_log is not None:
             attempt = self._txn_log.begin(fires, others, offsets)
