@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +42,7 @@ from bench.common import (
     wait_ready,
 )
 from scheduler.codec import encode_schedule
+from scheduler.partitioner import partition_for
 
 SESSION_TIMEOUT_MS, TRANSACTION_TIMEOUT_MS = 6000, 10000
 GOALS_MS = {"gone": SESSION_TIMEOUT_MS + 1500, "restart": 2000}
@@ -114,11 +114,13 @@ def scenario(name: str, rate: float, before_s: float, after_s: float, parts: int
                         restarted = start_scheduler(st, instance_id="i1")
                 now = int(time.time() * 1000)
                 while sent < int(elapsed * rate):
-                    partition = sent % parts
                     s = schedule(sent, target, now + rng.randint(500, 2000), now)
-                    s = replace(s, id=f"p{partition}-{s.id}")  # the partition it came from, for the figures
+                    # to the id's own partition (murmur2), as SchedulerClient does: no forwarding
                     producer.produce(
-                        st.scheduled_topic, encode_schedule(s), s.id.encode(), partition=partition
+                        st.scheduled_topic,
+                        encode_schedule(s),
+                        s.id.encode(),
+                        partition=partition_for(s.id.encode(), parts),
                     )
                     sent += 1
                 producer.poll(0)
@@ -129,8 +131,7 @@ def scenario(name: str, rate: float, before_s: float, after_s: float, parts: int
         counter.stop()
         steps = {} if restarted is None else timeline(restarted.log_path.read_text(errors="replace"), kill_ms)
         fenced = sum(i.metric("kafka_scheduler_fenced_departed_total") for i in (first, restarted) if i)
-    prefixes = tuple(f"p{p}-".encode() for p in killed)
-    from_killed = [s for s in counter.seen if s.schedule_id.startswith(prefixes)]
+    from_killed = [s for s in counter.seen if partition_for(s.schedule_id, parts) in killed]
     resumed = min((s.visible_ms for s in from_killed if s.fired_ms > kill_ms), default=float("nan"))
     before = [s.visible_ms - s.due_ms for s in counter.seen if s.due_ms < kill_ms - 500]
     spike = [s.visible_ms - s.due_ms for s in from_killed if s.due_ms >= kill_ms - 2000]

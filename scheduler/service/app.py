@@ -102,6 +102,7 @@ class SchedulerService:
         fencer = self._fencer()
         if fencer is not None:
             partitions.on_assigned = fencer.assigned
+            fencer.start()
         txn_log = None
         if settings.txn_log is not None:
             txn_log = TransactionLog(

@@ -37,6 +37,11 @@ __all__ = ["DepartedFencer", "Member", "live_transactional_ids", "to_fence"]
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0
+_LEVELS = (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED)
+
+
+def _result(future: Any) -> Any:
+    return future.result(timeout=REQUEST_TIMEOUT_S + 5)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,16 @@ class DepartedFencer:
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fence-departed")
 
+    def start(self) -> None:
+        """Connect the admin client now, in the background: at the first assignment it is ready."""
+        self._executor.submit(self._warm)
+
+    def _warm(self) -> None:
+        try:
+            self._admin_client().list_topics(self._input, timeout=REQUEST_TIMEOUT_S)
+        except KafkaException as exc:  # the first check tries again
+            log.info("connecting the fencing admin client: %s", exc)
+
     def assigned(self, partitions: list[int]) -> None:
         if partitions:
             self._executor.submit(self.check, sorted(partitions))
@@ -112,61 +127,51 @@ class DepartedFencer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def check(self, partitions: list[int]) -> set[str]:
-        """Fence the departed owners of `partitions`; returns the ids fenced."""
+        """Fence the departed owners of `partitions`; returns the ids fenced. The four requests go out at once
+        (each a round trip, and every millisecond here is one the partitions wait)."""
         try:
-            committers = self._committers(partitions)
-            candidates = {p for p, t in committers.items() if t and t != self._own}
-            if not candidates:
+            admin = self._admin_client()
+            committers_f = self._ask_committers(admin, partitions)
+            ends_f = [self._ask_ends(admin, partitions, level) for level in _LEVELS]
+            members_f = admin.describe_consumer_groups([self._group], request_timeout=REQUEST_TIMEOUT_S)
+            committers = self._committers(committers_f)
+            if not any(t and t != self._own for t in committers.values()):
                 return set()
-            ids = to_fence(committers, self._open(candidates), self._members(), self._group, self._own)
-        except (KafkaException, OSError, RuntimeError, ValueError) as exc:
+            stable, high = ({tp.partition: _result(f).offset for tp, f in ends.items()} for ends in ends_f)
+            open_txn = {p for p in partitions if stable[p] < high[p]}
+            description: Any = _result(members_f[self._group])
+            members = [Member(m.group_instance_id, m.client_id) for m in description.members]
+            ids = to_fence(committers, open_txn, members, self._group, self._own)
+        except (KafkaException, OSError, RuntimeError, ValueError, KeyError) as exc:
             log.warning("checking partitions %s for a departed owner to fence: %s", partitions, exc)
             return set()
-        fenced = set()
-        for transactional_id in sorted(ids):
-            if self._fence(transactional_id, committers):
-                fenced.add(transactional_id)
-        return fenced
+        return {t for t in sorted(ids) if self._fence(t, committers)}
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
             self._admin = self._admin_factory()
         return self._admin
 
-    def _committers(self, partitions: list[int]) -> dict[int, str | None]:
-        """Each partition's last committed offset metadata, not waiting for an open transaction."""
+    def _ask_committers(self, admin: AdminClient, partitions: list[int]) -> Any:
+        """Each partition's last committed offset and metadata, not waiting for an open transaction."""
         request = ConsumerGroupTopicPartitions(
             self._group, [TopicPartition(self._input, p) for p in partitions]
         )
-        futures = self._admin_client().list_consumer_group_offsets(
+        return admin.list_consumer_group_offsets(
             [request], require_stable=False, request_timeout=REQUEST_TIMEOUT_S
         )
-        result = futures[self._group].result(timeout=REQUEST_TIMEOUT_S + 5)
+
+    def _committers(self, futures: Any) -> dict[int, str | None]:
+        result = _result(futures[self._group])
         return {
             tp.partition: (tp.metadata or None) if tp.error is None and tp.offset >= 0 else None
             for tp in result.topic_partitions
         }
 
-    def _open(self, partitions: Collection[int]) -> set[int]:
-        """Partitions whose state partition has an open transaction: last stable offset < high watermark."""
-        ends: list[dict[int, int]] = []
-        for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
-            spec = {TopicPartition(self._state, p): OffsetSpec.latest() for p in partitions}  # type: ignore[no-untyped-call]
-            futures = self._admin_client().list_offsets(
-                spec, isolation_level=level, request_timeout=REQUEST_TIMEOUT_S
-            )
-            ends.append(
-                {tp.partition: f.result(timeout=REQUEST_TIMEOUT_S + 5).offset for tp, f in futures.items()}
-            )
-        stable, high = ends
-        return {p for p in partitions if stable[p] < high[p]}
-
-    def _members(self) -> list[Member]:
-        futures = self._admin_client().describe_consumer_groups(
-            [self._group], request_timeout=REQUEST_TIMEOUT_S
-        )
-        description: Any = futures[self._group].result(timeout=REQUEST_TIMEOUT_S + 5)
-        return [Member(m.group_instance_id, m.client_id) for m in description.members]
+    def _ask_ends(self, admin: AdminClient, partitions: list[int], level: IsolationLevel) -> Any:
+        """The state partitions' end offsets: read_committed, the last stable offset; else the high watermark."""
+        spec = {TopicPartition(self._state, p): OffsetSpec.latest() for p in partitions}  # type: ignore[no-untyped-call]
+        return admin.list_offsets(spec, isolation_level=level, request_timeout=REQUEST_TIMEOUT_S)
 
     def _fence(self, transactional_id: str, committers: Mapping[int, str | None]) -> bool:
         partitions = sorted(p for p, t in committers.items() if t == transactional_id)

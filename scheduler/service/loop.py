@@ -88,13 +88,15 @@ class SchedulerLoop:
         self._misroutes = MisrouteNotice(settings.misrouted)
 
     def run(self, stop: threading.Event) -> None:
-        self._txn.init()
+        # Joining the group (librdkafka's background thread) overlaps init_transactions; the assignment is only
+        # taken by the first consume, and its rebuild's committed() waits for the fenced transaction's abort.
         self._consumer.subscribe(
             [self._settings.scheduled_topic],
             on_assign=lambda _c, parts: self.partitions.assign(parts),
             on_revoke=lambda _c, parts: self.partitions.revoke(parts),
             on_lost=lambda _c, parts: self.partitions.revoke(parts),
         )
+        self._txn.init()
         self._metrics.set_pending_source(lambda: self._snapshot)
         while not stop.is_set():
             self.tick_once()
