@@ -140,3 +140,24 @@ def test_partitions_moved_from_a_live_member_fence_nobody(stack: SchedulerStack)
     for instance in (first, second, third):
         assert instance.proc is not None and instance.proc.poll() is None, instance.log_tail()
         assert instance.metric("kafka_scheduler_fenced_departed_total") == 0, instance.log_tail()
+
+
+def test_a_twin_with_a_live_instance_id_ends_one_of_the_two_fail_closed(stack: SchedulerStack) -> None:
+    """F10 with static membership: the second join with one group.instance.id fences the first member (and the
+    second's init_transactions its producer); one process exits non-zero, the other serves, nothing fires twice."""
+    target = stack.create_target(f"{stack.scheduled_topic}-target", PARTITIONS)
+    first = stack.start_instance()
+    schedule_many(stack, target, 60, 2.0, 6.0)
+    twin = SchedulerProcess(first.env, stack.workdir / "twin.log")  # the same instance id, i0
+    stack.instances.append(twin)
+    twin.start()
+    assert first.proc is not None and twin.proc is not None
+    procs = (first.proc, twin.proc)
+    wait_until(lambda: any(p.poll() is not None for p in procs), 40, "one of the twins to exit")
+    ended = [p for p in procs if p.poll() is not None]
+    assert len(ended) == 1 and ended[0].returncode != 0, (first.log_tail(), twin.log_tail())
+    tail = Tail(stack.bootstrap, target)
+    tail.poll_until(lambda r: len({x.header("scheduler-fire-id") for x in r}) >= 60, 60, "all 60 fires")
+    tail.poll_for(1.0)
+    tail.close()
+    assert_exactly_once(read_all(stack.bootstrap, target), 60)
