@@ -88,6 +88,9 @@ class SchedulerService:
             log.warning("topic check: %s", warning)
         consumer = build_consumer(settings)
         reader = build_state_reader(settings)
+        # the state topic's leaders known before the first rebuild: looked up at the first assignment, they cost
+        # a restart ~0.5-1 s of replay that returned nothing (B8)
+        close_quietly("looking up the state topic", lambda: reader.list_topics(settings.state, timeout=10))
         producer = build_producer(settings)
         partitions = Partitions(
             consumer,

@@ -7,7 +7,8 @@ committed them. When this instance is assigned partition p, a background thread 
 last committer T without waiting for stability and fences T, with a short-lived producer whose
 `init_transactions` makes the coordinator abort T's open transaction and bump its epoch, only if:
 1. T is not this instance's own transactional id (a restart fences its own id in `TransactionRunner.init`);
-2. p's state partition has an open transaction (last stable offset < high watermark; only p's owners write it);
+2. p has an open transaction: its state partition's last stable offset < high watermark, or its committed offset
+   is unstable (a transactional offset commit pending); only p's owners write either;
 3. T belongs to no live member of the group, and every member is identifiable (a static member by its
    group.instance.id, a dynamic one by its client.id, which defaults to its transactional id); one member that
    is not (a client.id set by hand, an older version) and nothing is fenced: the transaction timeout resolves it.
@@ -25,6 +26,7 @@ from typing import Any
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -121,7 +123,13 @@ class DepartedFencer:
 
     def assigned(self, partitions: list[int]) -> None:
         if partitions:
-            self._executor.submit(self.check, sorted(partitions))
+            self._executor.submit(self._check_logged, sorted(partitions))
+
+    def _check_logged(self, partitions: list[int]) -> None:
+        try:
+            self.check(partitions)
+        except Exception:  # a thread pool keeps an exception in a future nobody reads: say it here
+            log.exception("checking partitions %s for a departed owner to fence", partitions)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -131,14 +139,15 @@ class DepartedFencer:
         (each a round trip, and every millisecond here is one the partitions wait)."""
         try:
             admin = self._admin_client()
-            committers_f = self._ask_committers(admin, partitions)
+            committers_f = self._ask_committers(admin, partitions, stable=False)
+            pending_f = self._ask_committers(admin, partitions, stable=True)
             ends_f = [self._ask_ends(admin, partitions, level) for level in _LEVELS]
             members_f = admin.describe_consumer_groups([self._group], request_timeout=REQUEST_TIMEOUT_S)
             committers = self._committers(committers_f)
             if not any(t and t != self._own for t in committers.values()):
                 return set()
             stable, high = ({tp.partition: _result(f).offset for tp, f in ends.items()} for ends in ends_f)
-            open_txn = {p for p in partitions if stable[p] < high[p]}
+            open_txn = {p for p in partitions if stable[p] < high[p]} | self._pending(pending_f)
             description: Any = _result(members_f[self._group])
             members = [Member(m.group_instance_id, m.client_id) for m in description.members]
             ids = to_fence(committers, open_txn, members, self._group, self._own)
@@ -152,14 +161,25 @@ class DepartedFencer:
             self._admin = self._admin_factory()
         return self._admin
 
-    def _ask_committers(self, admin: AdminClient, partitions: list[int]) -> Any:
-        """Each partition's last committed offset and metadata, not waiting for an open transaction."""
+    def _ask_committers(self, admin: AdminClient, partitions: list[int], stable: bool) -> Any:
+        """Each partition's committed offset and metadata: the last committed (not stable), or an error for a
+        partition with a transactional offset commit pending (stable)."""
         request = ConsumerGroupTopicPartitions(
             self._group, [TopicPartition(self._input, p) for p in partitions]
         )
         return admin.list_consumer_group_offsets(
-            [request], require_stable=False, request_timeout=REQUEST_TIMEOUT_S
+            [request], require_stable=stable, request_timeout=REQUEST_TIMEOUT_S
         )
+
+    def _pending(self, futures: Any) -> set[int]:
+        """Partitions whose offsets an open transaction has sent (its state records may not have reached the
+        broker before the process died, but its offsets pin the rebuild's committed() all the same)."""
+        result = _result(futures[self._group])
+        return {
+            tp.partition
+            for tp in result.topic_partitions
+            if tp.error is not None and tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
+        }
 
     def _committers(self, futures: Any) -> dict[int, str | None]:
         result = _result(futures[self._group])

@@ -49,6 +49,7 @@ __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
 INTAKE_BATCH = 2000
+IDLE_WAIT_MS = 20  # owning nothing (starting, standing by): how soon a new assignment starts its rebuild
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 
@@ -137,6 +138,10 @@ class SchedulerLoop:
             self._transact(plan, now)
 
     def _wait_s(self) -> float:
+        if (
+            not self.partitions.owned
+        ):  # an assignment arrives inside consume(), which then waits its timeout out
+            return min(self._settings.max_wait_ms, IDLE_WAIT_MS) / 1000
         horizon = self._settings.max_wait_ms
         now = self._clock()
         for owned in self.partitions.serving().values():

@@ -91,10 +91,20 @@ class FakeAdmin:
         self.committers, self.stable, self.high = committers, stable, high
         self.members = [Member("a", ME)]
         self.fail: KafkaException | None = None
+        self.pending: set[int] = set()  # partitions with a transactional offset commit pending
 
-    def list_consumer_group_offsets(self, requests: list[Any], **_kw: Any) -> dict[str, Future[Any]]:
+    def list_consumer_group_offsets(
+        self, requests: list[Any], require_stable: bool, **_kw: Any
+    ) -> dict[str, Future[Any]]:
         if self.fail is not None:
             raise self.fail
+        if require_stable:
+            unstable = KafkaError(KafkaError.UNSTABLE_OFFSET_COMMIT)
+            pending = [
+                TopicPartition("in", p, 5) if p not in self.pending else _errored(p, unstable)
+                for p in (tp.partition for tp in requests[0].topic_partitions)
+            ]
+            return {G: done(SimpleNamespace(topic_partitions=pending))}
         parts = [
             TopicPartition("in", tp.partition, 5, self.committers.get(tp.partition, ""))
             for tp in requests[0].topic_partitions
@@ -113,6 +123,10 @@ class FakeAdmin:
             for m in self.members
         ]
         return {G: done(SimpleNamespace(members=members))}
+
+
+def _errored(partition: int, error: KafkaError) -> Any:
+    return SimpleNamespace(partition=partition, offset=-1001, metadata=None, error=error)
 
 
 class FakeFencingProducer:
@@ -163,3 +177,14 @@ def test_the_checkers_errors_are_logged_never_raised(caplog: pytest.LogCaptureFi
     assert check.check([0]) == set()
     assert registry.get_sample_value("kafka_scheduler_fenced_departed_total") == 0
     assert "fencing departed owner grp-dead" in caplog.text and "departed owner to fence" in caplog.text
+
+
+def test_pending_offsets_count_as_an_open_transaction_when_its_state_records_never_arrived() -> None:
+    """Killed after send_offsets with its records still in its own buffer: the state partition looks closed, but
+    the committed offset is unstable and pins the rebuild's committed() until the transaction times out."""
+    admin = FakeAdmin({0: "grp-dead", 1: "grp-other"}, {0: 5, 1: 5}, {0: 5, 1: 5})
+    made: list[str] = []
+    check, _registry = fencer(admin, made)
+    assert check.check([0, 1]) == set()  # nothing open anywhere
+    admin.pending = {0}
+    assert check.check([0, 1]) == {"grp-dead"} and made == ["grp-dead"]
