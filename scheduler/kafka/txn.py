@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -81,9 +82,33 @@ class TransactionRunner:
         self.last_error: KafkaError | None = None  # the error that ended the last attempt, if any
         self._committing = False
         self._commit_retried = False
+        self._init_thread: threading.Thread | None = None
+        self._init_error: BaseException | None = None
+
+    def start_init(self) -> None:
+        """Begin `init` on a thread of its own, so it overlaps the start-up checks; `init` then waits for it."""
+        self._init_thread = threading.Thread(
+            target=self._init_in_background, name="init-transactions", daemon=True
+        )
+        self._init_thread.start()
+
+    def _init_in_background(self) -> None:
+        try:
+            self._init()
+        except BaseException as exc:  # re-raised by init() on the loop's thread
+            self._init_error = exc
 
     def init(self) -> None:
         """Fences any earlier producer with the same transactional.id and aborts its open transaction."""
+        if self._init_thread is None:
+            self._init()
+            return
+        self._init_thread.join()
+        self._init_thread = None
+        if self._init_error is not None:
+            raise self._init_error
+
+    def _init(self) -> None:
         self._call("init_transactions", lambda: self._producer.init_transactions(self._timeout))
 
     def run(

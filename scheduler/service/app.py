@@ -83,15 +83,19 @@ class SchedulerService:
 
     def run(self) -> None:
         settings = self.settings
+        consumer = build_consumer(settings)
+        producer = build_producer(settings)
+        txn = TransactionRunner(producer, consumer)
+        # While the topics are checked: fence the previous incarnation of this id and abort its open transaction,
+        # which the coordinator answers with CONCURRENT_TRANSACTIONS and librdkafka retries 500 ms later (B8).
+        txn.start_init()
         admin, warnings = self._check_topics()
         for warning in warnings:
             log.warning("topic check: %s", warning)
-        consumer = build_consumer(settings)
         reader = build_state_reader(settings)
         # the state topic's leaders known before the first rebuild: looked up at the first assignment, they cost
         # a restart ~0.5-1 s of replay that returned nothing (B8)
         close_quietly("looking up the state topic", lambda: reader.list_topics(settings.state, timeout=10))
-        producer = build_producer(settings)
         partitions = Partitions(
             consumer,
             reader,
@@ -101,7 +105,6 @@ class SchedulerService:
             settings.rebuild_stall_timeout_s,
             admin_factory=lambda: build_admin(settings),
         )
-        txn = TransactionRunner(producer, consumer)
         fencer = self._fencer()
         if fencer is not None:
             partitions.on_assigned = fencer.assigned

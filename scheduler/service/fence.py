@@ -135,7 +135,7 @@ class DepartedFencer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def check(self, partitions: list[int]) -> set[str]:
-        """Fence the departed owners of `partitions`; returns the ids fenced. The four requests go out at once
+        """Fence the departed owners of `partitions`; returns the ids fenced. The five requests go out at once
         (each a round trip, and every millisecond here is one the partitions wait)."""
         try:
             admin = self._admin_client()
