@@ -30,6 +30,8 @@ FORCED_REASONS: dict[str, str] = {
     "enable.auto.commit": "offsets are committed inside the scheduler's transactions only",
     "transactional.id": "fencing of zombie instances depends on it",
     "partition.assignment.strategy": "state rebuild assumes the same assignor on every instance",
+    "group.instance.id": "it is the instance id (KAFKA_SCHEDULER_INSTANCE_ID), so the group tells which member"
+    " holds which transactional id",
 }
 
 

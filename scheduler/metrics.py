@@ -185,6 +185,10 @@ class SchedulerMetrics:
         self.assigned_partitions = gauge(
             "assigned_partitions", "Partitions of `scheduled` this instance owns."
         )
+        self.fenced_departed = counter(
+            "fenced_departed",
+            "Transactional ids of departed owners fenced on assignment (their open transaction aborted at once).",
+        )
         self.build_info = gauge("build_info", "Always 1; the version label says what runs.", ("version",))
         self.build_info.labels(version or package_version()).set(1)
         # Pre-create known label values so rate() sees a 0 before the first event, not a missing series.

@@ -133,6 +133,17 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
         description="part of the transactional.id; see docs/transactional-id.md",
     )
+    static_membership: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="group.instance.id = the instance id (KIP-345): a restart rejoins without a rebalance; a "
+        "clean stop waits session.timeout.ms for its partitions; auto: on iff the instance id is set "
+        "(docs/transactional-id.md)",
+    )
+    fence_departed: bool = Field(
+        default=True,
+        description="on assignment, fence the transactional id of a previous owner that left the group with a "
+        "transaction open, instead of waiting transaction.timeout.ms (docs/transactional-id.md)",
+    )
     workers: int | Literal["auto"] = Field(
         default="auto",
         description="group members this unit runs, one process each; auto: the cores it may use (docs/operations.md)",
@@ -241,6 +252,14 @@ class ServiceSettings(BaseSettings):
     @property
     def transactional_id(self) -> str:
         return f"{self.group_id}-{self.instance_id}"
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The consumer's group.instance.id, or None (dynamic membership): a random default id is new at every
+        start, so a static one would only make a clean stop wait out its session."""
+        if self.static_membership == "auto":
+            return self.instance_id if "instance_id" in self.model_fields_set else None
+        return self.instance_id if self.static_membership == "on" else None
 
     def base_kafka(self) -> dict[str, Any]:
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.kafka}

@@ -96,8 +96,9 @@ _SILENT.addHandler(logging.NullHandler())
 
 
 def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:
-    """Intake is read_committed, offsets move only inside transactions, partitions move cooperatively."""
-    return {
+    """Intake is read_committed, offsets move only inside transactions, partitions move cooperatively; a static
+    member's group.instance.id is its instance id, so its transactional id can be told from the group."""
+    forced: dict[str, Any] = {
         "group.id": settings.group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -105,6 +106,9 @@ def consumer_forced(settings: ServiceSettings) -> dict[str, Any]:
         "partition.assignment.strategy": "cooperative-sticky",
         "allow.auto.create.topics": False,
     }
+    if settings.group_instance_id is not None:
+        forced["group.instance.id"] = settings.group_instance_id
+    return forced
 
 
 def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
@@ -118,15 +122,25 @@ def producer_forced(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def consumer_config(settings: ServiceSettings) -> dict[str, Any]:
-    # A member learns of a rebalance at its next heartbeat: librdkafka's 3 s default kept the first of a unit's
-    # workers on every partition for 3 s while the others waited to join (a 2-worker unit ready in 3.9 s).
+    # A member learns of a rebalance (a dead member's session expired, a worker of its unit joined) at its next
+    # heartbeat: librdkafka's 3 s default kept the first of a unit's workers on every partition for 3 s while the
+    # others waited to join, and would add up to 3 s to every failover.
     heartbeat = max(100, min(500, settings.session_timeout_ms // 10))
     defaults = {
         **CONSUMER_DEFAULTS,
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": heartbeat,
+        # How the other members tell this one's transactional id from the group (fence_departed); a client.id
+        # set by the operator makes this member unidentifiable, and then nobody fences a departed owner.
+        "client.id": settings.transactional_id,
     }
     user = {**settings.base_kafka(), **settings.consumer}
+    if "group.instance.id" in user and settings.group_instance_id is None:
+        raise ConfigError(
+            f"group.instance.id={user['group.instance.id']!r} is set by hand: the scheduler derives it from the "
+            "instance id; set KAFKA_SCHEDULER_INSTANCE_ID (and KAFKA_SCHEDULER_STATIC_MEMBERSHIP=on or auto) "
+            "instead and remove it"
+        )
     return merge_config(defaults, user, consumer_forced(settings))
 
 

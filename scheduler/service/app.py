@@ -16,10 +16,18 @@ from prometheus_client import CollectorRegistry
 
 from scheduler.errors import ClusterUnreachable, KafkaFatalError
 from scheduler.http import HealthState, HttpServer, serve
-from scheduler.kafka.clients import build_admin, build_consumer, build_producer, build_state_reader
+from scheduler.kafka.clients import (
+    build_admin,
+    build_consumer,
+    build_producer,
+    build_state_reader,
+    create,
+    producer_config,
+)
 from scheduler.kafka.reach import BrokerProbe, check_reachable
 from scheduler.kafka.txn import TransactionRunner
 from scheduler.metrics import SchedulerMetrics
+from scheduler.service.fence import DepartedFencer
 from scheduler.service.loop import SchedulerLoop
 from scheduler.service.partitions import Partitions, Phase
 from scheduler.service.routing import Layout
@@ -88,6 +96,10 @@ class SchedulerService:
                 (consumer, settings.scheduled_topic),
             ]
         )
+        txn = TransactionRunner(producer, consumer)
+        # While the topics are checked: fence the previous incarnation of this id and abort its open transaction,
+        # which the coordinator answers with CONCURRENT_TRANSACTIONS and librdkafka retries 500 ms later (B8).
+        txn.start_init()
         try:
             admin, check = self._check_topics()
         except BaseException:
@@ -106,7 +118,10 @@ class SchedulerService:
             settings.rebuild_stall_timeout_s,
             admin_factory=lambda: build_admin(settings),
         )
-        txn = TransactionRunner(producer, consumer)
+        fencer = self._fencer()
+        if fencer is not None:
+            partitions.on_assigned = fencer.assigned
+            fencer.start()
         txn_log = self._transaction_log()
         self.loop = SchedulerLoop(
             settings,
@@ -130,6 +145,8 @@ class SchedulerService:
             self.loop.run(self.stopping)
         finally:
             probe.stop()
+            if fencer is not None:
+                fencer.close()
             if txn_log is not None:
                 txn_log.close()
             end_warm_up()
@@ -154,6 +171,20 @@ class SchedulerService:
             state_topic=settings.state,
             dlt_topic=settings.dlt,
             history_topic=settings.history_topic,
+        )
+
+    def _fencer(self) -> DepartedFencer | None:
+        settings = self.settings
+        if not settings.fence_departed:
+            return None
+        base = producer_config(settings)
+        return DepartedFencer(
+            (settings.scheduled_topic, settings.state),
+            settings.group_id,
+            settings.transactional_id,
+            lambda: build_admin(settings),
+            lambda transactional_id: create(Producer, {**base, "transactional.id": transactional_id}),
+            self.metrics,
         )
 
     def _layout(self, count: int) -> Layout:

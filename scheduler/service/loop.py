@@ -61,6 +61,7 @@ from scheduler.settings import ServiceSettings
 __all__ = ["SchedulerLoop"]
 
 log = logging.getLogger(__name__)
+IDLE_WAIT_MS = 20  # owning nothing (starting, standing by): how soon a new assignment starts its rebuild
 FIRE_CHECK_TTL_S = 1.0  # a target deleted longer ago than this is dead-lettered without a failed transaction
 SNAPSHOT_EVERY_MS = 2000  # scrapes read a snapshot the loop publishes; the index is the loop thread's alone
 JOINING_WAIT_S = 0.01  # the longest tick before the first assignment: its rebuild starts at most this late
@@ -117,7 +118,8 @@ class SchedulerLoop:
 
     def run(self, stop: threading.Event) -> None:
         # the join runs in librdkafka's threads while init_transactions fences: an assignment is taken (and
-        # rebuilt) only in the first tick's consume(), after init
+        # rebuilt) only in the first tick's consume(), after init; its rebuild's committed() waits for a fenced
+        # transaction's abort
         self._consumer.subscribe(
             [self._settings.scheduled_topic],
             on_assign=lambda _c, parts: self.partitions.assign(parts),
@@ -221,6 +223,8 @@ class SchedulerLoop:
             not self.partitions.joined
         ):  # consume() hands over the first assignment, then waits out its timeout
             return int(JOINING_WAIT_S * 1000)
+        if not self.partitions.owned:  # standing by: a new assignment arrives inside consume() too
+            return min(self._settings.max_wait_ms, IDLE_WAIT_MS)
         horizon = self._settings.max_wait_ms
         for owned in self.partitions.serving().values():
             due = owned.index.next_due_ms()
@@ -398,7 +402,9 @@ class SchedulerLoop:
         """True if it committed."""
         serving = self.partitions.serving()
         fires, others, sent, fired_at = self._build(plan, now)
-        offsets = [TopicPartition(self._settings.scheduled_topic, p, o.position) for p, o in serving.items()]
+        # the committer's transactional id rides as offset metadata: a new owner can fence it if it departs
+        topic, committer = self._settings.scheduled_topic, self._settings.transactional_id
+        offsets = [TopicPartition(topic, p, o.position, committer) for p, o in serving.items()]
         prepared = fired_at > now  # fires not yet due: produced now, committed at fired_at, stamped with it
         attempt = None
         if self._txn_log is not None:

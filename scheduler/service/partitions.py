@@ -94,6 +94,7 @@ class Partitions:
         self.owned: dict[int, Owned] = {}
         self.joined = False  # a first assignment (possibly empty) arrived: this member is in the group
         self._progress_logged = clock()
+        self.on_assigned: Callable[[list[int]], None] = lambda _partitions: None  # after each assignment
 
     def serving(self) -> dict[int, Owned]:
         """Partitions whose index is complete: they fire, and their offsets go with every transaction."""
@@ -114,6 +115,7 @@ class Partitions:
         self.joined = True
         self._update_gauges()
         log.info("assigned partitions %s; rebuilding", sorted(tp.partition for tp in partitions))
+        self.on_assigned([tp.partition for tp in partitions])
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Drop revoked partitions' indexes; there is never a transaction open between ticks."""

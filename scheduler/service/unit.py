@@ -48,6 +48,8 @@ def worker_settings(settings: ServiceSettings, worker: int) -> ServiceSettings:
     member per process, and its own transaction log file."""
     update: dict[str, object] = {
         "instance_id": f"{settings.instance_id}-w{worker}",
+        # resolved here: the worker's id is always "set", but static only if the unit's id was
+        "static_membership": "off" if settings.group_instance_id is None else "on",
         "workers": 1,
         "http_host": "127.0.0.1",
         "http_port": None if settings.http_port is None else 0,
