@@ -43,7 +43,9 @@ def is_stream(seen: Seen) -> bool:
     return seen.schedule_id.startswith(b"s-") and int(seen.schedule_id[2:] or b"0") >= 100_000_000
 
 
-def run(n: int, partitions: int, rate: float, spread: tuple[float, float]) -> dict[str, Any]:
+def run(
+    n: int, partitions: int, rate: float, spread: tuple[float, float], env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One side: rate 0 is the baseline (the burst alone)."""
     with closing(stack("burst", partitions)) as st:
         target = st.create_target(uid("bench-burst-target"), partitions)
@@ -51,7 +53,7 @@ def run(n: int, partitions: int, rate: float, spread: tuple[float, float]) -> di
         burst_at = int(time.time() * 1000 + lead_s * 1000)
         preload_state(st, target, n, lambda _i: burst_at)
         counter = Counter(target).start()
-        instance = start_scheduler(st)
+        instance = start_scheduler(st, **(env or {}))
         ready = wait_ready(instance)
         idle_before_s = burst_at / 1000 - time.time()
         if idle_before_s < 1.0:
@@ -121,12 +123,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=1000.0, help="the stream's schedules per second")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--spread", type=float, nargs=2, default=[0.2, 0.6], help="stream due in [a, b] s")
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="scheduler settings, e.g. KAFKA_SCHEDULER_X=1",
+    )
     args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.env)
     console.print(
         f"Burst: n={args.n:,} due at one instant; stream {args.rate:,.0f}/s; goal ratio >= {GOAL_RATIO}"
     )
-    alone = run(args.n, args.partitions, 0.0, tuple(args.spread))
-    mixed = run(args.n, args.partitions, args.rate, tuple(args.spread))
+    alone = run(args.n, args.partitions, 0.0, tuple(args.spread), env)
+    mixed = run(args.n, args.partitions, args.rate, tuple(args.spread), env)
     ratio = mixed["burst_fires_per_s"] / alone["burst_fires_per_s"]
     ok = (
         ratio >= GOAL_RATIO and mixed["stream_p99_ms"] <= GOAL_P99_MS and alone["early"] + mixed["early"] == 0
@@ -142,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "n": args.n,
         "partitions": args.partitions,
+        "env": env,
         "goal_ratio": GOAL_RATIO,
         "goal_p99_ms": GOAL_P99_MS,
         "alone": alone,
