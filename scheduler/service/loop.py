@@ -167,7 +167,7 @@ class SchedulerLoop:
             decoded=decoded,
             fresh_after_ms=self._fresh_after,
             backlog_room=self._backlog_room(serving, now),
-            horizon_ms=now + self._ahead() if self._ahead_ms else None,
+            horizon_ms=self._horizon(serving, now),
             prepares=self._prepares,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
@@ -371,6 +371,19 @@ class SchedulerLoop:
         if ok is None:
             ok = self._prepared_topics[topic] = self._targets.prepares(topic)
         return ok
+
+    def _horizon(self, serving: dict[int, Owned], now: int) -> int | None:
+        """How far this tick prepares fires: `_ahead()` past now, unless more is due than one transaction takes
+        (a backlog: the next tick follows at once, and a held commit would only slow the drain)."""
+        if not self._ahead_ms:
+            return None
+        room = self._settings.max_fires_per_transaction
+        due = 0
+        for owned in serving.values():
+            due += owned.index.count_due(now)
+            if due >= room:
+                return None
+        return now + self._ahead()
 
     def _ahead(self) -> int:
         return min(self._ahead_ms, max(1, round(self._window))) if self._ahead_ms else 0

@@ -155,3 +155,25 @@ def test_the_window_follows_what_a_transaction_takes_to_prepare(sim: Sim) -> Non
     sim.command("in-1ms", "schedule", 1)
     tick_all(sim)
     assert [f[0] for f in fires(sim)] == ["in-1ms"] and sim.cluster.now_ms == start + 1
+
+
+def test_a_backlog_is_drained_without_holding_transactions_for_fires_not_yet_due(sim: Sim) -> None:
+    """More due than one transaction takes (here 2): the next tick follows at once, nothing is prepared, even a
+    schedule that just arrived (this tick's own intake goes first)."""
+    ids = [f"x{i}" for i in range(400) if home(f"x{i}") == home("soon")][:5]
+    start = sim.cluster.now_ms
+    for sid in ids:
+        sim.command(sid, "schedule", 10)
+    tick_all(sim)  # taken in, not due
+    sim.cluster.now_ms = start + 20
+    tick_all(sim)  # two of them fire; three are left behind, a backlog
+    assert len(fires(sim)) == 2
+    sim.command("soon", "schedule", 3)
+    tick_all(sim)
+    assert sim.cluster.now_ms == start + 20, "no transaction was held open for a fire not yet due"
+    assert "soon" not in [f[0] for f in fires(sim)]
+    sim.cluster.now_ms = start + 23
+    for _ in range(4):
+        tick_all(sim)
+    assert sorted(f[0] for f in fires(sim)) == sorted([*ids, "soon"])
+    sim.check()
