@@ -11,6 +11,7 @@ State topic settings (and why):
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -164,6 +165,25 @@ def _own_metadata(admin: AdminClient, names: list[str]) -> tuple[dict[str, list[
     topic that does not exist or may not be described, in the order of `names`."""
     futures = admin.describe_topics(TopicCollection(names), request_timeout=30)
     cluster = admin.describe_cluster(request_timeout=30)
+    try:
+        return _read_metadata(names, futures, cluster)
+    finally:
+        _settle([*futures.values(), cluster])
+
+
+def _settle(futures: list[Future[Any]]) -> None:
+    """Wait for every request still in flight, whatever it answers: a future left pending when its AdminClient is
+    dropped can release the client's last reference in librdkafka's thread, which aborts the process
+    (`rd_kafka_destroy() from librdkafka owned thread is prohibited`: seen when `topics verify` returned early for
+    a missing state topic with its DescribeConfigs still pending)."""
+    for future in futures:
+        with contextlib.suppress(Exception):  # only waiting: the caller has its answer or its error already
+            future.result(timeout=35)
+
+
+def _read_metadata(
+    names: list[str], futures: dict[str, Future[Any]], cluster: Future[Any]
+) -> tuple[dict[str, list[int]], int, list[Problem]]:
     topics: dict[str, list[int]] = {}
     problems = []
     for name in names:
@@ -209,8 +229,13 @@ def check_topics(admin: AdminClient, settings: ServiceSettings) -> TopicCheck:
         [settings.state, settings.scheduled_topic, *filter(None, [settings.history_topic])]
     )
     configs = _describe_all(admin, list(described))
-    topics, brokers, problems = _own_metadata(admin, sorted(settings.own_topics))
+    try:
+        topics, brokers, problems = _own_metadata(admin, sorted(settings.own_topics))
+    except BaseException:
+        _settle(list(configs.values()))
+        raise
     if problems:
+        _settle(list(configs.values()))
         return TopicCheck(problems)
     inputs = len(topics[settings.scheduled_topic])
     state_parts = len(topics[settings.state])
