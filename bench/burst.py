@@ -22,11 +22,13 @@ from typing import Any
 from bench.common import (
     Counter,
     Seen,
+    add_env_option,
     closing,
     console,
     percentile,
     preload_state,
     save,
+    scheduler_env,
     stack,
     start_scheduler,
     table,
@@ -128,15 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=1000.0, help="the stream's schedules per second")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--spread", type=float, nargs=2, default=[0.2, 0.6], help="stream due in [a, b] s")
-    parser.add_argument(
-        "--env",
-        nargs="*",
-        default=[],
-        metavar="NAME=VALUE",
-        help="scheduler settings, e.g. KAFKA_SCHEDULER_X=1",
-    )
+    add_env_option(parser)
     args = parser.parse_args(argv)
-    env = dict(item.split("=", 1) for item in args.env)
+    env = scheduler_env(args)
     console.print(
         f"Burst: n={args.n:,} due at one instant; stream {args.rate:,.0f}/s; goal ratio >= {GOAL_RATIO}"
     )

@@ -6,6 +6,7 @@ is shared and absolute numbers drift; the ratio is the figure to compare across 
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -53,6 +54,21 @@ def progress() -> Progress:
         console=console,
         transient=True,
     )
+
+
+def add_env_option(parser: argparse.ArgumentParser) -> None:
+    """`--env NAME=VALUE ...`: settings for the scheduler a bench starts (an A/B of one setting in one run)."""
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="scheduler settings, e.g. KAFKA_SCHEDULER_X=1",
+    )
+
+
+def scheduler_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in args.env)
 
 
 def stack(prefix: str, partitions: int, **env: str) -> SchedulerStack:

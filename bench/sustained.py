@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.common import (
     Counter,
+    add_env_option,
     closing,
     console,
     counted_in_own_process,
@@ -36,6 +37,7 @@ from bench.common import (
     progress,
     save,
     schedule,
+    scheduler_env,
     stack,
     start_scheduler,
     table,
@@ -193,15 +195,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--spread", type=float, nargs=2, default=[0.5, 3.0], help="due in [a, b] s from now")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--profile", type=Path, help="run the scheduler under pyinstrument, output here")
-    parser.add_argument(
-        "--env",
-        nargs="*",
-        default=[],
-        metavar="NAME=VALUE",
-        help="scheduler settings, e.g. KAFKA_SCHEDULER_X=1",
-    )
+    add_env_option(parser)
     args = parser.parse_args(argv)
-    env = dict(item.split("=", 1) for item in args.env)
+    env = scheduler_env(args)
     rate = args.rate
     if rate is None:
         b1 = load("fire")
