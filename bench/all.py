@@ -21,6 +21,7 @@ ORDER = (
     "intake",
     "failover",
     "startup",
+    "recurring",
     "consumers",
 )
 

@@ -147,10 +147,16 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes, par
 
 
 def preload_state(
-    stack_: SchedulerStack, target: str, n: int, due: Callable[[int], int], extra_tombstones: int = 0
+    stack_: SchedulerStack,
+    target: str,
+    n: int,
+    due: Callable[[int], int],
+    extra_tombstones: int = 0,
+    shape: Callable[[Schedule], Schedule] | None = None,
 ) -> int:
     """Write `n` pending state records (plus tombstoned ids) straight into the state topic, each in its id's
-    partition (where the scheduler keeps it: one elsewhere is moved home first); returns records written."""
+    partition (where the scheduler keeps it: one elsewhere is moved home first); returns records written.
+    `shape` turns each of the `n` schedules into another (a recurring one, say) before it is written."""
     producer = loader()
     state, parts = stack_.settings.state, stack_.partitions
     now = int(time.time() * 1000)
@@ -159,6 +165,8 @@ def preload_state(
         task = bar.add_task("pre-load state", total=n + 2 * extra_tombstones)
         for i in range(n):
             s = schedule(i, target, due(i), now)
+            if shape is not None:
+                s = shape(s)
             key = s.id.encode()
             produce(producer, state, encode_state(s, i), key, partition_for(key, parts))
             written += 1

@@ -23,6 +23,7 @@ __all__ = [
     "DUE_WINDOWS",
     "FIRE_RESULTS",
     "LATENESS_BUCKETS",
+    "OCCURRENCE_RESULTS",
     "PREFIX",
     "TRANSACTION_RESULTS",
     "ClientMetrics",
@@ -35,7 +36,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFIX = "kafka_scheduler_"
-COMMAND_RESULTS = ("scheduled", "cancelled", "rejected", "forwarded", "relocated")
+COMMAND_RESULTS = (
+    "scheduled",
+    "cancelled",
+    "rejected",
+    "forwarded",
+    "relocated",
+    "recurring",
+    "pause",
+    "resume",
+    "done",
+    "backfill",
+    "stale_done",
+)
+# Occurrences of recurring schedules: fired (on time or late), skipped (never fired: missed policy or overlap),
+# missed (reached later than the grace: fired late or skipped), backfilled (fired by a backfill command).
+OCCURRENCE_RESULTS = ("fired", "skipped", "missed", "backfilled")
 FIRE_RESULTS = ("ok", "dead_lettered")
 TRANSACTION_RESULTS = ("committed", "aborted", "fenced", "failed", "indeterminate")
 # Window label -> seconds; the labels are the keys of PartitionSnapshot.due_within.
@@ -189,6 +205,15 @@ class SchedulerMetrics:
             "fenced_departed",
             "Transactional ids of departed owners fenced on assignment (their open transaction aborted at once).",
         )
+        self.occurrences = counter(
+            "occurrences",
+            "Occurrences of recurring schedules, by result: fired, skipped (missed policy or overlap), missed "
+            "(reached later than KAFKA_SCHEDULER_MISSED_GRACE_MS), backfilled.",
+            ("result",),
+        )
+        self.recurring_ended = counter(
+            "recurring_ended", "Recurring schedules that ended (ends_at passed or max_runs reached)."
+        )
         self.build_info = gauge("build_info", "Always 1; the version label says what runs.", ("version",))
         self.build_info.labels(version or package_version()).set(1)
         # Pre-create known label values so rate() sees a 0 before the first event, not a missing series.
@@ -198,6 +223,8 @@ class SchedulerMetrics:
             self.fired.labels(result)
         for result in TRANSACTION_RESULTS:
             self.transactions.labels(result)
+        for result in OCCURRENCE_RESULTS:
+            self.occurrences.labels(result)
         self._pending = PendingCollector(now)
         registry.register(self._pending)
 

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from scheduler.model import (
+    HEADER_AWAIT_DONE,
+    HEADER_BACKFILL,
     HEADER_DUE_AT,
     HEADER_EPOCH,
     HEADER_ETF1_KEY,
@@ -14,12 +16,16 @@ from scheduler.model import (
     HEADER_FIRE_ID,
     HEADER_FIRED_AT,
     HEADER_FIRED_TOPIC,
+    HEADER_OCCURRENCE_AT,
+    HEADER_RUN,
     HEADER_SCHEDULE_ID,
+    HEADER_SKIPPED,
     Schedule,
     fire_id,
 )
 
 __all__ = [
+    "Occurrence",
     "OutRecord",
     "dead_letter_record",
     "fired_record",
@@ -27,11 +33,24 @@ __all__ = [
     "fit_reject",
     "history_record",
     "is_etf1",
+    "occurrence_record",
     "record_size",
     "reject_headers",
 ]
 
-SCHEDULER_HEADERS = frozenset({HEADER_SCHEDULE_ID, HEADER_FIRE_ID, HEADER_DUE_AT, HEADER_FIRED_AT})
+SCHEDULER_HEADERS = frozenset(
+    {
+        HEADER_SCHEDULE_ID,
+        HEADER_FIRE_ID,
+        HEADER_DUE_AT,
+        HEADER_FIRED_AT,
+        HEADER_OCCURRENCE_AT,
+        HEADER_RUN,
+        HEADER_SKIPPED,
+        HEADER_BACKFILL,
+        HEADER_AWAIT_DONE,
+    }
+)
 ETF1_HEADERS = frozenset({HEADER_ETF1_TIMESTAMP, HEADER_ETF1_KEY, HEADER_ETF1_TOPIC})
 _ETF1_OURS = SCHEDULER_HEADERS | ETF1_HEADERS
 REASON_PREFIX = "scheduler-dlt-"
@@ -39,6 +58,19 @@ REJECT_PREFIX = "scheduler-reject-"
 MAX_MESSAGE = 1024
 
 Headers = list[tuple[str, bytes | None]]
+
+
+class Occurrence(NamedTuple):
+    """One occurrence a fire carries: its nominal time, run number, the schedule's skipped count so far, the
+    version its fire id names (the schedule's, or a backfill command's offset), and whether the scheduler waits
+    for a done report of it."""
+
+    at_ms: int
+    run: int
+    skipped: int
+    version: int
+    backfill: bool = False
+    await_done: bool = False
 
 
 class OutRecord(NamedTuple):
@@ -104,6 +136,32 @@ def fired_records(
             )
         )
     return out
+
+
+def occurrence_record(
+    schedule: Schedule, occurrence: Occurrence, fired_at_ms: int, source_topic: str = ""
+) -> OutRecord:
+    """A recurring schedule's occurrence: the one-time fired record with the occurrence's fire id
+    (`<id>@<version>/<occurrence ms>`), its due and nominal time, run number and skipped count, and what the
+    scheduler waits to hear is done."""
+    at = occurrence.at_ms
+    once = fired_records([(schedule, occurrence.version)], fired_at_ms, source_topic)[0]
+    sid = schedule.id.encode()
+    fid = b"%s@%d/%d" % (sid, occurrence.version, at)  # model.occurrence_fire_id, encoded
+    ours: Headers = [
+        (HEADER_FIRE_ID, fid),
+        (HEADER_DUE_AT, b"%d" % at),
+        (HEADER_OCCURRENCE_AT, b"%d" % at),
+        (HEADER_RUN, b"%d" % occurrence.run),
+        (HEADER_SKIPPED, b"%d" % occurrence.skipped),
+    ]
+    if occurrence.backfill:
+        ours.append((HEADER_BACKFILL, b"1"))
+    if occurrence.await_done:
+        ours.append((HEADER_AWAIT_DONE, fid))
+    replaced = {name for name, _ in ours}
+    headers = [(k, v) for k, v in once.headers if k not in replaced] + ours
+    return once._replace(headers=headers)
 
 
 def history_record(topic: str, fired: OutRecord) -> OutRecord:

@@ -165,6 +165,30 @@ class ServiceSettings(BaseSettings):
         "it at their due time: never visible nor timestamped early; not for LogAppendTime targets; 0: off "
         "(docs/architecture.md, 'Prepared fires')",
     )
+    min_interval_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="recurring schedules: the shortest interval between occurrences accepted (every, after, and "
+        "how often a cron expression fires); shorter ones are rejected (docs/recurring.md)",
+    )
+    missed_grace_ms: int = Field(
+        default=60_000,
+        ge=0,
+        description="an occurrence reached later than this after its time counts as missed, and its schedule's "
+        "missed policy decides (docs/recurring.md)",
+    )
+    catch_up_ms: int = Field(
+        default=86_400_000,
+        ge=0,
+        description="missed policy `all`: missed occurrences older than this are skipped, not fired (a schedule's "
+        "own catch-up window overrides it)",
+    )
+    max_backfill: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="the most occurrences one backfill command fires (more: rejected; split the range)",
+    )
     fire_attempts: int = Field(default=3, ge=1, description="failed fire transactions before a dead letter")
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     session_timeout_ms: int = Field(default=10_000, ge=1000)

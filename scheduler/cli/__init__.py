@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from scheduler.cli import config, consume, dev, dlq, ops, service
+from scheduler.cli import config, consume, dev, dlq, ops, recurring, service
 from scheduler.cli.failures import CliGroup, quiet_librdkafka
 
 __all__ = ["app", "main"]
@@ -28,6 +28,9 @@ app.command("list")(ops.list_schedules)
 app.command("stats")(ops.stats)
 app.command("cancel")(ops.cancel)
 app.command("import")(ops.import_file)
+app.command("pause")(recurring.pause)
+app.command("resume")(recurring.resume)
+app.command("backfill")(recurring.backfill)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(config.app, name="config")
 SERVICES = ("run", "consume")  # they log librdkafka themselves (warnings up, rate-limited)

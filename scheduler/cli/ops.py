@@ -18,6 +18,7 @@ from scheduler.cli.show import DryRun, Output, check_output, print_json, print_t
 from scheduler.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from scheduler.model import Schedule
     from scheduler.ops.importer import ImportSummary
 
 __all__ = ["cancel", "get", "import_file", "list_schedules", "stats"]
@@ -57,7 +58,13 @@ def _warn_corrupt(corrupt: list[str]) -> None:
         typer.echo(f"warning: corrupt state record {line}", err=True)
 
 
-def _filter(due_before: str | None, due_after: str | None, target: str | None, prefix: str | None) -> Any:
+def _filter(
+    due_before: str | None,
+    due_after: str | None,
+    target: str | None,
+    prefix: str | None,
+    recurring: bool | None = None,
+) -> Any:
     from scheduler.client import now_ms
     from scheduler.ops.query import ListFilter, parse_when_ms
 
@@ -68,6 +75,7 @@ def _filter(due_before: str | None, due_after: str | None, target: str | None, p
             due_after_ms=parse_when_ms(due_after, now) if due_after else None,
             target=target,
             prefix=prefix,
+            recurring=recurring,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -85,16 +93,20 @@ def list_schedules(
     ] = None,
     target: Annotated[str | None, typer.Option(help="Only schedules firing into this topic.")] = None,
     prefix: Annotated[str | None, typer.Option(help="Only ids starting with this prefix.")] = None,
+    recurring: Annotated[
+        bool | None,
+        typer.Option("--recurring/--one-time", help="Only recurring schedules, or only one-time ones."),
+    ] = None,
     output: Output = "table",
     limit: Annotated[int, typer.Option(min=0, help="At most this many (0 = all).")] = 100,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many first (by due time, then id).")] = 0,
 ) -> None:
     """List pending schedules by due time, filtered and paged."""
-    from scheduler.ops.query import iso, ordered, schedule_json, text_or_b64
+    from scheduler.ops.query import ordered, schedule_json, text_or_b64
     from scheduler.ops.state import pending_schedules
 
     output = check_output(output)
-    keep = _filter(due_before, due_after, target, prefix)
+    keep = _filter(due_before, due_after, target, prefix, recurring)
     settings = cluster_settings(bootstrap, props, topic)
     with progress_bar(f"reading {settings.state}") as progress:
         snap = pending_schedules(settings, keep, progress=progress)
@@ -107,16 +119,40 @@ def list_schedules(
     rows = [
         [
             p.schedule.id,
-            iso(p.schedule.due_ms),
+            _due_text(p.schedule),
             p.schedule.target_topic,
             short(text_or_b64(p.schedule.target_key)),
             str(p.partition),
             short(text_or_b64(p.schedule.payload)),
+            _repeat_text(p.schedule),
         ]
         for p in page
     ]
     title = f"{len(page)} of {len(matching)} pending (offset {offset})"
-    print_table(title, ["id", "due", "target", "key", "partition", "value"], rows)
+    print_table(title, ["id", "due", "target", "key", "partition", "value", "repeats"], rows)
+
+
+def _due_text(s: Schedule) -> str:
+    from scheduler.model import PARKED_MS
+    from scheduler.ops.query import iso
+
+    if s.due_ms < PARKED_MS:
+        return iso(s.due_ms)
+    return "paused" if s.recurrence is not None and s.recurrence.paused else "waiting for done"
+
+
+def _repeat_text(s: Schedule) -> str:
+    """How a recurring schedule repeats, in a few words; '-' for a one-time schedule."""
+    r = s.recurrence
+    if r is None:
+        return "-"
+    if r.cron is not None:
+        text = f"cron {r.cron!r}" + ("" if r.timezone == "UTC" else f" {r.timezone}")
+    elif r.every_ms is not None:
+        text = f"every {r.every_ms} ms"
+    else:
+        text = f"{r.after_ms} ms after done"
+    return f"{text}, run {r.runs}" + (f"/{r.max_runs}" if r.max_runs is not None else "")
 
 
 def stats(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduler.model import Schedule
+from scheduler import recurring
+from scheduler.model import PARKED_MS, Schedule, occurrence_fire_id
 from scheduler.ops.state import Pending
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "parse_duration_ms",
     "parse_instant_ms",
     "parse_when_ms",
+    "recurrence_json",
     "schedule_json",
     "text_or_b64",
 ]
@@ -113,10 +115,12 @@ class ListFilter:
     due_after_ms: int | None = None
     target: str | None = None
     prefix: str | None = None
+    recurring: bool | None = None  # True: recurring schedules only; False: one-time only
 
     def __call__(self, s: Schedule) -> bool:
         return (
-            (self.due_before_ms is None or s.due_ms < self.due_before_ms)
+            (self.recurring is None or (s.recurrence is not None) == self.recurring)
+            and (self.due_before_ms is None or s.due_ms < self.due_before_ms)
             and (self.due_after_ms is None or s.due_ms >= self.due_after_ms)
             and (self.target is None or s.target_topic == self.target)
             and (self.prefix is None or s.id.startswith(self.prefix))
@@ -143,6 +147,39 @@ def schedule_json(p: Pending) -> dict[str, Any]:
         "producer": s.producer,
         "partition": p.partition,
         "version": p.version,
+        **({} if s.recurrence is None else {"recurrence": recurrence_json(s, p.version)}),
+    }
+
+
+UPCOMING = 5  # next occurrences `get` shows
+
+
+def recurrence_json(s: Schedule, version: int, upcoming: int = UPCOMING) -> dict[str, Any]:
+    """A recurring schedule's spec, where it stands, and its next occurrences (none while paused or waiting)."""
+    r = s.recurrence
+    assert r is not None
+    kind = "cron" if r.cron is not None else "every" if r.every_ms is not None else "after"
+    parked = s.due_ms >= PARKED_MS
+    state = "paused" if r.paused else "waiting_for_done" if parked else "armed"
+    nexts = [] if parked else recurring.upcoming(r, r.occurrence_ms - 1, upcoming)
+    return {
+        "kind": kind,
+        "cron": r.cron,
+        "every_ms": r.every_ms,
+        "after_ms": r.after_ms,
+        "timezone": r.timezone,
+        "starts_at": iso(r.starts_at) if r.starts_at is not None else None,
+        "ends_at": iso(r.ends_at) if r.ends_at is not None else None,
+        "max_runs": r.max_runs,
+        "missed": r.missed,
+        "overlap": r.overlap,
+        "state": state,
+        "runs": r.runs,
+        "skipped": r.skipped,
+        "running_occurrence_at": iso(r.running_ms) if r.running_ms is not None else None,
+        "buffered_occurrence_at": iso(r.buffered_ms) if r.buffered_ms is not None else None,
+        "next_occurrences": [iso(at) for at in nexts],
+        "next_fire_id": occurrence_fire_id(s.id, version, r.occurrence_ms) if not parked else None,
     }
 
 

@@ -24,11 +24,14 @@ from scheduler.failpoints import failpoint
 from scheduler.kafka.txn import Outcome, TransactionRunner
 from scheduler.metrics import PartitionSnapshot, SchedulerMetrics, observe_many
 from scheduler.model import (
+    HEADER_FIRE_ID,
     HEADER_FORWARDED_FROM,
     HEADER_FORWARDED_TIMESTAMP,
+    HEADER_OCCURRENCE_AT,
     HEADER_RELOCATED_FROM,
     RejectReason,
     Schedule,
+    occurrence_fire_id,
 )
 from scheduler.records import (
     OutRecord,
@@ -36,10 +39,12 @@ from scheduler.records import (
     fired_records,
     fit_reject,
     history_record,
+    occurrence_record,
     record_size,
     reject_headers,
 )
 from scheduler.service.firing import BACKLOG_SHARE
+from scheduler.service.occurrences import RecurringRules, Stepped
 from scheduler.service.pacing import DRAIN_KEEP, INTAKE_BATCH, INTAKE_HOLD_MS, MIN_INTAKE, TickCost
 from scheduler.service.partitions import Owned, Partitions, Phase
 from scheduler.service.plan import (
@@ -115,6 +120,9 @@ class SchedulerLoop:
         self._held: list[tuple[Owned, InputRecord, Decoded, int]] = []  # ... and when it arrived (the clock)
         self._fresh_after: int | None = None  # `now` of the last tick that left nothing due behind but budget
         self._cost = TickCost()
+        self._rules = RecurringRules(
+            settings.min_interval_ms, settings.missed_grace_ms, settings.catch_up_ms, settings.max_backfill
+        )
 
     def run(self, stop: threading.Event) -> None:
         # the join runs in librdkafka's threads while init_transactions fences: an assignment is taken (and
@@ -169,6 +177,8 @@ class SchedulerLoop:
             backlog_room=self._backlog_room(serving, now),
             horizon_ms=self._horizon(serving, now),
             prepares=self._prepares,
+            recur=self._rules,
+            advance=self._advance,
         )
         # a batch of no-op commands (cancels of nothing), or only a transaction marker passed, still commits
         if plan or records or stepped:
@@ -339,6 +349,19 @@ class SchedulerLoop:
         decoded = decode_states([record for _p, _sid, record in due])
         self._decoded.update(zip([(p, sid) for p, sid, _record in due], decoded, strict=True))
 
+    def _advance(self, partition: int, sid: bytes, record: bytes, now: int, room: int) -> Stepped | None:
+        """A due recurring record's step (None for a one-time schedule, or one that does not decode: it is
+        dead-lettered as one)."""
+        found = self._decoded.get((partition, sid))
+        if found is None:
+            try:
+                found = self._decoded[(partition, sid)] = decode_state(record)
+            except CorruptStateRecord as exc:
+                found = self._decoded[(partition, sid)] = exc
+        if isinstance(found, CorruptStateRecord) or found[0].recurrence is None:
+            return None
+        return self._rules.step(found[0], found[1], now, room)
+
     def _dead_letter_reason(self, partition: int, sid: bytes, record: bytes) -> str | None:
         """Called by the planner once per fire; keeps the decoded record for `_build`."""
         found = self._decoded.get((partition, sid))
@@ -403,7 +426,12 @@ class SchedulerLoop:
         return True
 
     def _decode(self, fire: Fire) -> tuple[Schedule, int] | CorruptStateRecord:
-        decoded = self._decoded.get((fire.partition, fire.schedule_id))
+        occurrence = fire.occurrence
+        decoded = (
+            None
+            if occurrence is not None and occurrence.backfill
+            else self._decoded.get((fire.partition, fire.schedule_id))
+        )
         if decoded is not None:
             return decoded
         try:
@@ -477,8 +505,22 @@ class SchedulerLoop:
                 sent.append(fire)
                 decoded.append(schedule)
         fired_at = max([now, *(schedule.due_ms for schedule, _version in decoded)])
-        fires = fired_records(decoded, fired_at, self._settings.scheduled_topic)
-        self._lateness = [(fired_at - schedule.due_ms) / 1000 for schedule, _version in decoded]
+        source = self._settings.scheduled_topic
+        if any(fire.occurrence is not None for fire in sent):  # recurring occurrences: each its own headers
+            fires = []
+            self._lateness = []
+            for fire, (schedule, version) in zip(sent, decoded, strict=True):
+                occurrence = fire.occurrence
+                if occurrence is None:
+                    fires.extend(fired_records([(schedule, version)], fired_at, source))
+                    self._lateness.append((fired_at - schedule.due_ms) / 1000)
+                else:
+                    fires.append(occurrence_record(schedule, occurrence, fired_at, source))
+                    if not occurrence.backfill:
+                        self._lateness.append((fired_at - occurrence.at_ms) / 1000)
+        else:
+            fires = fired_records(decoded, fired_at, source)
+            self._lateness = [(fired_at - schedule.due_ms) / 1000 for schedule, _version in decoded]
         self._fired = [schedule for schedule, _version in decoded]
         if history:  # in the fires' transaction: the history holds exactly the committed fires
             others.extend(history_record(history, record) for record in fires)
@@ -528,7 +570,14 @@ class SchedulerLoop:
         schedule, version = decoded
         message = f"could not deliver to {schedule.target_topic}"
         reason = fire.dead_letter or "corrupt_state_record"
-        return dead_letter_record(self._settings.dlt, schedule, version, reason, message, now)
+        record = dead_letter_record(self._settings.dlt, schedule, version, reason, message, now)
+        occurrence = fire.occurrence
+        if occurrence is None:
+            return record
+        fid = occurrence_fire_id(schedule.id, occurrence.version, occurrence.at_ms).encode()
+        ours = [(HEADER_FIRE_ID, fid), (HEADER_OCCURRENCE_AT, b"%d" % occurrence.at_ms)]
+        kept = [(k, v) for k, v in record.headers if k not in (HEADER_FIRE_ID, HEADER_OCCURRENCE_AT)]
+        return record._replace(headers=kept + ours)
 
     def _apply(self, plan: TickPlan, serving: dict[int, Any]) -> None:
         """The transaction committed: now, and only now, the indexes and metrics change."""
@@ -550,12 +599,21 @@ class SchedulerLoop:
     def _count(self, plan: TickPlan) -> None:
         m = self._metrics
         failures = self._failures
+        occurrences = backfilled = 0
         for fire in plan.fires:
             if failures:
                 failures.pop((fire.partition, fire.schedule_id), None)
+            if fire.occurrence is not None:
+                if fire.occurrence.backfill:
+                    backfilled += 1
+                else:
+                    occurrences += 1
             if fire.dead_letter:
                 m.fired.labels("dead_lettered").inc()
                 m.dead_letters.labels(fire.dead_letter).inc()
+        if occurrences or backfilled:
+            m.occurrences.labels("fired").inc(occurrences)
+            m.occurrences.labels("backfilled").inc(backfilled)
         lateness = self._lateness  # of this plan's fired records: `_build` made them for this transaction
         if lateness:  # once per tick: labels() per fire was 5% of a drain, observe() per fire 10%
             m.fired.labels("ok").inc(len(lateness))
@@ -565,6 +623,8 @@ class SchedulerLoop:
         m.cancelled.inc(plan.cancelled)
         m.commands.labels("forwarded").inc(len(plan.forwards))
         m.commands.labels("relocated").inc(plan.relocated)
+        if plan.recurring or plan.controls or plan.stale_done or plan.skipped or plan.missed or plan.ended:
+            self._count_recurring(plan)
         misrouted = [f.record for f in plan.forwards] + [
             r.record for r in plan.rejects if r.reason is RejectReason.WRONG_PARTITION
         ]
@@ -574,6 +634,16 @@ class SchedulerLoop:
         for reject in plan.rejects:
             m.commands.labels("rejected").inc()
             m.rejected.labels(reject.reason.value).inc()
+
+    def _count_recurring(self, plan: TickPlan) -> None:
+        m = self._metrics
+        m.commands.labels("recurring").inc(plan.recurring)
+        for word, count in plan.controls.items():
+            m.commands.labels(word).inc(count)
+        m.commands.labels("stale_done").inc(plan.stale_done)
+        m.occurrences.labels("skipped").inc(plan.skipped)
+        m.occurrences.labels("missed").inc(plan.missed)
+        m.recurring_ended.inc(plan.ended)
 
     def _rewind(self, serving: dict[int, Any]) -> None:
         self._held = []  # beyond the committed offsets: consumed again after the seek

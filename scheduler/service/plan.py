@@ -16,11 +16,25 @@ from typing import NamedTuple
 
 from scheduler.codec import ROUTING_HEADERS, decode_command, decode_state, encode_state, intake, peek_due_ms
 from scheduler.errors import CorruptStateRecord
-from scheduler.model import Cancel, Command, Rejected, RejectReason, Relocated, Schedule
+from scheduler.model import (
+    Backfill,
+    Cancel,
+    Command,
+    Control,
+    Done,
+    Pause,
+    Rejected,
+    RejectReason,
+    Relocated,
+    Resume,
+    Schedule,
+)
 from scheduler.service.firing import select_due
 from scheduler.service.index import DueIndex
+from scheduler.service.occurrences import Occurrence, RecurringRules, Stepped
 
 __all__ = [
+    "Advance",
     "Decoded",
     "Fire",
     "Forward",
@@ -36,7 +50,7 @@ __all__ = [
 ]
 
 # A consumed command decoded: the native path's (schedule, state record), or what `decode_command` returns.
-Decoded = tuple[Schedule, bytes] | Command | Rejected
+Decoded = tuple[Schedule, bytes] | Command | Control | Rejected
 # (schedule, encoded state record size) -> None if acceptable, else why not.
 Validator = Callable[[Schedule, int], Rejected | None]
 # (partition, schedule id, state record) -> a dead-letter reason word, or None to fire.
@@ -47,6 +61,9 @@ Prefetch = Callable[[Sequence[tuple[int, bytes, bytes]]], None]
 # (partition, schedule id, state record) -> may this fire, not yet due, be produced ahead and committed at its due
 # time? (False for a LogAppendTime target, or one the loop cannot vouch for.)
 PrepareCheck = Callable[[int, bytes, bytes], bool]
+# (partition, schedule id, due state record, now, room) -> None for a one-time schedule (it fires once and is
+# tombstoned), else a recurring schedule's step: at most `room` occurrences and the state record that follows.
+Advance = Callable[[int, bytes, bytes, int, int], Stepped | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,7 @@ class Fire(NamedTuple):
     schedule_id: bytes
     record: bytes
     dead_letter: str | None = None  # a reason word: deliver to the dead-letter topic instead of the target
+    occurrence: Occurrence | None = None  # a recurring schedule's occurrence (None: a one-time fire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +136,12 @@ class TickPlan:
     cancelled: int = 0  # cancels that removed a pending schedule
     cancels: int = 0
     relocated: int = 0  # relocated schedules taken in (a newer one already here wins)
+    recurring: int = 0  # recurring schedules armed by intake (new or replaced)
+    skipped: int = 0  # occurrences that will not fire (missed policy, overlap)
+    missed: int = 0  # occurrences reached later than the grace (fired late or skipped)
+    ended: int = 0  # recurring schedules that ended (ends_at, max_runs)
+    controls: dict[str, int] = field(default_factory=dict)  # pause/resume/done/backfill applied, by word
+    stale_done: int = 0  # done reports nothing waited for (duplicates, or the schedule moved on)
 
     def __bool__(self) -> bool:
         return bool(self.state_writes or self.fires or self.rejects or self.forwards or self.relocations)
@@ -142,6 +166,9 @@ def command_due_ms(decoded: Decoded) -> int | None:
     return None
 
 
+_CONTROLS = (Pause, Resume, Done, Backfill)
+
+
 def plan_tick(
     records: Iterable[InputRecord],
     indexes: Mapping[int, DueIndex],
@@ -159,14 +186,19 @@ def plan_tick(
     backlog_room: int | None = None,
     horizon_ms: int | None = None,
     prepares: PrepareCheck | None = None,
+    recur: RecurringRules | None = None,
+    advance: Advance | None = None,
 ) -> TickPlan:
     """Relocations first (they must reach home before anything forwarded after them), intake of every record (the
     loop bounds the batch; `decoded` is `decode_batch(records)` when the loop decoded them on arrival), then fires
     within both budgets, in the order of `service.firing` (fresh since `fresh_after_ms` first, then at most
     `backlog_room` of the older backlog): everything due at `now_ms`, and, with a `horizon_ms` after it, what
     falls due by then and `prepares` accepts (the loop commits such a plan no sooner than the latest due time
-    among its fires)."""
+    among its fires). `recur` arms recurring commands and applies control commands; `advance` steps a due
+    recurring record (`service.occurrences`)."""
     plan = TickPlan()
+    rules = RecurringRules() if recur is None else recur
+    intake_ctx = (indexes, validate, route, rules, now_ms, dead_letter)
     for move in relocate:
         plan.relocations.append(move)
         plan.state_writes[(move.partition, move.schedule_id)] = None
@@ -174,27 +206,31 @@ def plan_tick(
     commands = decode_batch(batch) if decoded is None else decoded
     for record, taken in zip(batch, commands, strict=True):
         if isinstance(taken, tuple):  # the native path's schedule with its state record
-            _intake(plan, record, taken[0], taken[1], indexes, validate, route)
+            _intake(plan, record, taken[0], taken[1], intake_ctx)
         else:
-            _intake(plan, record, taken, None, indexes, validate, route)
+            _intake(plan, record, taken, None, intake_ctx)
     ahead = None
     if horizon_ms is not None and horizon_ms > now_ms and prepares is not None:
         ahead = (horizon_ms, prepares)
     order = (fresh_after_ms, backlog_room)
-    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, order, ahead)
+    _select_fires(plan, indexes, now_ms, (max_fires, max_bytes), dead_letter, prefetch, order, ahead, advance)
     return plan
+
+
+_IntakeContext = tuple[
+    Mapping[int, DueIndex], Validator, "Route | None", RecurringRules, int, "DeadLetterCheck | None"
+]
 
 
 def _intake(
     plan: TickPlan,
     record: InputRecord,
-    command: Command | Rejected,
+    command: Command | Control | Rejected,
     state: bytes | None,
-    indexes: Mapping[int, DueIndex],
-    validate: Validator,
-    route: Route | None,
+    ctx: _IntakeContext,
 ) -> None:
     """`state` is the schedule's state record when the batch decode already encoded it."""
+    indexes, validate, route, rules, now_ms, dead_letter = ctx
     if isinstance(command, Rejected):
         plan.rejects.append(Reject(record, command.reason, command.message))
         return
@@ -215,18 +251,70 @@ def _intake(
             plan.cancelled += 1
             plan.state_writes[slot] = None
         return
+    if isinstance(command, _CONTROLS):
+        _control(plan, record, command, indexes[record.partition], rules, now_ms, dead_letter)
+    else:
+        _take_schedule(plan, record, command, state, validate, rules)
+
+
+def _take_schedule(
+    plan: TickPlan,
+    record: InputRecord,
+    command: Schedule,
+    state: bytes | None,
+    validate: Validator,
+    rules: RecurringRules,
+) -> None:
+    """A new or replacing schedule; a recurring one is checked and its first occurrence armed first."""
+    if command.recurrence is not None:
+        armed = rules.arm(command, record.offset, record.timestamp_ms)
+        if isinstance(armed, Rejected):
+            plan.rejects.append(Reject(record, armed.reason, armed.message))
+            return
+        command, state = armed
     if state is None:
         state = encode_state(command, record.offset)
+    sid = command.id.encode()
     refused = validate(command, len(state) + len(sid))
     if refused is not None:
         plan.rejects.append(Reject(record, refused.reason, refused.message))
         return
     plan.scheduled += 1
-    plan.state_writes[slot] = state
+    plan.recurring += command.recurrence is not None
+    plan.state_writes[(record.partition, sid)] = state
+
+
+def _control(
+    plan: TickPlan,
+    record: InputRecord,
+    command: Control,
+    index: DueIndex,
+    rules: RecurringRules,
+    now_ms: int,
+    dead_letter: DeadLetterCheck | None,
+) -> None:
+    """Pause, resume, done or backfill, applied to what this tick already decided for the id, else the index."""
+    slot = (record.partition, command.id.encode())
+    pending = plan.state_writes[slot] if slot in plan.state_writes else index.get(slot[1])
+    applied = rules.control(command, pending, record.offset, now_ms)
+    if applied.reject is not None:
+        plan.rejects.append(Reject(record, applied.reject.reason, applied.reject.message))
+        return
+    if applied.ignored:
+        plan.stale_done += 1
+        return
+    word = type(command).__name__.lower()
+    plan.controls[word] = plan.controls.get(word, 0) + 1
+    if applied.state is not None:
+        plan.state_writes[slot] = applied.state
+    if applied.backfill and applied.source is not None:
+        reason = dead_letter(record.partition, slot[1], applied.source) if dead_letter is not None else None
+        for occurrence in applied.backfill:
+            plan.fires.append(Fire(record.partition, slot[1], applied.source, reason, occurrence))
 
 
 def _refusal(
-    command: Command, record: InputRecord, state: bytes | None, validate: Validator
+    command: Command | Control, record: InputRecord, state: bytes | None, validate: Validator
 ) -> Callable[[], Rejected | None]:
     """Why a schedule would be refused at home, asked only if it cannot go there."""
 
@@ -303,10 +391,14 @@ def _select_fires(
     prefetch: Prefetch | None = None,
     order: tuple[int | None, int | None] = (None, None),
     ahead: tuple[int, PrepareCheck] | None = None,
+    advance: Advance | None = None,
 ) -> None:
     """This tick's own intake that is already due first (it was not known to any earlier tick), then the index
-    by `select_due`'s rule; the byte budget cuts the tail (the latest backlog)."""
+    by `select_due`'s rule; the byte budget cuts the tail (the latest backlog). A recurring record fires its due
+    occurrences and is replaced by its next state record, in the same transaction."""
     max_fires, max_bytes = budget
+    fired_before = len(plan.fires)
+    max_fires = max(0, max_fires - fired_before)  # backfills taken in by intake
     writes = plan.state_writes
     until = now_ms if ahead is None else ahead[0]
     due: list[tuple[int, bytes, bytes]] = [
@@ -324,7 +416,21 @@ def _select_fires(
         size += len(rec)  # a fire carries about its state record's bytes; the tombstone adds its key
         if size > max_bytes and plan.fires:
             break
+        stepped = None
+        if advance is not None:
+            room = max_fires + fired_before - len(plan.fires)
+            if room <= 0:
+                break
+            stepped = advance(partition, sid, rec, now_ms, room)
         reason = dead_letter(partition, sid, rec) if dead_letter is not None else None
-        plan.fires.append(Fire(partition, sid, rec, reason))
-        writes[(partition, sid)] = None
+        if stepped is None:
+            plan.fires.append(Fire(partition, sid, rec, reason))
+            writes[(partition, sid)] = None
+            continue
+        plan.fires.extend(Fire(partition, sid, rec, reason, occurrence) for occurrence in stepped.occurrences)
+        size += len(rec) * max(0, len(stepped.occurrences) - 1)
+        writes[(partition, sid)] = stepped.state
+        plan.skipped += stepped.skipped
+        plan.missed += stepped.missed
+        plan.ended += stepped.state is None
     # Past the budget, a schedule put in this tick stays a put: it fires next tick from the index.

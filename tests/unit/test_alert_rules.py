@@ -22,6 +22,7 @@ ALERTS = {
     "SchedulerRebuildStuck",
     "SchedulerDown",
     "SchedulerDeadLetters",
+    "SchedulerOccurrencesMissed",  # issue 16; belongs in conventions.md's list (read-only here)
     "ConsumerNotProgressing",
     "ConsumerLagSecondsHigh",
     "ConsumerDeadLetters",

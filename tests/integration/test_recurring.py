@@ -1,0 +1,283 @@
+"""Recurring schedules against a real broker and scheduler: each occurrence exactly once, never early.
+
+Commands go in with the header protocol (what kcat or a Java producer sends), so these tests also prove the
+protocol for any client: scheduler-every-ms / scheduler-cron / scheduler-after-ms, scheduler-starts-at,
+scheduler-max-runs, scheduler-missed, and scheduler-control for pause, resume, done and backfill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from confluent_kafka import Producer
+
+from scheduler.ops.state import find
+from tests.integration.scheduler_helpers import Record, Tail, read_all
+from tests.scheduler_proc import SchedulerStack
+
+HeaderList = list[tuple[str, bytes]]
+
+
+def send(stack: SchedulerStack, key: str, headers: HeaderList, value: bytes | None = b"tick") -> None:
+    """One command as any Kafka client sends it: key = schedule id, murmur2 like the Java client."""
+    producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(stack.scheduled_topic, value=value, key=key.encode(), headers=headers)
+    assert producer.flush(10) == 0
+
+
+def every(target: str, every_ms: int, starts_at: int, **extra: str) -> HeaderList:
+    headers = [
+        ("scheduler-target-topic", target.encode()),
+        ("scheduler-every-ms", str(every_ms).encode()),
+        ("scheduler-starts-at", str(starts_at).encode()),
+    ]
+    return headers + [(f"scheduler-{k.replace('_', '-')}", v.encode()) for k, v in extra.items()]
+
+
+def control(word: str, **extra: str) -> HeaderList:
+    return [("scheduler-control", word.encode())] + [
+        (f"scheduler-{k.replace('_', '-')}", v.encode()) for k, v in extra.items()
+    ]
+
+
+def next_second(ahead_ms: int = 1500) -> int:
+    return (int(time.time() * 1000) + ahead_ms) // 1000 * 1000 + 1000
+
+
+def occurrences(records: Sequence[Record], sid: str) -> list[int]:
+    return [
+        int(r.header("scheduler-occurrence-at")) for r in records if r.header("scheduler-schedule-id") == sid
+    ]
+
+
+def assert_once_and_never_early(records: Sequence[Record]) -> None:
+    ids = Counter(r.header("scheduler-fire-id") for r in records)
+    assert set(ids.values()) <= {1}, f"fired twice: {[i for i, n in ids.items() if n > 1]}"
+    for r in records:
+        at = int(r.header("scheduler-occurrence-at"))
+        assert r.timestamp_ms >= at and r.seen_ms >= at, f"early: {r}"
+        assert r.header("scheduler-fire-id").endswith(f"/{at}")
+
+
+def test_every_fires_each_occurrence_once_then_ends(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-every")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    start = next_second()
+    send(stack, "every-1", every(target, 1000, start, max_runs="4"))
+    try:
+        got = tail.poll_until(lambda r: len(r) >= 4, 20, "4 occurrences")
+        got = tail.poll_for(2.5)  # the fifth must not come: max_runs ended it
+    finally:
+        tail.close()
+    assert occurrences(got, "every-1") == [start + k * 1000 for k in range(4)]
+    assert [r.header("scheduler-run") for r in got] == ["1", "2", "3", "4"]
+    assert_once_and_never_early(got)
+    found, _ = find(stack.settings, "every-1")
+    assert found is None, "a recurring schedule that reached max_runs is tombstoned"
+
+
+def test_cron_with_seconds_in_a_time_zone(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-cron")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    start = next_second()
+    headers = [
+        ("scheduler-target-topic", target.encode()),
+        ("scheduler-cron", b"*/2 * * * * *"),  # every even second, seconds field first
+        ("scheduler-timezone", b"Asia/Kolkata"),  # +05:30: seconds are the same everywhere
+        ("scheduler-starts-at", str(start).encode()),
+        ("scheduler-max-runs", b"3"),
+    ]
+    send(stack, "cron-1", headers)
+    try:
+        got = tail.poll_until(lambda r: len(r) >= 3, 20, "3 occurrences")
+    finally:
+        tail.close()
+    times = occurrences(got, "cron-1")
+    assert all(t % 2000 == 0 for t in times) and times == sorted(times) and len(times) == 3
+    assert times[0] >= start and times[1] - times[0] == 2000
+    assert_once_and_never_early(got)
+
+
+def test_pause_holds_every_occurrence_and_resume_goes_on(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-pause")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    send(stack, "p-1", every(target, 1000, next_second()))
+    try:
+        tail.poll_until(lambda r: len(r) >= 2, 20, "2 occurrences")
+        send(stack, "p-1", control("pause"))
+        paused_at = int(time.time() * 1000)
+        held = tail.poll_for(3.5)
+        resumed_at = int(time.time() * 1000)
+        send(stack, "p-1", control("resume"))
+        count = len(held)
+        got = tail.poll_until(lambda r: len(r) >= count + 2, 20, "2 occurrences after resume")
+    finally:
+        tail.close()
+        send(stack, "p-1", [], value=None)  # a tombstone cancels
+    during = [t for t in occurrences(got, "p-1") if paused_at + 1000 < t < resumed_at]
+    assert during == [], f"fired while paused: {during}"
+    after = [t for t in occurrences(got, "p-1") if t > resumed_at]
+    assert len(after) >= 2 and after[1] - after[0] == 1000
+    assert_once_and_never_early(got)
+
+
+def test_after_waits_for_done_then_fires_after_the_delay(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-after")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    headers = [("scheduler-target-topic", target.encode()), ("scheduler-after-ms", b"1000")]
+    send(stack, "a-1", headers)
+    try:
+        first = tail.poll_until(lambda r: len(r) >= 1, 20, "the first occurrence")[0]
+        fire_id = first.header("scheduler-await-done")
+        assert fire_id == first.header("scheduler-fire-id")
+        assert len(tail.poll_for(2.5)) == 1, "nothing more fires until the occurrence is reported done"
+        done_at = int(time.time() * 1000)
+        send(stack, "a-1", control("done", fire_id=fire_id), value=b"")
+        send(stack, "a-1", control("done", fire_id=fire_id), value=b"")  # a duplicate report is ignored
+        second = tail.poll_until(lambda r: len(r) >= 2, 20, "the second occurrence")[1]
+        assert len(tail.poll_for(2.0)) == 2, "one done, one more occurrence"
+    finally:
+        tail.close()
+        send(stack, "a-1", [], value=None)
+    assert int(second.header("scheduler-occurrence-at")) >= done_at + 1000
+    assert second.seen_ms >= done_at + 1000
+    assert second.header("scheduler-fire-id") != fire_id
+
+
+def test_missed_occurrences_follow_the_policy_after_downtime(scheduler_topics: SchedulerStack) -> None:
+    """The only scheduler is stopped for about 4 s: `all` fires every missed occurrence, `latest` only the most
+    recent, `skip` none of them (the grace is 300 ms); each skipped one is counted in scheduler-skipped."""
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-missed")
+    env = {"KAFKA_SCHEDULER_MISSED_GRACE_MS": "300", "KAFKA_SCHEDULER_STATIC_MEMBERSHIP": "off"}
+    first = stack.start_instance(**env)
+    tail = Tail(stack.bootstrap, target)
+    start = next_second()
+    for policy in ("all", "latest", "skip"):
+        send(stack, f"m-{policy}", every(target, 1000, start, missed=policy))
+    try:
+        tail.poll_until(lambda r: len(r) >= 6, 20, "2 occurrences of each")
+        first.stop()
+        down_from = int(time.time() * 1000)
+        time.sleep(4.0)
+        stack.start_instance(**env)
+        up_at = int(time.time() * 1000)
+        got = tail.poll_until(
+            lambda r: max(occurrences(r, "m-skip"), default=0) > up_at + 1000, 30, "firing again"
+        )
+    finally:
+        tail.close()
+    for policy in ("all", "latest", "skip"):
+        send(stack, f"m-{policy}", [], value=None)
+    horizon = max(occurrences(got, "m-skip"))
+    for policy in ("all", "latest", "skip"):
+        times = [t for t in occurrences(got, f"m-{policy}") if t <= horizon]
+        expected = list(range(start, horizon + 1, 1000))
+        fired = set(times)
+        missed = [t for t in expected if down_from < t < up_at]
+        assert len(missed) >= 2, missed
+        if policy == "all":
+            assert times == expected, "all: every occurrence fired, oldest first"
+        elif policy == "latest":
+            assert sum(t in fired for t in missed) <= 1, "latest: at most the most recent missed one fires"
+        else:
+            assert not any(t in fired for t in missed[:-1]), "skip: missed occurrences do not fire"
+        # the skipped counter accounts for every nominal occurrence that did not fire
+        recs = [r for r in got if r.header("scheduler-schedule-id") == f"m-{policy}"]
+        last = recs[-1]
+        not_fired = [
+            t for t in expected if t not in fired and t < int(last.header("scheduler-occurrence-at"))
+        ]
+        assert int(last.header("scheduler-skipped")) == len(not_fired), (policy, not_fired)
+    assert_once_and_never_early(got)
+
+
+def test_backfill_fires_a_past_range_on_purpose(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-backfill")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    start = next_second(-60_000)  # a minute ago, every 10 s: the range holds 3 occurrences
+    send(stack, "b-1", every(target, 10_000, start, missed="skip"))
+    try:
+        time.sleep(1.5)
+        send(stack, "b-1", control("backfill", backfill_from=str(start), backfill_to=str(start + 20_000)))
+        got = tail.poll_until(
+            lambda r: sum(x.header("scheduler-backfill") == "1" for x in r) >= 3, 20, "3 backfilled"
+        )
+    finally:
+        tail.close()
+        send(stack, "b-1", [], value=None)
+    filled = [r for r in got if r.header("scheduler-backfill") == "1"]
+    assert sorted(int(r.header("scheduler-occurrence-at")) for r in filled) == [
+        start,
+        start + 10_000,
+        start + 20_000,
+    ]
+    assert len({r.header("scheduler-fire-id") for r in filled}) == 3
+
+
+def test_bad_recurring_commands_are_rejected_with_a_reason(scheduler_topics: SchedulerStack) -> None:
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-bad")
+    stack.start_instance()
+    bad = {
+        "bad-cron": [("scheduler-cron", b"61 * * * *")],
+        "bad-zone": [("scheduler-cron", b"0 2 * * *"), ("scheduler-timezone", b"Mars/Olympus")],
+        "too-often": [("scheduler-every-ms", b"10")],
+        "two-kinds": [("scheduler-every-ms", b"5000"), ("scheduler-cron", b"0 2 * * *")],
+        "pause-none": [("scheduler-control", b"pause")],
+    }
+    for sid, headers in bad.items():
+        full = headers if sid == "pause-none" else [("scheduler-target-topic", target.encode()), *headers]
+        send(stack, sid, full)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rejects = {r.key.decode(): r for r in read_all(stack.bootstrap, stack.settings.rejected) if r.key}
+        if set(bad) <= set(rejects):
+            break
+        time.sleep(0.3)
+    reasons = {sid: rejects[sid].header("scheduler-reject-reason") for sid in bad}
+    assert reasons == {
+        "bad-cron": "invalid_recurrence",
+        "bad-zone": "invalid_recurrence",
+        "too-often": "invalid_recurrence",
+        "two-kinds": "invalid_recurrence",
+        "pause-none": "not_recurring",
+    }, reasons
+    assert "Mars/Olympus" in rejects["bad-zone"].header("scheduler-reject-message")
+
+
+def test_each_occurrence_once_across_a_sigkill(scheduler_topics: SchedulerStack) -> None:
+    """Every 1 s under `all`: the owner is killed mid-run; its successor fires every occurrence, each once (the
+    fire and the next state record commit together, or neither does)."""
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-kill")
+    env = {"KAFKA_SCHEDULER_STATIC_MEMBERSHIP": "off"}
+    victim = stack.start_instance(**env)
+    tail = Tail(stack.bootstrap, target)
+    start = next_second()
+    ids = [f"k-{i}" for i in range(20)]
+    for sid in ids:
+        send(stack, sid, every(target, 1000, start, missed="all", max_runs="8"))
+    try:
+        tail.poll_until(lambda r: len(r) >= 40, 30, "2 rounds")
+        victim.kill()
+        stack.start_instance(**env)
+        got = tail.poll_until(lambda r: len(r) >= 160, 60, "8 occurrences of each")
+        got = tail.poll_for(1.5)
+    finally:
+        tail.close()
+    for sid in ids:
+        assert occurrences(got, sid) == [start + k * 1000 for k in range(8)], sid
+    assert_once_and_never_early(got)
