@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+import scheduler.model
 from scheduler._native import AvroError, ClientFast, Codec, UnknownFingerprint
 from scheduler._native import peek_due_ms as _peek_due_ms
 from scheduler.errors import CodecError, CorruptStateRecord
@@ -33,11 +34,17 @@ from scheduler.model import (
     HEADER_TARGET_KEY,
     HEADER_TARGET_PARTITION,
     HEADER_TARGET_TOPIC,
+    Backfill,
     Cancel,
     Command,
+    Control,
+    Done,
+    Pause,
+    Recurrence,
     Rejected,
     RejectReason,
     Relocated,
+    Resume,
     Schedule,
 )
 
@@ -51,6 +58,7 @@ __all__ = [
     "decode_command",
     "decode_state",
     "encode_cancel",
+    "encode_control",
     "encode_schedule",
     "encode_state",
     "intake",
@@ -78,7 +86,13 @@ _RFC3339_RE = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
-_CANCEL_NAME = "io.kafkascheduler.v1.Cancel"
+_CONTROL_RECORDS: dict[str, Callable[[dict[str, Any]], Command]] = {
+    "io.kafkascheduler.v1.Cancel": lambda b: Cancel(b["id"]),
+    "io.kafkascheduler.v1.Pause": lambda b: Pause(b["id"]),
+    "io.kafkascheduler.v1.Resume": lambda b: Resume(b["id"]),
+    "io.kafkascheduler.v1.Done": lambda b: Done(b["id"], b["fire_id"], b["finished_at"]),
+    "io.kafkascheduler.v1.Backfill": lambda b: Backfill(b["id"], b["from_ms"], b["to_ms"]),
+}
 
 
 def _schemas_dir() -> Path:
@@ -125,7 +139,7 @@ def _load(name: str) -> tuple[bytes, Any, dict[bytes, Any]]:
 COMMAND_FINGERPRINT, COMMAND_SCHEMA, _COMMAND_HISTORY = _load("command")
 STATE_FINGERPRINT, STATE_SCHEMA, _STATE_HISTORY = _load("state")
 # ValueError here (at import) if a schema file no longer matches the native layout: never a stale wire format.
-_CODEC = Codec(COMMAND_FINGERPRINT, STATE_FINGERPRINT, Schedule, Cancel)
+_CODEC = Codec(COMMAND_FINGERPRINT, STATE_FINGERPRINT, scheduler.model)
 
 
 class Consumed(Protocol):
@@ -164,6 +178,11 @@ def encode_cancel(schedule_id: str) -> bytes:
     return _CODEC.encode_cancel(schedule_id)
 
 
+def encode_control(command: Control) -> bytes:
+    """The Avro envelope value for a pause, resume, done or backfill; the record key is `command.id`."""
+    return _CODEC.encode_control(command)
+
+
 def encode_state(s: Schedule, version: int) -> bytes:
     """The state-topic record for a pending schedule; `version` is the input offset that created it."""
     return _CODEC.encode_state(s, version)
@@ -188,6 +207,11 @@ def _read_history(value: bytes, writer: Any, reader: Any) -> Any:
 
 def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None], ...]:
     return tuple((h["name"], h["value"]) for h in headers)
+
+
+def _recurrence_in(r: tuple[str, dict[str, Any]] | None) -> Recurrence | None:
+    """fastavro's (record name, fields) of a Recurrence; None also for a record of a writer without one."""
+    return None if r is None else Recurrence(**r[1])
 
 
 def decode_state(value: bytes) -> tuple[Schedule, int]:
@@ -238,6 +262,7 @@ def _decode_state(value: bytes) -> tuple[Schedule, int]:
         r["target_partition"],
         r["created_ms"],
         r["producer"],
+        _recurrence_in(r.get("recurrence")),
     )
     return schedule, r["version"]
 
@@ -350,15 +375,16 @@ def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
         return _reject(
             RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {command.id!r}"
         )
-    if isinstance(command, Cancel):
+    if not isinstance(command, Schedule):
         return command
     return _check_schedule(command, ts)
 
 
-def _read_command_history(value: bytes, writer: Any) -> Schedule | Cancel:
+def _read_command_history(value: bytes, writer: Any) -> Command:
     name, body = _read_history(value, writer, COMMAND_SCHEMA)["body"]
-    if name == _CANCEL_NAME:
-        return Cancel(body["id"])
+    control = _CONTROL_RECORDS.get(name)
+    if control is not None:
+        return control(body)
     return Schedule(
         body["id"],
         body["target_topic"],
@@ -369,6 +395,7 @@ def _read_command_history(value: bytes, writer: Any) -> Schedule | Cancel:
         body["target_partition"],
         body["created_at"],
         body["producer"],
+        _recurrence_in(body.get("recurrence")),
     )
 
 

@@ -215,6 +215,9 @@ def _intake(
             plan.cancelled += 1
             plan.state_writes[slot] = None
         return
+    if not isinstance(command, Schedule):  # a control command: the recurring intake is the coordinator's
+        plan.rejects.append(Reject(record, RejectReason.NOT_RECURRING, f"{command.id!r} is not recurring"))
+        return
     if state is None:
         state = encode_state(command, record.offset)
     refused = validate(command, len(state) + len(sid))
