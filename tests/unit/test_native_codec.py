@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scheduler import _native, codec, model
 from scheduler.errors import CorruptStateRecord
 from scheduler.model import (
+    PARKED_MS,
     Backfill,
     Cancel,
     Command,
@@ -246,11 +247,13 @@ def test_reads_match_fastavro(s: Schedule, version: int) -> None:
     assert codec.decode_state(state) == ref_decode_state(state) == (s, version)
     envelope = ref_encode_schedule(s)
     decoded = codec.decode_command(s.id.encode(), envelope, None, NOW)
-    assert (
-        decoded == s
-        if s.due_ms <= NOW + codec.HORIZON_MS
-        else decoded.reason is RejectReason.DUE_OUT_OF_RANGE
-    )  # type: ignore[union-attr]
+    r = s.recurrence
+    if r is not None and sum(kind is not None for kind in (r.cron, r.every_ms, r.after_ms)) != 1:
+        assert isinstance(decoded, Rejected) and decoded.reason is RejectReason.INVALID_RECURRENCE
+    elif s.due_ms <= NOW + codec.HORIZON_MS or (r is not None and s.due_ms == PARKED_MS):
+        assert decoded == s
+    else:
+        assert isinstance(decoded, Rejected) and decoded.reason is RejectReason.DUE_OUT_OF_RANGE
     assert _native_envelope(envelope) == ref_decode_envelope(envelope) == s
 
 

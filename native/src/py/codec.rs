@@ -500,8 +500,15 @@ impl Codec {
             return Ok(None);
         };
         let value = record.getattr(intern!(py, "value"))?;
+        let headers = record.getattr(intern!(py, "headers"))?;
         if value.is_none() {
-            return Ok(Some(self.cancel_cls.bind(py).call1((sid,))?));
+            // a tombstone is a cancel, unless its headers make it a control command: Python reads them
+            let bare = headers.is_none() || headers.len().is_ok_and(|n| n == 0);
+            return Ok(if bare {
+                Some(self.cancel_cls.bind(py).call1((sid,))?)
+            } else {
+                None
+            });
         }
         let Ok(value) = value.cast_into::<PyBytes>() else {
             return Ok(None);
@@ -510,7 +517,6 @@ impl Codec {
         if value.len() < 2 || value[..2] != codec::MAGIC {
             return Ok(None);
         }
-        let headers = record.getattr(intern!(py, "headers"))?;
         if !headers.is_none() {
             let Ok(list) = headers.cast_into::<PyList>() else {
                 return Ok(None);
