@@ -15,6 +15,7 @@ from scheduler.errors import (
     DeliveryError,
     InvalidDeliverAt,
     InvalidHeaders,
+    InvalidRecurrence,
     InvalidScheduleId,
     InvalidTopic,
     KafkaFatalError,
@@ -25,7 +26,7 @@ from scheduler.errors import (
     UnknownTargetTopic,
     ValidationError,
 )
-from scheduler.model import Cancel, Schedule
+from scheduler.model import Backfill, Cancel, Done, Missed, Overlap, Pause, Recurrence, Resume, Schedule
 
 if TYPE_CHECKING:
     from scheduler.aio import AsyncSchedulerClient
@@ -40,6 +41,7 @@ _LAZY = {
 
 __all__ = [
     "AsyncSchedulerClient",
+    "Backfill",
     "Cancel",
     "ClientSettings",
     "ClusterUnreachable",
@@ -47,13 +49,20 @@ __all__ = [
     "ConfigError",
     "CorruptStateRecord",
     "DeliveryError",
+    "Done",
     "InvalidDeliverAt",
     "InvalidHeaders",
+    "InvalidRecurrence",
     "InvalidScheduleId",
     "InvalidTopic",
     "KafkaFatalError",
     "LocalBrokerError",
+    "Missed",
+    "Overlap",
+    "Pause",
     "PayloadTooLarge",
+    "Recurrence",
+    "Resume",
     "Schedule",
     "SchedulerClient",
     "SchedulerError",

@@ -14,16 +14,22 @@ from scheduler import codec
 from scheduler.client import (
     TARGET_CHECK_TIMEOUT_S,
     ClientCore,
+    Duration,
     HeadersIn,
+    Instant,
+    RecurrenceArgs,
     ScheduleOptions,
     When,
+    backfill_command,
     check_id,
+    done_command,
+    recurrence_args,
     schedule_options,
 )
 from scheduler.config import ClientSettings
 from scheduler.errors import DeliveryError
 from scheduler.kafka.clients import create
-from scheduler.model import Schedule
+from scheduler.model import Missed, Overlap, Pause, Resume, Schedule
 
 __all__ = ["AsyncSchedulerClient"]
 
@@ -72,8 +78,56 @@ class AsyncSchedulerClient:
         future.add_done_callback(lambda f: self._on_done(key, f))
         return schedule
 
-    async def _prepare(self, schedule_id: str, options: ScheduleOptions) -> tuple[Schedule, bytes, bytes]:
-        prepared = self._core.prepare(schedule_id, options)
+    async def schedule_recurring(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        cron: str | None = None,
+        every: Duration | None = None,
+        after: Duration | None = None,
+        timezone: str = "UTC",
+        starts_at: Instant | None = None,
+        ends_at: Instant | None = None,
+        max_runs: int | None = None,
+        missed: Missed | str = Missed.LATEST,
+        overlap: Overlap | str = Overlap.ALLOW,
+        catch_up: Duration | None = None,
+        paused: bool = False,
+        key: bytes | str | None = None,
+        headers: HeadersIn = None,
+        partition: int | None = None,
+    ) -> Schedule:
+        """Queue a recurring schedule (same id = replace); the options are SchedulerClient.schedule_recurring()'s."""
+        options = schedule_options(topic, value, key, headers, None, None, partition)
+        spec = recurrence_args(
+            cron, every, after, timezone, (starts_at, ends_at, max_runs), (missed, overlap, catch_up), paused
+        )
+        schedule, record_key, record_value = await self._prepare(schedule_id, options, spec)
+        await self._produce(record_key, record_value)
+        return schedule
+
+    async def pause(self, schedule_id: str) -> None:
+        """Hold recurring schedule `schedule_id`: nothing fires until resume()."""
+        await self._produce(*self._core.control(Pause(schedule_id)))
+
+    async def resume(self, schedule_id: str) -> None:
+        """Go on from the next future occurrence (none of those while paused fire)."""
+        await self._produce(*self._core.control(Resume(schedule_id)))
+
+    async def done(self, schedule_id: str, fire_id: str, finished_at: Instant | None = None) -> None:
+        """Report occurrence `fire_id` finished; SchedulerClient.done()'s."""
+        await self._produce(*self._core.control(done_command(schedule_id, fire_id, finished_at)))
+
+    async def backfill(self, schedule_id: str, from_: Instant, to: Instant) -> None:
+        """Fire now the occurrences nominally in [from_, to]; SchedulerClient.backfill()'s."""
+        await self._produce(*self._core.control(backfill_command(schedule_id, from_, to)))
+
+    async def _prepare(
+        self, schedule_id: str, options: ScheduleOptions, spec: RecurrenceArgs | None = None
+    ) -> tuple[Schedule, bytes, bytes]:
+        prepared = self._core.prepare(schedule_id, options, spec)
         if prepared.lookup is not None:
             self._core.learn_target(prepared.lookup, await self._metadata(prepared.lookup))
         self._core.accepted(prepared.schedule.target_topic)

@@ -16,6 +16,7 @@ from scheduler.errors import (
     DeliveryError,
     InvalidDeliverAt,
     InvalidHeaders,
+    InvalidRecurrence,
     InvalidScheduleId,
     InvalidTopic,
     PayloadTooLarge,
@@ -24,17 +25,34 @@ from scheduler.errors import (
 )
 from scheduler.kafka.clients import LIBRDKAFKA_LOG, create
 from scheduler.known_topics import KnownTopics, TopicState
-from scheduler.model import Headers, RejectReason, Schedule
+from scheduler.model import (
+    Backfill,
+    Control,
+    Done,
+    Headers,
+    Missed,
+    Overlap,
+    Pause,
+    RejectReason,
+    Resume,
+    Schedule,
+)
+from scheduler.recurrence_args import Duration, Instant, RecurrenceArgs, instant_ms, recurrence
 from scheduler.settings import forbidden_target
 
 __all__ = [
     "ClientCore",
     "DeliveryLatch",
+    "Duration",
     "HeadersIn",
+    "Instant",
     "Prepared",
+    "RecurrenceArgs",
     "ScheduleOptions",
     "SchedulerClient",
     "When",
+    "backfill_command",
+    "done_command",
 ]
 
 HeadersIn = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str | None]] | None
@@ -238,21 +256,7 @@ class ClientCore:
         """
         record_key = check_id(schedule_id)
         now = now_ms()
-        payload = value if value is None or type(value) is bytes else _as_bytes(value, "value")
-        target_key = key if key is None or type(key) is bytes else _as_bytes(key, "key")
-        hdrs = () if headers is None else _headers(headers)
-        if type(topic) is not str or topic not in self._allowed:
-            _check_target(topic, self._own)
-            if len(self._allowed) < CHECKED_TARGETS_MAX:
-                self._allowed.add(topic)
-        size = len(payload or b"") + len(target_key or b"")
-        if hdrs:
-            size += sum(len(n) + len(v or b"") for n, v in hdrs)
-        if size > self._max_payload:
-            raise PayloadTooLarge(
-                f"payload, key and headers are {size} bytes, over max_payload_bytes="
-                f"{self._max_payload}: store the data elsewhere and schedule a reference to it"
-            )
+        payload, target_key, hdrs = self._message(topic, value, key, headers)
         horizon = self._horizon_ms
         if at is None and type(delay) is timedelta and 0 <= (ms := delay // _ONE_MS) <= horizon:
             due = now + ms
@@ -273,15 +277,72 @@ class ClientCore:
         )
         return schedule, record_key, codec.encode_schedule(schedule)
 
+    def _message(
+        self, topic: str, value: bytes | str | None, key: bytes | str | None, headers: HeadersIn
+    ) -> tuple[bytes | None, bytes | None, Headers]:
+        """The checked target and the fired message's payload, key and headers (within the size limit)."""
+        payload = value if value is None or type(value) is bytes else _as_bytes(value, "value")
+        target_key = key if key is None or type(key) is bytes else _as_bytes(key, "key")
+        hdrs = () if headers is None else _headers(headers)
+        if type(topic) is not str or topic not in self._allowed:
+            _check_target(topic, self._own)
+            if len(self._allowed) < CHECKED_TARGETS_MAX:
+                self._allowed.add(topic)
+        size = len(payload or b"") + len(target_key or b"")
+        if hdrs:
+            size += sum(len(n) + len(v or b"") for n, v in hdrs)
+        if size > self._max_payload:
+            raise PayloadTooLarge(
+                f"payload, key and headers are {size} bytes, over max_payload_bytes="
+                f"{self._max_payload}: store the data elsewhere and schedule a reference to it"
+            )
+        return payload, target_key, hdrs
+
+    def build_recurring(
+        self, schedule_id: str, options: ScheduleOptions, spec: RecurrenceArgs
+    ) -> tuple[Schedule, bytes, bytes]:
+        """`build` for a recurring schedule: due at the record time (the scheduler arms its first occurrence)."""
+        record_key = check_id(schedule_id)
+        if options.get("at") is not None or options.get("delay") is not None:
+            raise InvalidRecurrence("a recurring schedule takes starts_at=, not at= or delay=")
+        payload, target_key, hdrs = self._message(
+            options["topic"], options["value"], options.get("key"), options.get("headers")
+        )
+        now = now_ms()
+        schedule = Schedule(
+            schedule_id,
+            options["topic"],
+            now,
+            payload,
+            target_key,
+            hdrs,
+            _check_partition(options.get("partition")),
+            now,
+            self._producer_name,
+            recurrence(spec),
+        )
+        return schedule, record_key, codec.encode_schedule(schedule)
+
+    def control(self, command: Control) -> tuple[bytes, bytes]:
+        """The record (key, value) of a pause, resume, done or backfill; raises before anything is sent."""
+        self.check_open()
+        return check_id(command.id), codec.encode_control(command)
+
     def check_open(self) -> None:
         if self.closed:
             raise SchedulerError("the client is closed: create a new one")
         self.latch.raise_if_failed()
 
-    def prepare(self, schedule_id: str, options: ScheduleOptions) -> Prepared:
-        """Everything before the I/O, for both faces: open, valid, encoded, and the target to look up if any."""
+    def prepare(
+        self, schedule_id: str, options: ScheduleOptions, spec: RecurrenceArgs | None = None
+    ) -> Prepared:
+        """Everything before the I/O, for both faces: open, valid, encoded, and the target to look up if any;
+        with a `spec`, a recurring schedule."""
         self.check_open()
-        schedule, record_key, record_value = self.build(schedule_id, **options)
+        if spec is None:
+            schedule, record_key, record_value = self.build(schedule_id, **options)
+        else:
+            schedule, record_key, record_value = self.build_recurring(schedule_id, options, spec)
         topic = schedule.target_topic
         lookup = self.targets is not None and self.targets.needs_lookup(topic)
         return Prepared(schedule, record_key, record_value, topic if lookup else None)
@@ -311,6 +372,55 @@ class ScheduleOptions(TypedDict, total=False):
     at: When
     delay: timedelta | None
     partition: int | None
+
+
+def recurrence_args(
+    cron: str | None,
+    every: Duration | None,
+    after: Duration | None,
+    timezone: str,
+    window: tuple[Instant | None, Instant | None, int | None],
+    policy: tuple[Missed | str, Overlap | str, Duration | None],
+    paused: bool,
+) -> RecurrenceArgs:
+    """schedule_recurring()'s keywords (both faces): window = (starts_at, ends_at, max_runs), policy =
+    (missed, overlap, catch_up)."""
+    starts_at, ends_at, max_runs = window
+    missed, overlap, catch_up = policy
+    return {
+        "cron": cron,
+        "every": every,
+        "after": after,
+        "timezone": timezone,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "max_runs": max_runs,
+        "missed": missed,
+        "overlap": overlap,
+        "catch_up": catch_up,
+        "paused": paused,
+    }
+
+
+def done_command(schedule_id: str, fire_id: str, finished_at: Instant | None) -> Done:
+    """`done()`'s command: `fire_id` is an occurrence of `schedule_id` ("<id>@<version>/<occurrence>")."""
+    if not isinstance(fire_id, str) or fire_id.rsplit("@", 1)[0] != schedule_id or "@" not in fire_id:
+        raise InvalidRecurrence(
+            f"fire id {_short(fire_id)} is not one of {_short(schedule_id)}'s: pass the fired record's "
+            "scheduler-await-done (or scheduler-fire-id) header as it came"
+        )
+    finished = instant_ms(finished_at, "finished_at")
+    return Done(schedule_id, fire_id, now_ms() if finished is None else finished)
+
+
+def backfill_command(schedule_id: str, from_: Instant, to: Instant) -> Backfill:
+    """`backfill()`'s command: the occurrences nominally in [from_, to]."""
+    start, end = instant_ms(from_, "from_"), instant_ms(to, "to")
+    if start is None or end is None:
+        raise InvalidRecurrence("backfill needs from_ and to (aware datetimes or epoch ms)")
+    if end < start:
+        raise InvalidRecurrence(f"backfill to={end} is before from_={start}")
+    return Backfill(schedule_id, start, end)
 
 
 def schedule_options(
@@ -406,8 +516,65 @@ class SchedulerClient:
         self._poll(0)  # serve delivery reports (failures only) and librdkafka's callbacks
         return schedule
 
-    def _prepare(self, schedule_id: str, options: ScheduleOptions) -> tuple[Schedule, bytes, bytes]:
-        prepared = self._core.prepare(schedule_id, options)
+    def schedule_recurring(
+        self,
+        schedule_id: str,
+        *,
+        topic: str,
+        value: bytes | str | None,
+        cron: str | None = None,
+        every: Duration | None = None,
+        after: Duration | None = None,
+        timezone: str = "UTC",
+        starts_at: Instant | None = None,
+        ends_at: Instant | None = None,
+        max_runs: int | None = None,
+        missed: Missed | str = Missed.LATEST,
+        overlap: Overlap | str = Overlap.ALLOW,
+        catch_up: Duration | None = None,
+        paused: bool = False,
+        key: bytes | str | None = None,
+        headers: HeadersIn = None,
+        partition: int | None = None,
+    ) -> Schedule:
+        """Send a recurring schedule (same id = replace); each occurrence fires once. Delivery: flush().
+
+        Exactly one of cron (an expression in `timezone`: 5 fields, 6 with seconds first, or an @alias), every
+        (fixed rate) or after (fixed delay after the previous occurrence is reported done); durations are
+        timedeltas or ms, instants aware datetimes or epoch ms. Options: starts_at / ends_at (no occurrence
+        outside), max_runs, missed (skip | latest | all), overlap (allow | skip | buffer_one; cron and every),
+        catch_up (how far back `all` goes; default the scheduler's), paused (armed but held until resume()).
+        The message options are schedule()'s.
+        """
+        options = schedule_options(topic, value, key, headers, None, None, partition)
+        spec = recurrence_args(
+            cron, every, after, timezone, (starts_at, ends_at, max_runs), (missed, overlap, catch_up), paused
+        )
+        prepared = self._prepare(schedule_id, options, spec)
+        self._produce(prepared[1], prepared[2])
+        return prepared[0]
+
+    def pause(self, schedule_id: str) -> None:
+        """Hold recurring schedule `schedule_id`: nothing fires until resume()."""
+        self._produce(*self._core.control(Pause(schedule_id)))
+
+    def resume(self, schedule_id: str) -> None:
+        """Go on from the next future occurrence (none of those while paused fire, none count as skipped)."""
+        self._produce(*self._core.control(Resume(schedule_id)))
+
+    def done(self, schedule_id: str, fire_id: str, finished_at: Instant | None = None) -> None:
+        """Report occurrence `fire_id` finished (the consumer framework does this for you): an `after` schedule
+        arms its next occurrence, an overlap policy lets the next one fire."""
+        self._produce(*self._core.control(done_command(schedule_id, fire_id, finished_at)))
+
+    def backfill(self, schedule_id: str, from_: Instant, to: Instant) -> None:
+        """Fire now, on purpose, the occurrences nominally in [from_, to] (each marked scheduler-backfill)."""
+        self._produce(*self._core.control(backfill_command(schedule_id, from_, to)))
+
+    def _prepare(
+        self, schedule_id: str, options: ScheduleOptions, spec: RecurrenceArgs | None = None
+    ) -> tuple[Schedule, bytes, bytes]:
+        prepared = self._core.prepare(schedule_id, options, spec)
         if prepared.lookup is not None:
             self._core.learn_target(prepared.lookup, self._metadata(prepared.lookup))
         self._core.accepted(prepared.schedule.target_topic)

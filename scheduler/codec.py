@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,10 +19,24 @@ from typing import Any, Protocol
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+import scheduler.model
 from scheduler._native import AvroError, ClientFast, Codec, UnknownFingerprint
 from scheduler._native import peek_due_ms as _peek_due_ms
 from scheduler.errors import CodecError, CorruptStateRecord
+from scheduler.headers import (
+    DUE_HEADERS,
+    RECURRENCE_HEADERS,
+    Refused,
+    control_command,
+    integer,
+    recurrence,
+    recurrence_headers,
+    recurring_due,
+    single,
+    time_ms,
+)
 from scheduler.model import (
+    HEADER_CONTROL,
     HEADER_DELAY_MS,
     HEADER_DELIVER_AT,
     HEADER_EPOCH,
@@ -33,11 +46,18 @@ from scheduler.model import (
     HEADER_TARGET_KEY,
     HEADER_TARGET_PARTITION,
     HEADER_TARGET_TOPIC,
+    PARKED_MS,
+    Backfill,
     Cancel,
     Command,
+    Control,
+    Done,
+    Pause,
+    Recurrence,
     Rejected,
     RejectReason,
     Relocated,
+    Resume,
     Schedule,
 )
 
@@ -51,6 +71,7 @@ __all__ = [
     "decode_command",
     "decode_state",
     "encode_cancel",
+    "encode_control",
     "encode_schedule",
     "encode_state",
     "intake",
@@ -64,21 +85,28 @@ HEADER_LEN = 10  # magic + 8-byte fingerprint
 MAX_ID_BYTES = 255
 MAX_MESSAGE_CHARS = 1024
 HORIZON_MS = 36525 * 86_400_000  # 100 years: anything later is a unit mix-up, not a plan
-DUE_HEADERS = (HEADER_DELIVER_AT, HEADER_DELAY_MS, HEADER_EPOCH)
 # the scheduler's own, on `scheduled`
 ROUTING_HEADERS = (HEADER_FORWARDED_FROM, HEADER_FORWARDED_TIMESTAMP, HEADER_RELOCATED_FROM)
 CONTROL_HEADERS = frozenset(
-    (HEADER_TARGET_TOPIC, HEADER_TARGET_KEY, HEADER_TARGET_PARTITION, *DUE_HEADERS, *ROUTING_HEADERS)
+    (
+        HEADER_TARGET_TOPIC,
+        HEADER_TARGET_KEY,
+        HEADER_TARGET_PARTITION,
+        *DUE_HEADERS,
+        *ROUTING_HEADERS,
+        *RECURRENCE_HEADERS,
+    )
 )
 ETF1_CONTROL_HEADERS = frozenset((HEADER_EPOCH, HEADER_TARGET_TOPIC, HEADER_TARGET_KEY))
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
-_RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_CANCEL_NAME = "io.kafkascheduler.v1.Cancel"
+_CONTROL_RECORDS: dict[str, Callable[[dict[str, Any]], Command]] = {
+    "io.kafkascheduler.v1.Cancel": lambda b: Cancel(b["id"]),
+    "io.kafkascheduler.v1.Pause": lambda b: Pause(b["id"]),
+    "io.kafkascheduler.v1.Resume": lambda b: Resume(b["id"]),
+    "io.kafkascheduler.v1.Done": lambda b: Done(b["id"], b["fire_id"], b["finished_at"]),
+    "io.kafkascheduler.v1.Backfill": lambda b: Backfill(b["id"], b["from_ms"], b["to_ms"]),
+}
 
 
 def _schemas_dir() -> Path:
@@ -125,7 +153,7 @@ def _load(name: str) -> tuple[bytes, Any, dict[bytes, Any]]:
 COMMAND_FINGERPRINT, COMMAND_SCHEMA, _COMMAND_HISTORY = _load("command")
 STATE_FINGERPRINT, STATE_SCHEMA, _STATE_HISTORY = _load("state")
 # ValueError here (at import) if a schema file no longer matches the native layout: never a stale wire format.
-_CODEC = Codec(COMMAND_FINGERPRINT, STATE_FINGERPRINT, Schedule, Cancel)
+_CODEC = Codec(COMMAND_FINGERPRINT, STATE_FINGERPRINT, scheduler.model)
 
 
 class Consumed(Protocol):
@@ -164,6 +192,11 @@ def encode_cancel(schedule_id: str) -> bytes:
     return _CODEC.encode_cancel(schedule_id)
 
 
+def encode_control(command: Control) -> bytes:
+    """The Avro envelope value for a pause, resume, done or backfill; the record key is `command.id`."""
+    return _CODEC.encode_control(command)
+
+
 def encode_state(s: Schedule, version: int) -> bytes:
     """The state-topic record for a pending schedule; `version` is the input offset that created it."""
     return _CODEC.encode_state(s, version)
@@ -188,6 +221,11 @@ def _read_history(value: bytes, writer: Any, reader: Any) -> Any:
 
 def _headers_in(headers: list[dict[str, Any]]) -> tuple[tuple[str, bytes | None], ...]:
     return tuple((h["name"], h["value"]) for h in headers)
+
+
+def _recurrence_in(r: tuple[str, dict[str, Any]] | None) -> Recurrence | None:
+    """fastavro's (record name, fields) of a Recurrence; None also for a record of a writer without one."""
+    return None if r is None else Recurrence(**r[1])
 
 
 def decode_state(value: bytes) -> tuple[Schedule, int]:
@@ -238,6 +276,7 @@ def _decode_state(value: bytes) -> tuple[Schedule, int]:
         r["target_partition"],
         r["created_ms"],
         r["producer"],
+        _recurrence_in(r.get("recurrence")),
     )
     return schedule, r["version"]
 
@@ -251,7 +290,8 @@ def peek_due_ms(value: bytes) -> int:
 
 
 def to_header_protocol(s: Schedule) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
-    """What kcat or a Java producer sends for `s`: (value, headers), with the id as the record key."""
+    """What kcat or a Java producer sends for `s`: (value, headers), with the id as the record key (a recurring
+    schedule's kind and options instead of a due time: the scheduler arms it from the record time)."""
     if s.payload is None:
         raise CodecError("a null value is a cancel in the header protocol: send b'' or use the Avro envelope")
     clash = [name for name, _ in s.headers if name in CONTROL_HEADERS]
@@ -262,7 +302,13 @@ def to_header_protocol(s: Schedule) -> tuple[bytes | None, list[tuple[str, bytes
         headers.append((HEADER_TARGET_KEY, s.target_key))
     if s.target_partition is not None:
         headers.append((HEADER_TARGET_PARTITION, str(s.target_partition).encode()))
-    headers.append((HEADER_DELIVER_AT, str(s.due_ms).encode()))
+    if s.recurrence is None:
+        headers.append((HEADER_DELIVER_AT, str(s.due_ms).encode()))
+    else:
+        try:
+            headers.extend(recurrence_headers(s.recurrence))
+        except ValueError as exc:
+            raise CodecError(str(exc)) from None
     headers.extend(s.headers)
     return s.payload, headers
 
@@ -295,9 +341,9 @@ def _decode_command(
         sid = key.decode()
     except UnicodeDecodeError:
         return Rejected(RejectReason.INVALID_KEY, "the key is not UTF-8: the schedule id must be UTF-8 text")
-    if value is None:
-        return Cancel(sid)
-    return _decode_value(sid, value, headers, ts)
+    if value is None and not any(name == HEADER_CONTROL for name, _ in headers):
+        return Cancel(sid)  # a tombstone is a cancel (etf1's convention), unless it is a control command
+    return _decode_value(sid, value or b"", headers, ts)
 
 
 def _decode_value(
@@ -308,7 +354,7 @@ def _decode_value(
     names = {name for name, _ in headers} if headers else set()
     if HEADER_FORWARDED_TIMESTAMP in names:
         ts = _forwarded_timestamp(headers, ts)
-    if value[:2] != MAGIC or HEADER_TARGET_TOPIC in names:
+    if value[:2] != MAGIC or HEADER_TARGET_TOPIC in names or HEADER_CONTROL in names:
         return _decode_header_protocol(sid, value, headers, ts)
     command = _decode_envelope(sid, value, ts)
     if HEADER_RELOCATED_FROM in names and isinstance(command, Schedule):
@@ -350,15 +396,16 @@ def _decode_envelope(sid: str, value: bytes, ts: int) -> Command | Rejected:
         return _reject(
             RejectReason.INVALID_KEY, sid, f"key {sid!r} differs from the envelope's id {command.id!r}"
         )
-    if isinstance(command, Cancel):
+    if not isinstance(command, Schedule):
         return command
     return _check_schedule(command, ts)
 
 
-def _read_command_history(value: bytes, writer: Any) -> Schedule | Cancel:
+def _read_command_history(value: bytes, writer: Any) -> Command:
     name, body = _read_history(value, writer, COMMAND_SCHEMA)["body"]
-    if name == _CANCEL_NAME:
-        return Cancel(body["id"])
+    control = _CONTROL_RECORDS.get(name)
+    if control is not None:
+        return control(body)
     return Schedule(
         body["id"],
         body["target_topic"],
@@ -369,18 +416,25 @@ def _read_command_history(value: bytes, writer: Any) -> Schedule | Cancel:
         body["target_partition"],
         body["created_at"],
         body["producer"],
+        _recurrence_in(body.get("recurrence")),
     )
 
 
 def _check_schedule(s: Schedule, ts: int) -> Schedule | Rejected:
-    """The checks every form shares: a legal target, a sane partition, a due time within the horizon."""
+    """The checks every form shares: a legal target, a sane partition, a due time within the horizon (or parked:
+    a relocated recurring schedule's), exactly one kind of recurrence."""
     if not is_legal_topic(s.target_topic):
         return _reject(
             RejectReason.INVALID_TARGET_TOPIC, s.id, f"{s.target_topic!r} is not a legal topic name"
         )
     if s.target_partition is not None and s.target_partition < 0:
         return _reject(RejectReason.INVALID_TARGET_TOPIC, s.id, f"target partition {s.target_partition} < 0")
-    if not 0 <= s.due_ms <= ts + HORIZON_MS:
+    r = s.recurrence
+    if r is not None and sum(kind is not None for kind in (r.cron, r.every_ms, r.after_ms)) != 1:
+        return _reject(
+            RejectReason.INVALID_RECURRENCE, s.id, "a recurrence has exactly one of cron, every_ms, after_ms"
+        )
+    if not 0 <= s.due_ms <= ts + HORIZON_MS and not (r is not None and s.due_ms == PARKED_MS):
         return _reject(
             RejectReason.DUE_OUT_OF_RANGE,
             s.id,
@@ -405,25 +459,15 @@ def _split_headers(
     return control, passthrough
 
 
-def _single(control: dict[str, list[bytes | None]], name: str) -> bytes | None:
-    values = control.get(name, [])
-    if len(values) > 1:
-        raise _Refused(RejectReason.INVALID_TARGET_TOPIC, f"header {name} given {len(values)} times")
-    return values[0] if values else None
-
-
-class _Refused(Exception):
-    """Internal short-cut from a helper to a Rejected."""
-
-    def __init__(self, reason: RejectReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 def _decode_header_protocol(
     sid: str, value: bytes, headers: Sequence[tuple[str, bytes | None]], ts: int
 ) -> Command | Rejected:
     control, passthrough = _split_headers(headers)
+    if HEADER_CONTROL in control:
+        try:
+            return control_command(sid, control, headers, ts)
+        except Refused as refused:
+            return _reject(refused.reason, sid, str(refused))
     if not control.get(HEADER_TARGET_TOPIC):
         return _reject(
             RejectReason.MISSING_TARGET_TOPIC,
@@ -431,11 +475,12 @@ def _decode_header_protocol(
             f"no {HEADER_TARGET_TOPIC} header and no Avro envelope: say where to deliver",
         )
     try:
-        topic = _single(control, HEADER_TARGET_TOPIC)
-        target_key = _single(control, HEADER_TARGET_KEY)
-        partition = _parse_partition(_single(control, HEADER_TARGET_PARTITION))
-        due = _parse_due(control, ts)
-    except _Refused as refused:
+        topic = single(control, HEADER_TARGET_TOPIC)
+        target_key = single(control, HEADER_TARGET_KEY)
+        partition = _parse_partition(single(control, HEADER_TARGET_PARTITION))
+        repeat = recurrence(control)
+        due = _parse_due(control, ts) if repeat is None else recurring_due(control, ts)
+    except Refused as refused:
         return _reject(refused.reason, sid, str(refused))
     if topic is None:
         return _reject(RejectReason.INVALID_TARGET_TOPIC, sid, f"{HEADER_TARGET_TOPIC} is null")
@@ -448,15 +493,9 @@ def _decode_header_protocol(
         headers=tuple(passthrough),
         target_partition=partition,
         created_ms=ts,
+        recurrence=repeat,
     )
     return _check_schedule(schedule, ts)
-
-
-def _int(raw: bytes | None, name: str) -> int:
-    text = raw.decode("ascii", errors="replace") if raw is not None else ""
-    if not _INT_RE.fullmatch(text):
-        raise _Refused(RejectReason.INVALID_DUE, f"{name} must be an integer, got {text!r}")
-    return int(text)
 
 
 def _parse_partition(raw: bytes | None) -> int | None:
@@ -464,7 +503,7 @@ def _parse_partition(raw: bytes | None) -> int | None:
         return None
     text = raw.decode("ascii", errors="replace")
     if not _INT_RE.fullmatch(text) or not 0 <= int(text) < 2**31:
-        raise _Refused(RejectReason.INVALID_TARGET_TOPIC, f"{HEADER_TARGET_PARTITION} {text!r} is not >= 0")
+        raise Refused(RejectReason.INVALID_TARGET_TOPIC, f"{HEADER_TARGET_PARTITION} {text!r} is not >= 0")
     return int(text)
 
 
@@ -473,38 +512,15 @@ def _parse_due(control: dict[str, list[bytes | None]], ts: int) -> int:
     given = [(name, raw) for name in DUE_HEADERS for raw in control.get(name, ())]
     if len(given) != 1:
         names = ", ".join(name for name, _ in given) or "none"
-        raise _Refused(
+        raise Refused(
             RejectReason.INVALID_DUE, f"exactly one of {', '.join(DUE_HEADERS)} is needed; got {names}"
         )
     name, raw = given[0]
     if name == HEADER_EPOCH:
-        return _int(raw, name) * 1000
+        return integer(raw, name) * 1000
     if name == HEADER_DELAY_MS:
-        delay = _int(raw, name)
+        delay = integer(raw, name)
         if delay < 0:
-            raise _Refused(RejectReason.INVALID_DUE, f"{name} is negative: {delay}")
+            raise Refused(RejectReason.INVALID_DUE, f"{name} is negative: {delay}")
         return ts + delay
-    text = raw.decode("ascii", errors="replace") if raw is not None else ""
-    return int(text) if _INT_RE.fullmatch(text) else _rfc3339_ms(text)
-
-
-def _rfc3339_ms(text: str) -> int:
-    match = _RFC3339_RE.fullmatch(text)
-    if match is None:
-        raise _Refused(
-            RejectReason.INVALID_DUE, f"{HEADER_DELIVER_AT} {text!r} is neither epoch ms nor RFC 3339"
-        )
-    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
-    if zulu is None and sign is None:
-        raise _Refused(
-            RejectReason.INVALID_DUE, f"{HEADER_DELIVER_AT} {text!r} has no offset: add Z or +hh:mm"
-        )
-    offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0)) * (-1 if sign == "-" else 1)
-    try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset)
-        )
-    except ValueError as exc:
-        raise _Refused(RejectReason.INVALID_DUE, f"{HEADER_DELIVER_AT} {text!r}: {exc}") from exc
-    millis = int((frac or "0")[:3].ljust(3, "0"))
-    return (moment - _EPOCH) // _ONE_MS + millis
+    return time_ms(raw, name)

@@ -7,6 +7,7 @@ SchedulerError
 │   ├── InvalidTopic
 │   │   └── UnknownTargetTopic  the target topic does not exist on the cluster (checked at schedule())
 │   ├── InvalidDeliverAt        naive datetime, both/neither of at and delay, beyond the horizon
+│   ├── InvalidRecurrence       not exactly one of cron/every/after, a bad option, ends before it starts
 │   ├── PayloadTooLarge
 │   └── InvalidHeaders
 ├── DeliveryError               the broker did not take a command (latched, raised at the next call)
@@ -30,6 +31,7 @@ __all__ = [
     "DeliveryError",
     "InvalidDeliverAt",
     "InvalidHeaders",
+    "InvalidRecurrence",
     "InvalidScheduleId",
     "InvalidTopic",
     "KafkaFatalError",
@@ -83,6 +85,12 @@ class InvalidDeliverAt(ValidationError):
     """The due time is naive, ambiguous, negative or beyond the horizon."""
 
     reason = RejectReason.INVALID_DUE
+
+
+class InvalidRecurrence(ValidationError):
+    """A recurring schedule's spec is wrong in a way the client can see (the scheduler checks the rest)."""
+
+    reason = RejectReason.INVALID_RECURRENCE
 
 
 class PayloadTooLarge(ValidationError):

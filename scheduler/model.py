@@ -194,6 +194,7 @@ class Schedule:
     target_partition: int | None = None
     created_ms: int = 0
     producer: str | None = None
+    recurrence: Recurrence | None = None  # a recurring schedule (due_ms: the armed occurrence, once in state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ class Backfill:
 
 # Commands for a recurring schedule that exists: they change its state record, never create one.
 Control = Pause | Resume | Done | Backfill
-Command = Schedule | Cancel | Relocated
+Command = Schedule | Cancel | Relocated | Pause | Resume | Done | Backfill
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,24 +17,45 @@ pub const HEADER_LEN: usize = 10;
 pub const COMMAND_CANONICAL: &str = concat!(
     r#"{"name":"io.kafkascheduler.v1.Command","type":"record","fields":[{"name":"body","type":[{"name":"#,
     r#""io.kafkascheduler.v1.Schedule","type":"record","fields":[{"name":"id","type":"string"},{"name":"#,
-    r#""target_topic","type":"string"},{"name":"target_key","type":["null","bytes"]},{"name":"#,
-    r#""target_partition","type":["null","int"]},{"name":"payload","type":["null","bytes"]},{"name":"#,
-    r#""headers","type":{"type":"array","items":{"name":"io.kafkascheduler.v1.Header","type":"record","#,
-    r#""fields":[{"name":"name","type":"string"},{"name":"value","type":["null","bytes"]}]}}},{"name":"#,
-    r#""deliver_at","type":"long"},{"name":"created_at","type":"long"},{"name":"producer","type":["null","#,
-    r#""string"]}]},{"name":"io.kafkascheduler.v1.Cancel","type":"record","fields":[{"name":"id","type":"#,
-    r#""string"}]}]}]}"#
+    r#""target_topic","type":"string"},{"name":"target_key","type":["null","bytes"]},{"name":"target_pa"#,
+    r#"rtition","type":["null","int"]},{"name":"payload","type":["null","bytes"]},{"name":"headers","ty"#,
+    r#"pe":{"type":"array","items":{"name":"io.kafkascheduler.v1.Header","type":"record","fields":[{"na"#,
+    r#"me":"name","type":"string"},{"name":"value","type":["null","bytes"]}]}}},{"name":"deliver_at","t"#,
+    r#"ype":"long"},{"name":"created_at","type":"long"},{"name":"producer","type":["null","string"]},{""#,
+    r#"name":"recurrence","type":["null",{"name":"io.kafkascheduler.v1.Recurrence","type":"record","fie"#,
+    r#"lds":[{"name":"cron","type":["null","string"]},{"name":"every_ms","type":["null","long"]},{"name"#,
+    r#"":"after_ms","type":["null","long"]},{"name":"timezone","type":"string"},{"name":"starts_at","ty"#,
+    r#"pe":["null","long"]},{"name":"ends_at","type":["null","long"]},{"name":"max_runs","type":["null""#,
+    r#","long"]},{"name":"missed","type":"string"},{"name":"overlap","type":"string"},{"name":"catch_up"#,
+    r#"_ms","type":["null","long"]},{"name":"paused","type":"boolean"},{"name":"occurrence_ms","type":""#,
+    r#"long"},{"name":"runs","type":"long"},{"name":"skipped","type":"long"},{"name":"running_ms","type"#,
+    r#"":["null","long"]},{"name":"buffered_ms","type":["null","long"]}]}]}]},{"name":"io.kafkaschedule"#,
+    r#"r.v1.Cancel","type":"record","fields":[{"name":"id","type":"string"}]},{"name":"io.kafkaschedule"#,
+    r#"r.v1.Pause","type":"record","fields":[{"name":"id","type":"string"}]},{"name":"io.kafkascheduler"#,
+    r#".v1.Resume","type":"record","fields":[{"name":"id","type":"string"}]},{"name":"io.kafkascheduler"#,
+    r#".v1.Done","type":"record","fields":[{"name":"id","type":"string"},{"name":"fire_id","type":"stri"#,
+    r#"ng"},{"name":"finished_at","type":"long"}]},{"name":"io.kafkascheduler.v1.Backfill","type":"reco"#,
+    r#"rd","fields":[{"name":"id","type":"string"},{"name":"from_ms","type":"long"},{"name":"to_ms","ty"#,
+    r#"pe":"long"}]}]}]}"#,
 );
 
 /// The parsing canonical form of schemas/state.avsc this layout is written for.
 pub const STATE_CANONICAL: &str = concat!(
-    r#"{"name":"io.kafkascheduler.state.v1.ScheduleState","type":"record","fields":[{"name":"due_ms","#,
-    r#""type":"long"},{"name":"version","type":"long"},{"name":"id","type":"string"},{"name":"target_topic","#,
-    r#""type":"string"},{"name":"target_key","type":["null","bytes"]},{"name":"target_partition","type":"#,
-    r#"["null","int"]},{"name":"payload","type":["null","bytes"]},{"name":"headers","type":{"type":"array","#,
-    r#""items":{"name":"io.kafkascheduler.state.v1.Header","type":"record","fields":[{"name":"name","type":"#,
-    r#""string"},{"name":"value","type":["null","bytes"]}]}}},{"name":"created_ms","type":"long"},{"name":"#,
-    r#""producer","type":["null","string"]}]}"#
+    r#"{"name":"io.kafkascheduler.state.v1.ScheduleState","type":"record","fields":[{"name":"due_ms","t"#,
+    r#"ype":"long"},{"name":"version","type":"long"},{"name":"id","type":"string"},{"name":"target_topi"#,
+    r#"c","type":"string"},{"name":"target_key","type":["null","bytes"]},{"name":"target_partition","ty"#,
+    r#"pe":["null","int"]},{"name":"payload","type":["null","bytes"]},{"name":"headers","type":{"type":"#,
+    r#""array","items":{"name":"io.kafkascheduler.state.v1.Header","type":"record","fields":[{"name":"n"#,
+    r#"ame","type":"string"},{"name":"value","type":["null","bytes"]}]}}},{"name":"created_ms","type":""#,
+    r#"long"},{"name":"producer","type":["null","string"]},{"name":"recurrence","type":["null",{"name":"#,
+    r#""io.kafkascheduler.v1.Recurrence","type":"record","fields":[{"name":"cron","type":["null","strin"#,
+    r#"g"]},{"name":"every_ms","type":["null","long"]},{"name":"after_ms","type":["null","long"]},{"nam"#,
+    r#"e":"timezone","type":"string"},{"name":"starts_at","type":["null","long"]},{"name":"ends_at","ty"#,
+    r#"pe":["null","long"]},{"name":"max_runs","type":["null","long"]},{"name":"missed","type":"string""#,
+    r#"},{"name":"overlap","type":"string"},{"name":"catch_up_ms","type":["null","long"]},{"name":"paus"#,
+    r#"ed","type":"boolean"},{"name":"occurrence_ms","type":"long"},{"name":"runs","type":"long"},{"nam"#,
+    r#"e":"skipped","type":"long"},{"name":"running_ms","type":["null","long"]},{"name":"buffered_ms",""#,
+    r#"type":["null","long"]}]}]}]}"#,
 );
 
 pub const COMMAND_FINGERPRINT: [u8; 8] = fingerprint(COMMAND_CANONICAL.as_bytes());
@@ -124,6 +145,8 @@ pub enum ErrorKind {
     IntOutOfRange,
     /// Bytes left after the record.
     TrailingBytes,
+    /// A boolean byte other than 0 or 1.
+    BadBoolean,
 }
 
 impl ErrorKind {
@@ -132,7 +155,11 @@ impl ErrorKind {
     pub fn stricter_than_fastavro(self) -> bool {
         matches!(
             self,
-            Self::VarintTooLong | Self::NegativeLength | Self::BadUnion | Self::IntOutOfRange
+            Self::VarintTooLong
+                | Self::NegativeLength
+                | Self::BadUnion
+                | Self::IntOutOfRange
+                | Self::BadBoolean
         )
     }
 }
@@ -163,6 +190,28 @@ fn error(kind: ErrorKind, at: usize, detail: impl Into<String>) -> DecodeError {
 
 pub type Header<'a> = (&'a str, Option<&'a [u8]>);
 
+/// How a schedule repeats (io.kafkascheduler.v1.Recurrence, the same in both schemas): the spec, then the
+/// scheduler's state of it (from `occurrence_ms` on). The words are the caller's to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recurrence<'a> {
+    pub cron: Option<&'a str>,
+    pub every_ms: Option<i64>,
+    pub after_ms: Option<i64>,
+    pub timezone: &'a str,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub max_runs: Option<i64>,
+    pub missed: &'a str,
+    pub overlap: &'a str,
+    pub catch_up_ms: Option<i64>,
+    pub paused: bool,
+    pub occurrence_ms: i64,
+    pub runs: i64,
+    pub skipped: i64,
+    pub running_ms: Option<i64>,
+    pub buffered_ms: Option<i64>,
+}
+
 /// A schedule as both schemas carry it; strings and bytes borrow from the record (decoding) or the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule<'a> {
@@ -175,13 +224,28 @@ pub struct Schedule<'a> {
     pub target_partition: Option<i32>,
     pub created_ms: i64,
     pub producer: Option<&'a str>,
+    pub recurrence: Option<Recurrence<'a>>,
 }
 
-/// The body of a command envelope.
+/// The body of a command envelope, one variant per union branch in order.
+// A decoded command lives briefly on the stack: boxing the schedule would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
     Schedule(Schedule<'a>),
     Cancel(&'a str),
+    Pause(&'a str),
+    Resume(&'a str),
+    Done {
+        id: &'a str,
+        fire_id: &'a str,
+        finished_ms: i64,
+    },
+    Backfill {
+        id: &'a str,
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 // --- writing ---
@@ -211,6 +275,41 @@ fn put_opt_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
             put_bytes(out, b);
         }
     }
+}
+
+fn put_opt_long(out: &mut Vec<u8>, n: Option<i64>) {
+    match n {
+        None => out.push(0),
+        Some(n) => {
+            out.push(2);
+            put_long(out, n);
+        }
+    }
+}
+
+/// The last field of both schemas: ["null", Recurrence].
+fn put_recurrence(out: &mut Vec<u8>, r: Option<&Recurrence<'_>>) {
+    let Some(r) = r else {
+        out.push(0);
+        return;
+    };
+    out.push(2);
+    put_opt_bytes(out, r.cron.map(str::as_bytes));
+    put_opt_long(out, r.every_ms);
+    put_opt_long(out, r.after_ms);
+    put_bytes(out, r.timezone.as_bytes());
+    put_opt_long(out, r.starts_at);
+    put_opt_long(out, r.ends_at);
+    put_opt_long(out, r.max_runs);
+    put_bytes(out, r.missed.as_bytes());
+    put_bytes(out, r.overlap.as_bytes());
+    put_opt_long(out, r.catch_up_ms);
+    out.push(u8::from(r.paused));
+    put_long(out, r.occurrence_ms);
+    put_long(out, r.runs);
+    put_long(out, r.skipped);
+    put_opt_long(out, r.running_ms);
+    put_opt_long(out, r.buffered_ms);
 }
 
 /// id, target_topic, target_key, target_partition, payload, headers: the order both schemas share.
@@ -249,6 +348,9 @@ fn size_hint(s: &Schedule<'_>) -> usize {
         + s.target_key.map_or(0, <[u8]>::len)
         + s.payload.map_or(0, <[u8]>::len)
         + s.producer.map_or(0, str::len)
+        + s.recurrence.as_ref().map_or(0, |r| {
+            120 + r.cron.map_or(0, str::len) + r.timezone.len() + r.missed.len() + r.overlap.len()
+        })
         + headers
 }
 
@@ -262,16 +364,48 @@ pub fn encode_schedule(s: &Schedule<'_>, fp: &[u8; 8]) -> Vec<u8> {
     put_long(&mut out, s.due_ms);
     put_long(&mut out, s.created_ms);
     put_opt_bytes(&mut out, s.producer.map(str::as_bytes));
+    put_recurrence(&mut out, s.recurrence.as_ref());
     out
 }
 
 /// The command envelope of a cancel (union branch 1).
 pub fn encode_cancel(id: &str, fp: &[u8; 8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 6 + id.len());
+    encode_control(&Command::Cancel(id), fp)
+}
+
+/// The command envelope of any command but a schedule (union branches 1 to 5).
+pub fn encode_control(command: &Command<'_>, fp: &[u8; 8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 48);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(fp);
-    out.push(2);
-    put_bytes(&mut out, id.as_bytes());
+    match command {
+        Command::Schedule(s) => return encode_schedule(s, fp),
+        Command::Cancel(id) | Command::Pause(id) | Command::Resume(id) => {
+            let branch = match command {
+                Command::Cancel(_) => 1,
+                Command::Pause(_) => 2,
+                _ => 3,
+            };
+            put_long(&mut out, branch);
+            put_bytes(&mut out, id.as_bytes());
+        }
+        Command::Done {
+            id,
+            fire_id,
+            finished_ms,
+        } => {
+            put_long(&mut out, 4);
+            put_bytes(&mut out, id.as_bytes());
+            put_bytes(&mut out, fire_id.as_bytes());
+            put_long(&mut out, *finished_ms);
+        }
+        Command::Backfill { id, from_ms, to_ms } => {
+            put_long(&mut out, 5);
+            put_bytes(&mut out, id.as_bytes());
+            put_long(&mut out, *from_ms);
+            put_long(&mut out, *to_ms);
+        }
+    }
     out
 }
 
@@ -285,6 +419,7 @@ pub fn encode_state(s: &Schedule<'_>, version: i64, fp: &[u8; 8]) -> Vec<u8> {
     put_shared(&mut out, s);
     put_long(&mut out, s.created_ms);
     put_opt_bytes(&mut out, s.producer.map(str::as_bytes));
+    put_recurrence(&mut out, s.recurrence.as_ref());
     out
 }
 
@@ -382,6 +517,66 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn opt_long(&mut self) -> Result<Option<i64>, DecodeError> {
+        Ok(if self.present()? {
+            Some(self.long()?)
+        } else {
+            None
+        })
+    }
+
+    fn opt_string(&mut self) -> Result<Option<&'a str>, DecodeError> {
+        Ok(if self.present()? {
+            Some(self.string()?)
+        } else {
+            None
+        })
+    }
+
+    fn boolean(&mut self) -> Result<bool, DecodeError> {
+        let start = self.pos;
+        match self.buf.get(self.pos) {
+            None => Err(error(
+                ErrorKind::Truncated,
+                start,
+                "the record ends inside a boolean",
+            )),
+            Some(&b) if b <= 1 => {
+                self.pos += 1;
+                Ok(b == 1)
+            }
+            Some(&b) => Err(error(
+                ErrorKind::BadBoolean,
+                start,
+                format!("boolean byte {b} is neither 0 nor 1"),
+            )),
+        }
+    }
+
+    fn recurrence(&mut self) -> Result<Option<Recurrence<'a>>, DecodeError> {
+        if !self.present()? {
+            return Ok(None);
+        }
+        Ok(Some(Recurrence {
+            cron: self.opt_string()?,
+            every_ms: self.opt_long()?,
+            after_ms: self.opt_long()?,
+            timezone: self.string()?,
+            starts_at: self.opt_long()?,
+            ends_at: self.opt_long()?,
+            max_runs: self.opt_long()?,
+            missed: self.string()?,
+            overlap: self.string()?,
+            catch_up_ms: self.opt_long()?,
+            paused: self.boolean()?,
+            occurrence_ms: self.long()?,
+            runs: self.long()?,
+            skipped: self.long()?,
+            running_ms: self.opt_long()?,
+            buffered_ms: self.opt_long()?,
+        }))
+    }
+
     fn opt_bytes(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         Ok(if self.present()? {
             Some(self.bytes()?)
@@ -428,14 +623,7 @@ impl<'a> Reader<'a> {
             target_partition,
             created_ms: 0,
             producer: None,
-        })
-    }
-
-    fn producer(&mut self) -> Result<Option<&'a str>, DecodeError> {
-        Ok(if self.present()? {
-            Some(self.string()?)
-        } else {
-            None
+            recurrence: None,
         })
     }
 
@@ -483,10 +671,23 @@ pub fn decode_command<'a>(value: &'a [u8], fp: &[u8; 8]) -> Result<Command<'a>, 
             let mut s = r.shared(0)?;
             s.due_ms = r.long()?;
             s.created_ms = r.long()?;
-            s.producer = r.producer()?;
+            s.producer = r.opt_string()?;
+            s.recurrence = r.recurrence()?;
             Command::Schedule(s)
         }
         1 => Command::Cancel(r.string()?),
+        2 => Command::Pause(r.string()?),
+        3 => Command::Resume(r.string()?),
+        4 => Command::Done {
+            id: r.string()?,
+            fire_id: r.string()?,
+            finished_ms: r.long()?,
+        },
+        5 => Command::Backfill {
+            id: r.string()?,
+            from_ms: r.long()?,
+            to_ms: r.long()?,
+        },
         n => {
             return Err(error(
                 ErrorKind::BadUnion,
@@ -506,7 +707,8 @@ pub fn decode_state<'a>(value: &'a [u8], fp: &[u8; 8]) -> Result<(Schedule<'a>, 
     let version = r.long()?;
     let mut s = r.shared(due)?;
     s.created_ms = r.long()?;
-    s.producer = r.producer()?;
+    s.producer = r.opt_string()?;
+    s.recurrence = r.recurrence()?;
     r.end()?;
     Ok((s, version))
 }

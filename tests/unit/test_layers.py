@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
         "scheduler.http",
         "scheduler._native",
     ),
-    ("scheduler.config", "scheduler.codec", "scheduler.records", "scheduler.recurring"),
+    ("scheduler.config", "scheduler.headers", "scheduler.codec", "scheduler.records", "scheduler.recurring"),
     ("scheduler.kafka", "scheduler.topics"),
     ("scheduler.client", "scheduler.aio", "scheduler"),
     ("scheduler.service", "scheduler.ops", "consumers"),

@@ -6,6 +6,7 @@ Also the batch intake: what `codec.intake` returns for a record is what `decode_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from io import BytesIO
 from typing import Any
@@ -15,9 +16,21 @@ from fastavro import schemaless_reader, schemaless_writer
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scheduler import _native, codec
+from scheduler import _native, codec, model
 from scheduler.errors import CorruptStateRecord
-from scheduler.model import Cancel, Rejected, RejectReason, Schedule
+from scheduler.model import (
+    PARKED_MS,
+    Backfill,
+    Cancel,
+    Command,
+    Done,
+    Pause,
+    Recurrence,
+    Rejected,
+    RejectReason,
+    Resume,
+    Schedule,
+)
 from scheduler.service.plan import InputRecord
 
 NOW = 1_767_225_600_000
@@ -25,6 +38,13 @@ FAR = 2**62
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 SCHEDULE_NAME = "io.kafkascheduler.v1.Schedule"
 CANCEL_NAME = "io.kafkascheduler.v1.Cancel"
+CONTROL_NAMES = {
+    Cancel: CANCEL_NAME,
+    Pause: "io.kafkascheduler.v1.Pause",
+    Resume: "io.kafkascheduler.v1.Resume",
+    Done: "io.kafkascheduler.v1.Done",
+    Backfill: "io.kafkascheduler.v1.Backfill",
+}
 
 ids = st.text(min_size=1, max_size=40).filter(lambda s: 0 < len(s.encode()) <= 255)
 topics = st.from_regex(r"[a-zA-Z0-9._-]{1,40}", fullmatch=True).filter(lambda t: t not in (".", ".."))
@@ -35,6 +55,33 @@ payloads = st.none() | st.just(b"") | st.binary(max_size=300) | large
 header_lists = st.lists(st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=30)), max_size=6)
 partitions = st.none() | st.sampled_from([0, 1, 2**31 - 1]) | st.integers(min_value=0, max_value=2**31 - 1)
 times = st.sampled_from([0, NOW, FAR, 2**63 - 1]) | st.integers(min_value=0, max_value=FAR)
+opt_longs = st.none() | I64
+words = st.sampled_from(["latest", "skip", "all", "allow", "buffer_one", ""]) | st.text(max_size=12)
+
+
+@st.composite
+def recurrences(draw: st.DrawFn) -> Recurrence:
+    """Every field, any value the schema can carry (the words are the scheduler's to check, not the codec's)."""
+    return Recurrence(
+        cron=draw(
+            st.none() | st.sampled_from(["0 2 * * *", "*/5 * * * * *", "@hourly"]) | st.text(max_size=30)
+        ),
+        every_ms=draw(opt_longs),
+        after_ms=draw(opt_longs),
+        timezone=draw(st.sampled_from(["UTC", "Europe/Paris", "Australia/Lord_Howe"]) | st.text(max_size=30)),
+        starts_at=draw(opt_longs),
+        ends_at=draw(opt_longs),
+        max_runs=draw(opt_longs),
+        missed=draw(words),
+        overlap=draw(words),
+        catch_up_ms=draw(opt_longs),
+        paused=draw(st.booleans()),
+        occurrence_ms=draw(I64),
+        runs=draw(I64),
+        skipped=draw(I64),
+        running_ms=draw(opt_longs),
+        buffered_ms=draw(opt_longs),
+    )
 
 
 @st.composite
@@ -49,7 +96,17 @@ def schedules(draw: st.DrawFn, due: st.SearchStrategy[int] = times) -> Schedule:
         target_partition=draw(partitions),
         created_ms=draw(times),
         producer=draw(st.none() | st.text(max_size=20)),
+        recurrence=draw(st.none() | recurrences()),
     )
+
+
+controls = st.one_of(
+    st.builds(Cancel, ids),
+    st.builds(Pause, ids),
+    st.builds(Resume, ids),
+    st.builds(Done, ids, st.text(max_size=60), I64),
+    st.builds(Backfill, ids, I64, I64),
+)
 
 
 # --- the reference: fastavro with the schema files ---
@@ -72,7 +129,12 @@ def _shared_fields(s: Schedule) -> dict[str, Any]:
         "payload": s.payload,
         "headers": _headers_out(s),
         "producer": s.producer,
+        "recurrence": None if s.recurrence is None else dataclasses.asdict(s.recurrence),
     }
+
+
+def _recurrence_in(raw: tuple[str, dict[str, Any]] | None) -> Recurrence | None:
+    return None if raw is None else Recurrence(**raw[1])  # (record name, fields): return_record_name
 
 
 def _command_fields(s: Schedule) -> dict[str, Any]:
@@ -90,6 +152,14 @@ def ref_encode_schedule(s: Schedule) -> bytes:
 
 def ref_encode_cancel(sid: str) -> bytes:
     return _write(codec.COMMAND_FINGERPRINT, codec.COMMAND_SCHEMA, {"body": (CANCEL_NAME, {"id": sid})})
+
+
+def ref_encode_control(c: Command) -> bytes:
+    fields = dataclasses.asdict(c)  # type: ignore[call-overload]
+    if isinstance(c, Done):
+        fields["finished_at"] = fields.pop("finished_ms")
+    body = {"body": (CONTROL_NAMES[type(c)], fields)}
+    return _write(codec.COMMAND_FINGERPRINT, codec.COMMAND_SCHEMA, body)
 
 
 def ref_encode_state(s: Schedule, version: int) -> bytes:
@@ -111,16 +181,19 @@ def ref_decode_state(value: bytes) -> tuple[Schedule, int]:
     r = _ref_read(value, codec.STATE_FINGERPRINT, codec.STATE_SCHEMA)
     fields = (r["id"], r["target_topic"], r["due_ms"], r["payload"], r["target_key"])
     rest = (_headers_in(r["headers"]), r["target_partition"], r["created_ms"], r["producer"])
-    return Schedule(*fields, *rest), r["version"]
+    return Schedule(*fields, *rest, _recurrence_in(r["recurrence"])), r["version"]
 
 
-def ref_decode_envelope(value: bytes) -> Schedule | Cancel:
+def ref_decode_envelope(value: bytes) -> Command:
     name, b = _ref_read(value, codec.COMMAND_FINGERPRINT, codec.COMMAND_SCHEMA)["body"]
-    if name == CANCEL_NAME:
-        return Cancel(b["id"])
+    for cls, cls_name in CONTROL_NAMES.items():
+        if name == cls_name:
+            if cls is Done:
+                return Done(b["id"], b["fire_id"], b["finished_at"])
+            return cls(**b)  # type: ignore[no-any-return]
     fields = (b["id"], b["target_topic"], b["deliver_at"], b["payload"], b["target_key"])
     rest = (_headers_in(b["headers"]), b["target_partition"], b["created_at"], b["producer"])
-    return Schedule(*fields, *rest)
+    return Schedule(*fields, *rest, _recurrence_in(b["recurrence"]))
 
 
 # --- writes: byte for byte ---
@@ -132,6 +205,20 @@ def test_writes_match_fastavro_byte_for_byte(s: Schedule, version: int) -> None:
     assert codec.encode_schedule(s) == ref_encode_schedule(s)
     assert codec.encode_state(s, version) == ref_encode_state(s, version)
     assert codec.encode_cancel(s.id) == ref_encode_cancel(s.id)
+
+
+@settings(max_examples=300)
+@given(controls)
+def test_control_commands_match_fastavro_both_ways(c: Command) -> None:
+    value = codec.encode_cancel(c.id) if isinstance(c, Cancel) else codec.encode_control(c)  # type: ignore[arg-type]
+    assert value == ref_encode_control(c)
+    assert _native_envelope(value) == ref_decode_envelope(value) == c
+    assert codec.decode_command(c.id.encode(), value, None, NOW) == c
+
+
+def test_encode_control_refuses_what_is_not_a_control_command() -> None:
+    with pytest.raises(TypeError, match="Pause, Resume, Done or Backfill"):
+        codec.encode_control(Schedule("a", "t", 1))  # type: ignore[arg-type]
 
 
 @given(I64, I64)
@@ -160,15 +247,17 @@ def test_reads_match_fastavro(s: Schedule, version: int) -> None:
     assert codec.decode_state(state) == ref_decode_state(state) == (s, version)
     envelope = ref_encode_schedule(s)
     decoded = codec.decode_command(s.id.encode(), envelope, None, NOW)
-    assert (
-        decoded == s
-        if s.due_ms <= NOW + codec.HORIZON_MS
-        else decoded.reason is RejectReason.DUE_OUT_OF_RANGE
-    )  # type: ignore[union-attr]
+    r = s.recurrence
+    if r is not None and sum(kind is not None for kind in (r.cron, r.every_ms, r.after_ms)) != 1:
+        assert isinstance(decoded, Rejected) and decoded.reason is RejectReason.INVALID_RECURRENCE
+    elif s.due_ms <= NOW + codec.HORIZON_MS or (r is not None and s.due_ms == PARKED_MS):
+        assert decoded == s
+    else:
+        assert isinstance(decoded, Rejected) and decoded.reason is RejectReason.DUE_OUT_OF_RANGE
     assert _native_envelope(envelope) == ref_decode_envelope(envelope) == s
 
 
-def _native_envelope(value: bytes) -> Schedule | Cancel:
+def _native_envelope(value: bytes) -> Command:
     return codec._CODEC.decode_envelope(value)
 
 
@@ -240,7 +329,8 @@ def test_random_bodies_agree_with_fastavro(body: bytes) -> None:
 def test_truncated_and_bit_flipped_records_agree_with_fastavro(
     s: Schedule, version: int, data: st.DataObject
 ) -> None:
-    for value in (codec.encode_state(s, version), codec.encode_schedule(s), codec.encode_cancel(s.id)):
+    values = (codec.encode_state(s, version), codec.encode_schedule(s), codec.encode_cancel(s.id))
+    for value in (*values, codec.encode_control(Done(s.id, "f", version))):
         cut = data.draw(st.integers(min_value=0, max_value=len(value)))
         _agree(value[:cut])
         mangled = bytearray(value)
@@ -254,7 +344,7 @@ def test_truncated_and_bit_flipped_records_agree_with_fastavro(
     ("body", "kind"),
     [
         (b"", "Truncated"),
-        (b"\x04", "BadUnion"),
+        (b"\x0c", "BadUnion"),  # branch 6: the union has 6 (0 to 5)
         (b"\x01", "BadUnion"),
         (b"\x00\x03ab", "NegativeLength"),
         (b"\x00\x0aab", "LengthPastEnd"),
@@ -277,9 +367,9 @@ def test_each_malformed_envelope_is_one_documented_reject(body: bytes, kind: str
 
 def test_a_schema_file_the_native_layout_was_not_written_for_is_refused() -> None:
     with pytest.raises(ValueError, match=r"schemas/command\.avsc .* native/src/codec\.rs"):
-        _native.Codec(bytes(8), codec.STATE_FINGERPRINT, Schedule, Cancel)
+        _native.Codec(bytes(8), codec.STATE_FINGERPRINT, model)
     with pytest.raises(ValueError, match=r"schemas/state\.avsc"):
-        _native.Codec(codec.COMMAND_FINGERPRINT, codec.COMMAND_FINGERPRINT, Schedule, Cancel)
+        _native.Codec(codec.COMMAND_FINGERPRINT, codec.COMMAND_FINGERPRINT, model)
 
 
 # --- the batch intake equals decode_command + encode_state ---

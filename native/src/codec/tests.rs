@@ -16,6 +16,56 @@ fn sample() -> Schedule<'static> {
         target_partition: Some(3),
         created_ms: 1_767_000_000_000,
         producer: Some("svc"),
+        recurrence: None,
+    }
+}
+
+fn every_field_recurrence() -> Recurrence<'static> {
+    Recurrence {
+        cron: Some("0 2 * * *"),
+        every_ms: Some(60_000),
+        after_ms: Some(-1),
+        timezone: "Europe/Paris",
+        starts_at: Some(1_767_225_600_000),
+        ends_at: Some(i64::MAX),
+        max_runs: Some(3),
+        missed: "all",
+        overlap: "buffer_one",
+        catch_up_ms: Some(86_400_000),
+        paused: true,
+        occurrence_ms: 1_767_232_800_000,
+        runs: 2,
+        skipped: i64::MIN,
+        running_ms: Some(1_767_146_400_000),
+        buffered_ms: Some(0),
+    }
+}
+
+fn default_recurrence() -> Recurrence<'static> {
+    Recurrence {
+        cron: None,
+        every_ms: Some(1000),
+        after_ms: None,
+        timezone: "UTC",
+        starts_at: None,
+        ends_at: None,
+        max_runs: None,
+        missed: "latest",
+        overlap: "allow",
+        catch_up_ms: None,
+        paused: false,
+        occurrence_ms: 0,
+        runs: 0,
+        skipped: 0,
+        running_ms: None,
+        buffered_ms: None,
+    }
+}
+
+fn recurring() -> Schedule<'static> {
+    Schedule {
+        recurrence: Some(every_field_recurrence()),
+        ..sample()
     }
 }
 
@@ -30,6 +80,7 @@ fn bare() -> Schedule<'static> {
         target_partition: None,
         created_ms: 0,
         producer: None,
+        recurrence: None,
     }
 }
 
@@ -41,19 +92,23 @@ fn fingerprints_match_the_spec_vector_and_the_schema_files() {
         7_195_948_357_588_979_594
     );
     // What fastavro computes from schemas/*.avsc (the Python tests check the canonical forms themselves).
-    assert_eq!(hex(&COMMAND_FINGERPRINT), "08e2c67875842e53");
-    assert_eq!(hex(&STATE_FINGERPRINT), "18930a5a8080a164");
+    assert_eq!(hex(&COMMAND_FINGERPRINT), "e34bde8d4f2a8a0f");
+    assert_eq!(hex(&STATE_FINGERPRINT), "503a45515f3a4427");
     assert!(check_fingerprints(&COMMAND_FINGERPRINT, &STATE_FINGERPRINT).is_ok());
     let stale = check_fingerprints(&[0; 8], &STATE_FINGERPRINT).unwrap_err();
     assert!(
-        stale.contains("schemas/command.avsc") && stale.contains("08e2c67875842e53"),
+        stale.contains("schemas/command.avsc") && stale.contains("e34bde8d4f2a8a0f"),
         "{stale}"
     );
 }
 
 #[test]
 fn schedule_round_trips_through_the_envelope() {
-    for s in [sample(), bare()] {
+    let plain_recurring = Schedule {
+        recurrence: Some(default_recurrence()),
+        ..bare()
+    };
+    for s in [sample(), bare(), recurring(), plain_recurring] {
         assert_eq!(
             decode_command(&encode_schedule(&s, &FP), &FP).unwrap(),
             Command::Schedule(s)
@@ -69,8 +124,43 @@ fn cancel_round_trips() {
 }
 
 #[test]
+fn control_commands_round_trip_on_their_branches() {
+    let done = Command::Done {
+        id: "job",
+        fire_id: "job@7/1767232800000",
+        finished_ms: 1_767_232_801_234,
+    };
+    let backfill = Command::Backfill {
+        id: "job",
+        from_ms: -5,
+        to_ms: i64::MAX,
+    };
+    for (command, branch) in [
+        (Command::Cancel("job"), 2),
+        (Command::Pause("job"), 4),
+        (Command::Resume("job"), 6),
+        (done, 8),
+        (backfill, 10),
+    ] {
+        let value = encode_control(&command, &FP);
+        assert_eq!(value[HEADER_LEN], branch, "{command:?}");
+        assert_eq!(decode_command(&value, &FP).unwrap(), command);
+    }
+    assert_eq!(
+        encode_control(&Command::Pause("a"), &FP)[HEADER_LEN..],
+        [4, 2, b'a']
+    );
+}
+
+#[test]
 fn state_round_trips_and_peeks() {
-    for (s, version) in [(sample(), 0), (bare(), i64::MAX), (bare(), 1 << 40)] {
+    let cases = [
+        (sample(), 0),
+        (bare(), i64::MAX),
+        (bare(), 1 << 40),
+        (recurring(), 9),
+    ];
+    for (s, version) in cases {
         let value = encode_state(&s, version, &SFP);
         assert_eq!(peek_due_ms(&value).unwrap(), s.due_ms);
         assert_eq!(decode_state(&value, &SFP).unwrap(), (s, version));
@@ -98,8 +188,24 @@ fn the_bare_state_layout_is_plain_avro() {
     // due 5, version 1, "a", "t", null key, null partition, null payload, no headers, created 0, null producer
     assert_eq!(
         value[HEADER_LEN..],
-        [10, 2, 2, b'a', 2, b't', 0, 0, 0, 0, 0, 0]
+        [10, 2, 2, b'a', 2, b't', 0, 0, 0, 0, 0, 0, 0]
     );
+}
+
+#[test]
+fn the_recurrence_layout_is_plain_avro() {
+    let s = Schedule {
+        recurrence: Some(default_recurrence()),
+        ..bare()
+    };
+    let value = encode_state(&s, 1, &SFP);
+    // ... null producer, then branch 1: null cron, every 1000 (zigzag 2000 = d0 0f), null after, "UTC", null
+    // starts/ends/max_runs, "latest", "allow", null catch_up, false, 0, 0, 0, null running, null buffered
+    let mut expected = vec![10, 2, 2, b'a', 2, b't', 0, 0, 0, 0, 0, 0, 2];
+    expected.extend_from_slice(&[0, 2, 0xd0, 0x0f, 0, 6, b'U', b'T', b'C', 0, 0, 0]);
+    expected.extend_from_slice(b"\x0clatest\x0aallow");
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(value[HEADER_LEN..], expected[..]);
 }
 
 fn kind<T: fmt::Debug>(r: Result<T, DecodeError>) -> ErrorKind {
@@ -137,7 +243,7 @@ fn every_malformed_command_has_its_error() {
         ErrorKind::TrailingBytes
     );
     assert_eq!(
-        kind(decode_command(&with(b"\x04"), &FP)),
+        kind(decode_command(&with(b"\x0c"), &FP)),
         ErrorKind::BadUnion
     );
     assert_eq!(
@@ -175,6 +281,27 @@ fn every_malformed_command_has_its_error() {
     put_long(&mut big, 1 << 31);
     big.extend_from_slice(b"\x00\x00\x0a\x00\x00");
     assert_eq!(kind(decode_command(&big, &FP)), ErrorKind::IntOutOfRange);
+}
+
+#[test]
+fn a_recurrence_boolean_is_zero_or_one() {
+    let s = Schedule {
+        recurrence: Some(default_recurrence()),
+        ..bare()
+    };
+    let good = encode_state(&s, 1, &SFP);
+    let paused_at = good.len() - 6; // paused, occurrence, runs, skipped, running, buffered: one byte each
+    assert_eq!(good[paused_at], 0);
+    let mut bad = good.clone();
+    bad[paused_at] = 2;
+    assert_eq!(kind(decode_state(&bad, &SFP)), ErrorKind::BadBoolean);
+    assert!(ErrorKind::BadBoolean.stricter_than_fastavro());
+    bad[paused_at] = 1;
+    let paused = decode_state(&bad, &SFP).unwrap().0.recurrence.unwrap();
+    assert!(paused.paused);
+    for cut in HEADER_LEN..good.len() {
+        assert!(decode_state(&good[..cut], &SFP).is_err(), "cut at {cut}");
+    }
 }
 
 #[test]
@@ -243,7 +370,7 @@ fn blocked_arrays_and_padded_unions_are_legal_avro() {
 #[test]
 fn garbage_never_panics() {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let good = encode_schedule(&sample(), &FP);
+    let good = encode_schedule(&recurring(), &FP);
     for _ in 0..20_000 {
         seed ^= seed << 13;
         seed ^= seed >> 7;

@@ -298,6 +298,7 @@ impl ClientFast {
                 target_partition: partition.as_ref().map(|(_, n)| *n),
                 created_ms: now,
                 producer: producer_str,
+                recurrence: None,
             },
             &codec.command_fp,
         );
@@ -314,6 +315,7 @@ impl ClientFast {
                 partition.map_or_else(none, |(p, _)| p.into_any()),
                 now.into_bound_py_any(py)?,
                 producer.map_or_else(none, |p| p.clone().into_any()),
+                none(),
             ],
         )?;
         Ok(Some((schedule, sid, record_value)))

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::codec::{self, Command, DecodeError, ErrorKind, Header, Schedule};
+use crate::codec::{self, Command, DecodeError, ErrorKind, Header, Recurrence, Schedule};
 
 pyo3::create_exception!(
     _native,
@@ -88,6 +88,98 @@ struct Held<'py> {
     partition: Option<i32>,
     created_ms: i64,
     producer: Option<Bound<'py, PyString>>,
+    recurrence: Option<HeldRecurrence<'py>>,
+}
+
+/// A scheduler.model.Recurrence's attributes: its strings held, its numbers read.
+struct HeldRecurrence<'py> {
+    cron: Option<Bound<'py, PyString>>,
+    timezone: Bound<'py, PyString>,
+    missed: Bound<'py, PyString>,
+    overlap: Bound<'py, PyString>,
+    /// every_ms, after_ms, starts_at, ends_at, max_runs, catch_up_ms, running_ms, buffered_ms
+    optional: [Option<i64>; 8],
+    paused: bool,
+    /// occurrence_ms, runs, skipped
+    counts: [i64; 3],
+}
+
+const RECURRENCE_OPTIONAL: [&str; 8] = [
+    "every_ms",
+    "after_ms",
+    "starts_at",
+    "ends_at",
+    "max_runs",
+    "catch_up_ms",
+    "running_ms",
+    "buffered_ms",
+];
+const RECURRENCE_COUNTS: [&str; 3] = ["occurrence_ms", "runs", "skipped"];
+
+fn opt_int(obj: Bound<'_, PyAny>, what: &str) -> PyResult<Option<i64>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    obj.extract()
+        .map(Some)
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a 64-bit int or None")))
+}
+
+impl<'py> HeldRecurrence<'py> {
+    fn of(r: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = r.py();
+        let cron = r.getattr(intern!(py, "cron"))?;
+        let mut optional = [None; 8];
+        for (slot, name) in optional.iter_mut().zip(RECURRENCE_OPTIONAL) {
+            *slot = opt_int(r.getattr(name)?, name)?;
+        }
+        let mut counts = [0; 3];
+        for (slot, name) in counts.iter_mut().zip(RECURRENCE_COUNTS) {
+            *slot = r.getattr(name)?.extract().map_err(|_| {
+                PyTypeError::new_err(format!("recurrence {name} must be a 64-bit int"))
+            })?;
+        }
+        Ok(HeldRecurrence {
+            cron: if cron.is_none() {
+                None
+            } else {
+                Some(text(cron, "cron")?)
+            },
+            timezone: text(r.getattr(intern!(py, "timezone"))?, "timezone")?,
+            missed: text(r.getattr(intern!(py, "missed"))?, "missed")?,
+            overlap: text(r.getattr(intern!(py, "overlap"))?, "overlap")?,
+            optional,
+            paused: r
+                .getattr(intern!(py, "paused"))?
+                .extract()
+                .map_err(|_| PyTypeError::new_err("recurrence paused must be a bool"))?,
+            counts,
+        })
+    }
+
+    fn view(&self) -> PyResult<Recurrence<'_>> {
+        let [every_ms, after_ms, starts_at, ends_at, max_runs, catch_up_ms, running_ms, buffered_ms] =
+            self.optional;
+        let [occurrence_ms, runs, skipped] = self.counts;
+        Ok(Recurrence {
+            cron: self.cron.as_ref().map(|c| c.to_str()).transpose()?,
+            every_ms,
+            after_ms,
+            timezone: self.timezone.to_str()?,
+            starts_at,
+            ends_at,
+            max_runs,
+            missed: self.missed.to_str()?,
+            overlap: self.overlap.to_str()?,
+            catch_up_ms,
+            paused: self.paused,
+            occurrence_ms,
+            runs,
+            skipped,
+            running_ms,
+            buffered_ms,
+        })
+    }
 }
 
 impl<'py> Held<'py> {
@@ -100,6 +192,7 @@ impl<'py> Held<'py> {
         }
         let partition = s.getattr(intern!(py, "target_partition"))?;
         let producer = s.getattr(intern!(py, "producer"))?;
+        let recurrence = s.getattr(intern!(py, "recurrence"))?;
         Ok(Held {
             id: text(s.getattr(intern!(py, "id"))?, "id")?,
             topic: text(s.getattr(intern!(py, "target_topic"))?, "target_topic")?,
@@ -122,6 +215,11 @@ impl<'py> Held<'py> {
             } else {
                 Some(text(producer, "producer")?)
             },
+            recurrence: if recurrence.is_none() {
+                None
+            } else {
+                Some(HeldRecurrence::of(&recurrence)?)
+            },
         })
     }
 
@@ -140,6 +238,11 @@ impl<'py> Held<'py> {
             target_partition: self.partition,
             created_ms: self.created_ms,
             producer: self.producer.as_ref().map(|p| p.to_str()).transpose()?,
+            recurrence: self
+                .recurrence
+                .as_ref()
+                .map(HeldRecurrence::view)
+                .transpose()?,
         })
     }
 }
@@ -156,10 +259,58 @@ fn opt_bytes<'py>(py: Python<'py>, b: Option<&[u8]>) -> Bound<'py, PyAny> {
 pub struct Codec {
     pub(crate) command_fp: [u8; 8],
     state_fp: [u8; 8],
-    schedule_cls: Py<PyAny>,
+    schedule: Builder,
+    recurrence: Builder,
     cancel_cls: Py<PyAny>,
-    /// object.__new__ and the field names, when Schedule is a plain dataclass with these fields in this order.
+    pause_cls: Py<PyAny>,
+    resume_cls: Py<PyAny>,
+    done_cls: Py<PyAny>,
+    backfill_cls: Py<PyAny>,
+}
+
+/// A frozen dataclass of scheduler.model and, when it is a plain one with the expected fields in this order,
+/// object.__new__ and its slots' setters (`direct`).
+struct Builder {
+    cls: Py<PyAny>,
     direct: Option<Direct>,
+}
+
+impl Builder {
+    fn of(cls: Bound<'_, PyAny>, fields: &[&str]) -> PyResult<Self> {
+        Ok(Builder {
+            direct: direct(&cls, fields)?,
+            cls: cls.unbind(),
+        })
+    }
+
+    /// An instance of the field values in order, as calling the class would build it.
+    fn build<'py, const N: usize>(
+        &self,
+        py: Python<'py>,
+        fields: [Bound<'py, PyAny>; N],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cls = self.cls.bind(py);
+        let Some((alloc, setters)) = &self.direct else {
+            return cls.call1(PyTuple::new(py, fields)?);
+        };
+        // What object.__new__(cls) and the frozen dataclass's __init__ (object.__setattr__ per field) do,
+        // without the Python frame: the class's tp_alloc, then each field's slot descriptor's setter (what
+        // object.__setattr__ finds first on the class, these being in its own __dict__).
+        // SAFETY: cls is a live type whose tp_alloc this is; it returns a new reference or NULL with an error.
+        let raw = unsafe { alloc(cls.as_ptr().cast(), 0) };
+        if raw.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: raw is a new, owned, non-null reference.
+        let obj = unsafe { Bound::from_owned_ptr(py, raw) };
+        for ((descr, set), value) in setters.iter().zip(fields.iter()) {
+            // SAFETY: live references; the setter borrows them, checks obj's type, and sets an error on -1.
+            if unsafe { set(descr.as_ptr(), obj.as_ptr(), value.as_ptr()) } < 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
 }
 
 /// The class's tp_alloc (what object.__new__ calls) and, per field, its slot's member descriptor with that
@@ -169,7 +320,7 @@ type Direct = (
     Vec<(Py<PyAny>, pyo3::ffi::descrsetfunc)>,
 );
 
-const SCHEDULE_FIELDS: [&str; 9] = [
+const SCHEDULE_FIELDS: [&str; 10] = [
     "id",
     "target_topic",
     "due_ms",
@@ -179,13 +330,33 @@ const SCHEDULE_FIELDS: [&str; 9] = [
     "target_partition",
     "created_ms",
     "producer",
+    "recurrence",
 ];
 
-/// Build Schedules field by field only if that is exactly what calling the class would do.
-fn direct(schedule: &Bound<'_, PyAny>) -> PyResult<Option<Direct>> {
+const RECURRENCE_FIELDS: [&str; 16] = [
+    "cron",
+    "every_ms",
+    "after_ms",
+    "timezone",
+    "starts_at",
+    "ends_at",
+    "max_runs",
+    "missed",
+    "overlap",
+    "catch_up_ms",
+    "paused",
+    "occurrence_ms",
+    "runs",
+    "skipped",
+    "running_ms",
+    "buffered_ms",
+];
+
+/// Build instances field by field only if that is exactly what calling the class would do.
+fn direct(schedule: &Bound<'_, PyAny>, expected: &[&str]) -> PyResult<Option<Direct>> {
     let py = schedule.py();
     let fields: Vec<String> = schedule.getattr(intern!(py, "__match_args__"))?.extract()?;
-    if fields != SCHEDULE_FIELDS || schedule.hasattr(intern!(py, "__post_init__"))? {
+    if fields != expected || schedule.hasattr(intern!(py, "__post_init__"))? {
         return Ok(None);
     }
     let object_new = py
@@ -206,8 +377,8 @@ fn direct(schedule: &Bound<'_, PyAny>) -> PyResult<Option<Direct>> {
     // SAFETY: the Py_tp_alloc slot holds an allocfunc.
     let alloc: pyo3::ffi::allocfunc = unsafe { std::mem::transmute(slot) };
     let own = cls.getattr(intern!(py, "__dict__"))?;
-    let mut setters = Vec::with_capacity(SCHEDULE_FIELDS.len());
-    for name in SCHEDULE_FIELDS {
+    let mut setters = Vec::with_capacity(expected.len());
+    for &name in expected {
         let descr = own.get_item(name)?;
         let kind = descr.get_type();
         if kind.name()? != "member_descriptor" {
@@ -252,37 +423,65 @@ impl Codec {
                 s.target_partition.into_bound_py_any(py)?,
                 s.created_ms.into_bound_py_any(py)?,
                 s.producer.into_bound_py_any(py)?,
+                match &s.recurrence {
+                    None => py.None().into_bound(py),
+                    Some(r) => self.recurrence(py, r)?,
+                },
             ],
         )
     }
 
-    /// A scheduler.model.Schedule of the nine field values in order, as calling the class would build it.
+    fn recurrence<'py>(&self, py: Python<'py>, r: &Recurrence<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let int = |n: i64| n.into_bound_py_any(py);
+        let opt = |n: Option<i64>| n.into_bound_py_any(py);
+        self.recurrence.build(
+            py,
+            [
+                r.cron.into_bound_py_any(py)?,
+                opt(r.every_ms)?,
+                opt(r.after_ms)?,
+                PyString::new(py, r.timezone).into_any(),
+                opt(r.starts_at)?,
+                opt(r.ends_at)?,
+                opt(r.max_runs)?,
+                PyString::new(py, r.missed).into_any(),
+                PyString::new(py, r.overlap).into_any(),
+                opt(r.catch_up_ms)?,
+                r.paused.into_bound_py_any(py)?,
+                int(r.occurrence_ms)?,
+                int(r.runs)?,
+                int(r.skipped)?,
+                opt(r.running_ms)?,
+                opt(r.buffered_ms)?,
+            ],
+        )
+    }
+
+    /// A scheduler.model.Schedule of the ten field values in order, as calling the class would build it.
     pub(crate) fn new_schedule<'py>(
         &self,
         py: Python<'py>,
-        fields: [Bound<'py, PyAny>; 9],
+        fields: [Bound<'py, PyAny>; 10],
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cls = self.schedule_cls.bind(py);
-        let Some((alloc, setters)) = &self.direct else {
-            return cls.call1(PyTuple::new(py, fields)?);
-        };
-        // What object.__new__(cls) and the frozen dataclass's __init__ (object.__setattr__ per field) do,
-        // without the Python frame: the class's tp_alloc, then each field's slot descriptor's setter (what
-        // object.__setattr__ finds first on the class, these being in its own __dict__).
-        // SAFETY: cls is a live type whose tp_alloc this is; it returns a new reference or NULL with an error.
-        let raw = unsafe { alloc(cls.as_ptr().cast(), 0) };
-        if raw.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        // SAFETY: raw is a new, owned, non-null reference.
-        let obj = unsafe { Bound::from_owned_ptr(py, raw) };
-        for ((descr, set), value) in setters.iter().zip(fields.iter()) {
-            // SAFETY: live references; the setter borrows them, checks obj's type, and sets an error on -1.
-            if unsafe { set(descr.as_ptr(), obj.as_ptr(), value.as_ptr()) } < 0 {
-                return Err(PyErr::fetch(py));
+        self.schedule.build(py, fields)
+    }
+
+    /// The model's value of any decoded command.
+    fn command<'py>(&self, py: Python<'py>, c: &Command<'_>) -> PyResult<Bound<'py, PyAny>> {
+        match c {
+            Command::Schedule(s) => self.schedule(py, s),
+            Command::Cancel(id) => self.cancel_cls.bind(py).call1((*id,)),
+            Command::Pause(id) => self.pause_cls.bind(py).call1((*id,)),
+            Command::Resume(id) => self.resume_cls.bind(py).call1((*id,)),
+            Command::Done {
+                id,
+                fire_id,
+                finished_ms,
+            } => self.done_cls.bind(py).call1((*id, *fire_id, *finished_ms)),
+            Command::Backfill { id, from_ms, to_ms } => {
+                self.backfill_cls.bind(py).call1((*id, *from_ms, *to_ms))
             }
         }
-        Ok(obj)
     }
 
     /// The accepted Avro schedule of one consumed record with its state record, a Cancel, or None: the record
@@ -301,8 +500,15 @@ impl Codec {
             return Ok(None);
         };
         let value = record.getattr(intern!(py, "value"))?;
+        let headers = record.getattr(intern!(py, "headers"))?;
         if value.is_none() {
-            return Ok(Some(self.cancel_cls.bind(py).call1((sid,))?));
+            // a tombstone is a cancel, unless its headers make it a control command: Python reads them
+            let bare = headers.is_none() || headers.len().is_ok_and(|n| n == 0);
+            return Ok(if bare {
+                Some(self.cancel_cls.bind(py).call1((sid,))?)
+            } else {
+                None
+            });
         }
         let Ok(value) = value.cast_into::<PyBytes>() else {
             return Ok(None);
@@ -311,7 +517,6 @@ impl Codec {
         if value.len() < 2 || value[..2] != codec::MAGIC {
             return Ok(None);
         }
-        let headers = record.getattr(intern!(py, "headers"))?;
         if !headers.is_none() {
             let Ok(list) = headers.cast_into::<PyList>() else {
                 return Ok(None);
@@ -339,7 +544,8 @@ impl Codec {
         };
         match command {
             Command::Cancel(id) if id == sid => Ok(Some(self.cancel_cls.bind(py).call1((sid,))?)),
-            Command::Schedule(s) if s.id == sid => {
+            // a recurring schedule is validated and armed by the scheduler's intake: Python decides
+            Command::Schedule(s) if s.id == sid && s.recurrence.is_none() => {
                 let Ok(ts) = record
                     .getattr(intern!(py, "timestamp_ms"))?
                     .extract::<i64>()
@@ -368,23 +574,27 @@ impl Codec {
 #[pymethods]
 impl Codec {
     /// `command_fingerprint` and `state_fingerprint` are computed from the schema files: ValueError unless they
-    /// are the ones this layout is written for. `schedule` and `cancel` are scheduler.model's classes.
+    /// are the ones this layout is written for. `model` is scheduler.model (its Schedule, Recurrence, Cancel,
+    /// Pause, Resume, Done and Backfill classes build the decoded values).
     #[new]
     fn new(
-        py: Python<'_>,
         command_fingerprint: &[u8],
         state_fingerprint: &[u8],
-        schedule: Py<PyAny>,
-        cancel: Py<PyAny>,
+        model: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         codec::check_fingerprints(command_fingerprint, state_fingerprint)
             .map_err(PyValueError::new_err)?;
+        let cls = |name: &str| model.getattr(name).map(Bound::unbind);
         Ok(Codec {
             command_fp: codec::COMMAND_FINGERPRINT,
             state_fp: codec::STATE_FINGERPRINT,
-            direct: direct(schedule.bind(py))?,
-            schedule_cls: schedule,
-            cancel_cls: cancel,
+            schedule: Builder::of(model.getattr("Schedule")?, &SCHEDULE_FIELDS)?,
+            recurrence: Builder::of(model.getattr("Recurrence")?, &RECURRENCE_FIELDS)?,
+            cancel_cls: cls("Cancel")?,
+            pause_cls: cls("Pause")?,
+            resume_cls: cls("Resume")?,
+            done_cls: cls("Done")?,
+            backfill_cls: cls("Backfill")?,
         })
     }
 
@@ -449,12 +659,46 @@ impl Codec {
         Ok(out)
     }
 
-    /// The envelope's Schedule or Cancel (its id unchecked against the key); errors as `decode_state`.
+    /// The envelope's command (its id unchecked against the key); errors as `decode_state`.
     fn decode_envelope<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        match codec::decode_command(value, &self.command_fp).map_err(|e| avro_error(py, e))? {
-            Command::Schedule(s) => self.schedule(py, &s),
-            Command::Cancel(id) => self.cancel_cls.bind(py).call1((id,)),
-        }
+        let command =
+            codec::decode_command(value, &self.command_fp).map_err(|e| avro_error(py, e))?;
+        self.command(py, &command)
+    }
+
+    /// The envelope of a Pause, Resume, Done or Backfill (scheduler.model's); TypeError for anything else.
+    fn encode_control<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id = text(command.getattr(intern!(py, "id"))?, "id")?;
+        let id = id.to_str()?;
+        let value = if command.is_instance(self.pause_cls.bind(py))? {
+            codec::encode_control(&Command::Pause(id), &self.command_fp)
+        } else if command.is_instance(self.resume_cls.bind(py))? {
+            codec::encode_control(&Command::Resume(id), &self.command_fp)
+        } else if command.is_instance(self.done_cls.bind(py))? {
+            let fire_id = text(command.getattr(intern!(py, "fire_id"))?, "fire_id")?;
+            let done = Command::Done {
+                id,
+                fire_id: fire_id.to_str()?,
+                finished_ms: command.getattr(intern!(py, "finished_ms"))?.extract()?,
+            };
+            codec::encode_control(&done, &self.command_fp)
+        } else if command.is_instance(self.backfill_cls.bind(py))? {
+            let backfill = Command::Backfill {
+                id,
+                from_ms: command.getattr(intern!(py, "from_ms"))?.extract()?,
+                to_ms: command.getattr(intern!(py, "to_ms"))?.extract()?,
+            };
+            codec::encode_control(&backfill, &self.command_fp)
+        } else {
+            return Err(PyTypeError::new_err(
+                "encode_control takes a Pause, Resume, Done or Backfill",
+            ));
+        };
+        Ok(PyBytes::new(py, &value))
     }
 
     /// One entry per consumed record (objects with key, value, headers, timestamp_ms, offset): a
@@ -496,6 +740,7 @@ fn stricter_kinds() -> Vec<String> {
         ErrorKind::NegativeLength,
         ErrorKind::BadUnion,
         ErrorKind::IntOutOfRange,
+        ErrorKind::BadBoolean,
     ]
     .into_iter()
     .filter(|k| k.stricter_than_fastavro())
