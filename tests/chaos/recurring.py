@@ -32,6 +32,8 @@ the scheduler's dead-letter topic) whose fire id has the occurrence form; its ti
   overlaps a pause may grow it by less (paused occurrences are not counted), never by more or negatively.
 - "recurring_missing_occurrence": under `all`, a nominal occurrence of a version that was never replaced, never
   paused, in [starts_at, min(ends_at, run end - slack_ms)] and within max_runs, that did not fire.
+- "recurring_never_fired": a version never replaced whose starts_at is before run end - slack_ms did not fire
+  at all (any kind, any missed policy).
 - "recurring_latest_not_newest": under `latest` (and `skip`), a fire whose record time is more than one interval
   plus `latest_tolerance_ms` after its occurrence (a newer occurrence was due: it should have fired instead).
 - "recurring_skip_fired_missed": under `skip`, a fire more than grace_ms (+ tolerance) after its occurrence.
@@ -316,6 +318,10 @@ def _check_id(
                 _check_all(out, lim, spec, mine, end_ms)
         if spec.replaced_at is not None:
             _check_replaced(out, lim, spec, mine, log, states)
+        elif not mine and spec.starts_at is not None and spec.starts_at <= end_ms - lim.slack_ms:
+            out.add(
+                "recurring_never_fired", {"id": sid, "version": spec.version, "starts_at": spec.starts_at}
+            )
     _check_pauses(out, lim, sid, log, fires, states)
     _check_ended(out, lim, sid, log, by_version, states, end_ms)
 

@@ -437,6 +437,18 @@ def test_each_recurring_anomaly_is_caught(fires: list[dict[str, Any]], anomaly: 
     assert anomaly in rec_anomalies(commands, fires)
 
 
+def test_a_schedule_that_never_fires_is_caught_whatever_its_policy() -> None:
+    for spec in (
+        {"every_ms": 2000, "missed": "latest"},
+        {"after_ms": 1000},
+        {"every_ms": 1000, "missed": "skip"},
+    ):
+        commands = [rcmd(0, "r", max_runs=3, **spec)]  # type: ignore[arg-type]
+        assert set(rec_anomalies(commands, [])) == {"recurring_never_fired"}
+    late = [rcmd(0, "r", every_ms=1000, starts_at=END - 1000, missed="latest")]
+    assert rec_anomalies(late, []) == {}, "it would have started within the slack before the run's end"
+
+
 def test_seen_early_by_the_consumer_is_early() -> None:
     commands = [rcmd(0, "r", every_ms=1000, max_runs=2, missed="all")]
     observed = {f"r@0/{S + 1000}": [S + 999]}
