@@ -30,8 +30,10 @@ the scheduler's dead-letter topic) whose fire id has the occurrence form; its ti
 - "recurring_skip_count_wrong": under `every`, the skipped counter of successive fires (by occurrence) grows by
   exactly the number of nominal occurrences between them (the first fire: those from starts_at); a gap that
   overlaps a pause may grow it by less (paused occurrences are not counted), never by more or negatively.
-- "recurring_missing_occurrence": under `all`, a nominal occurrence of a version that was never replaced, never
-  paused, in [starts_at, min(ends_at, run end - slack_ms)] and within max_runs, that did not fire.
+- "recurring_missing_occurrence": under `all` (ids never paused), a nominal occurrence within max_runs that did
+  not fire: for a version never replaced, each in [starts_at, min(ends_at, run end - slack_ms)]; for a replaced
+  one, each up to its newest fired occurrence (`all` fires oldest first; the ones after may rightly never fire,
+  the replacement was consumed first).
 - "recurring_never_fired": a version never replaced whose starts_at is before run end - slack_ms did not fire
   at all (any kind, any missed policy).
 - "recurring_latest_not_newest": under `latest` (and `skip`), a fire whose record time is more than one interval
@@ -314,8 +316,13 @@ def _check_id(
             _check_after(out, lim, sid, spec, mine, log, end_ms)
         else:
             _check_skips(out, spec, mine, log)
-            if spec.missed == "all" and spec.replaced_at is None and not log.pauses:
-                _check_all(out, lim, spec, mine, end_ms)
+            if spec.missed == "all" and not log.pauses:
+                upto = (
+                    end_ms - lim.slack_ms
+                    if spec.replaced_at is None
+                    else max((f.occ for f in mine), default=0)
+                )
+                _check_all(out, spec, mine, upto)
         if spec.replaced_at is not None:
             _check_replaced(out, lim, spec, mine, log, states)
         elif not mine and spec.starts_at is not None and spec.starts_at <= end_ms - lim.slack_ms:
@@ -390,9 +397,9 @@ def _check_skips(out: _Out, spec: Spec, fires: list[Fire], log: IdLog) -> None:
         prev_occ, prev_skipped = f.occ, f.skipped
 
 
-def _check_all(out: _Out, lim: Limits, spec: Spec, fires: list[Fire], end_ms: int) -> None:
+def _check_all(out: _Out, spec: Spec, fires: list[Fire], upto: int) -> None:
     got = {f.occ for f in fires}
-    missing = [t for t in spec.nominal(end_ms - lim.slack_ms) if t not in got]
+    missing = [t for t in spec.nominal(upto) if t not in got]
     if missing:
         out.add(
             "recurring_missing_occurrence",

@@ -268,9 +268,10 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
         supervisor.quiet()
         quiesced = _quiesce(cfg, stack, supervisor, gen, events)
         (run_dir / "end.json").write_text(json.dumps({"end_ms": int(time.time() * 1000)}))
-        if echo is not None:
+        if echo is not None:  # its last done reports must be consumed before the group offsets are read
             echo.stop()
             echo = None
+            quiesced = _quiesce(cfg, stack, supervisor, gen, events) and quiesced
         totals = supervisor.totals()
         supervisor.close()
         (run_dir / "metrics.json").write_text(json.dumps(totals))

@@ -449,6 +449,17 @@ def test_a_schedule_that_never_fires_is_caught_whatever_its_policy() -> None:
     assert rec_anomalies(late, []) == {}, "it would have started within the slack before the run's end"
 
 
+def test_under_all_a_replaced_version_has_no_hole_before_its_newest_fire() -> None:
+    commands = [
+        rcmd(0, "r", every_ms=1000, max_runs=10, missed="all"),
+        rcmd(5, "r", ts=S + 4000, every_ms=1000, starts_at=S + 10_000, max_runs=1, missed="all"),
+    ]
+    new = [rfire("r", 5, S + 10_000, 1)]
+    assert rec_anomalies(commands, every_fires("r", 0, 3) + new) == {}, "the rest rightly never fired"
+    holed = [rfire("r", 0, S, 1), rfire("r", 0, S + 2000, 2), *new]
+    assert "recurring_missing_occurrence" in rec_anomalies(commands, holed)
+
+
 def test_seen_early_by_the_consumer_is_early() -> None:
     commands = [rcmd(0, "r", every_ms=1000, max_runs=2, missed="all")]
     observed = {f"r@0/{S + 1000}": [S + 999]}
