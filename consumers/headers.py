@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from consumers.retry import DltReason
-from scheduler.model import HEADER_FIRE_ID
+from scheduler.model import HEADER_AWAIT_DONE, HEADER_CONTROL, HEADER_FIRE_ID
 
 __all__ = [
     "HEADER_ATTEMPT",
@@ -26,6 +26,7 @@ __all__ = [
     "Origin",
     "RawHeaders",
     "dlt_headers",
+    "done_report",
     "header",
     "idempotency_key",
     "logical_headers",
@@ -173,3 +174,19 @@ def dlt_headers(headers: RawHeaders, origin: Origin, failure: Failure) -> RawHea
         ]
     )
     return tuple(kept + ours)
+
+
+def done_report(headers: RawHeaders) -> tuple[bytes, RawHeaders] | None:
+    """The done command (key, headers) for a record carrying `scheduler-await-done`, or None without one.
+
+    The header protocol's control command: key = the schedule id (the fire id `<id>@<version>/<occurrence>` up to
+    its last `@`), `scheduler-control: done` and the fire id; the record's timestamp is the finish time. A value
+    that is not a fire id (no `@`, or nothing before it) is no report: the scheduler could not match it anyway.
+    """
+    fire = header(headers, HEADER_AWAIT_DONE)
+    if not fire:
+        return None
+    schedule_id, at, _occurrence = fire.rpartition("@")
+    if not at or not schedule_id:
+        return None
+    return schedule_id.encode(), ((HEADER_CONTROL, b"done"), (HEADER_FIRE_ID, fire.encode()))

@@ -39,7 +39,7 @@ CONSUMER_FORCED: dict[str, Any] = {
     "partition.assignment.strategy": "range",
     "isolation.level": "read_committed",
 }
-PRODUCER_FORCED: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
+PRODUCER_FORCED: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
 FORCED_REASONS: dict[str, str] = {
     "enable.auto.commit": "offsets are committed only up to the lowest unfinished record",
     "enable.auto.offset.store": "offsets are committed only up to the lowest unfinished record",
@@ -47,6 +47,8 @@ FORCED_REASONS: dict[str, str] = {
     "isolation.level": "handlers must never see the records of aborted transactions",
     "acks": "a dead letter or blocked-key marker acknowledged by one replica can be lost with it",
     "enable.idempotence": "retried writes must not duplicate or reorder dead letters and markers",
+    "partitioner": "a done report must land in its schedule id's partition of `scheduled`, as the scheduler "
+    "client's commands do",
 }
 # A member that died without leaving holds its partitions for session.timeout.ms: 10 s, not librdkafka's 45 s.
 CONSUMER_DEFAULTS: dict[str, Any] = {

@@ -75,6 +75,14 @@ class ConsumerMetrics:
             "Worker threads left behind in a sync handler past its time limit, still running.",
             "group",
         )
+        self.done_reports = counter(
+            "consumer_done_reports",
+            "Done reports sent to the scheduler for records carrying scheduler-await-done, by the outcome that "
+            "ended them (success, dead_lettered, duplicate_skipped).",
+            "group",
+            "topic",
+            "outcome",
+        )
         self.rebalances = counter(
             "consumer_rebalances",
             "Rebalance callbacks, by event (assigned, revoked, lost).",

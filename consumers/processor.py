@@ -14,7 +14,14 @@ from datetime import timedelta
 from consumers.blocking import BlockedKeys, KeyRef
 from consumers.executor import AsyncRunner
 from consumers.handlers import DeserializationError, Handler
-from consumers.headers import Failure, RawHeaders, dlt_headers, idempotency_key, retry_headers
+from consumers.headers import (
+    Failure,
+    RawHeaders,
+    dlt_headers,
+    done_report,
+    idempotency_key,
+    retry_headers,
+)
 from consumers.idempotency import AlreadyDone, IdempotencyStore, SQLiteStore
 from consumers.message import Context, Inbox, Message, RawRecord, build_message
 from consumers.metrics import ConsumerMetrics
@@ -27,6 +34,7 @@ __all__ = ["Processor", "Sinks", "Work"]
 
 log = logging.getLogger(__name__)
 DeadLetterWriter = Callable[[str, int, bytes | None, bytes | None, RawHeaders], None]
+DoneWriter = Callable[[bytes, RawHeaders], None]  # (schedule id, headers) to the scheduler's commands topic
 
 
 @dataclass(eq=False, slots=True)
@@ -62,6 +70,7 @@ class Sinks:
     finish: Callable[[Work], None]
     requeue_front: Callable[[Work, list[Work]], None]
     abandon: Callable[[Work, Work], bool]  # leave the worker running the first behind; the second runs next
+    done: DoneWriter  # a record carrying scheduler-await-done reached its final outcome
 
 
 class Processor:
@@ -132,7 +141,8 @@ class Processor:
     def _done(self, work: Work, msg: Message, outcome: str) -> None:
         self._count(msg, outcome)
         self._resolve(work, msg)
-        self.sinks.finish(work)
+        if self._report_done(msg, outcome):
+            self.sinks.finish(work)
 
     def _failed(self, work: Work, msg: Message, key: str, error: BaseException) -> None:
         """Decide once (retry with which delay, or which dead-letter reason), log it, then write it durably."""
@@ -140,8 +150,25 @@ class Processor:
             self.store.release(key)
         verdict = self._verdict(work, msg, error)
         _log_failure(work, msg, error, verdict, self.settings.dlt_for(msg.topic, self.group))
-        if self._durably(msg, lambda: self._fail(work, msg, key, error, verdict)):
+        if not self._durably(msg, lambda: self._fail(work, msg, key, error, verdict)):
+            return
+        if verdict.reason is None or self._report_done(msg, "dead_lettered"):
             self.sinks.finish(work)
+
+    def _report_done(self, msg: Message, outcome: str) -> bool:
+        """Tell the scheduler an awaited occurrence finished, before the offset may move past the record.
+
+        On every final outcome, a duplicate included: the first run may have marked the record done and died
+        before its report landed, and a report too many is ignored by the scheduler (it matches the fire id).
+        False (offset stays uncommitted, the record reruns and reports then) when stopping before it landed.
+        """
+        report = done_report(msg.headers)
+        if report is None:
+            return True
+        if not self._durably(msg, lambda: self.sinks.done(*report), "done report"):
+            return False
+        self.metrics.done_reports.labels(self.group, msg.topic, outcome).inc()
+        return True
 
     def _verdict(self, work: Work, msg: Message, exc: BaseException) -> Verdict:
         policy = (self.handlers[work.source_topic].retry or self.policy).for_exception(exc)
@@ -231,15 +258,15 @@ class Processor:
         if parked:
             self.sinks.requeue_front(work, parked)
 
-    def _durably(self, msg: Message, write: Callable[[], None]) -> bool:
-        """Retry a retry/dead-letter write until it lands; False (offset stays uncommitted) when stopping."""
+    def _durably(self, msg: Message, write: Callable[[], None], what: str = "retry or dead letter") -> bool:
+        """Retry a write until it lands; False (offset stays uncommitted) when stopping."""
         delay = 0.5
         while True:
             try:
                 write()
                 return True
             except Exception:
-                log.exception("could not write the retry or dead letter; the offset stays uncommitted")
+                log.exception("could not write the %s; the offset stays uncommitted", what)
                 self._count(msg, "failed")
                 if self.stopping.wait(delay):
                     return False

@@ -42,6 +42,7 @@ __all__ = ["Runtime"]
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
 WAITING_NOTE_S = 5.0
+PARTITION_BY_KEY = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner chooses
 
 
 class Runtime:
@@ -66,6 +67,7 @@ class Runtime:
             self._finish,
             self._requeue_front,
             self._abandon,
+            self._report_done,
         )
         chain = tuple(app.middlewares)
         handlers = {t: dataclasses.replace(h, middleware=chain) for t, h in app.handlers.items()}
@@ -93,6 +95,12 @@ class Runtime:
         self, topic: str, partition: int, key: bytes | None, value: bytes | None, h: RawHeaders
     ) -> None:
         kafka_io.produce_sync(self.producer, topic, partition, key, value, h)
+
+    def _report_done(self, schedule_id: bytes, h: RawHeaders) -> None:
+        """A done command on `scheduled`, in the id's partition (the producer's murmur2 partitioner)."""
+        kafka_io.produce_sync(
+            self.producer, self.settings.scheduled_topic, PARTITION_BY_KEY, schedule_id, b"", h
+        )
 
     def _finish(self, work: Work) -> None:
         tp = (work.raw.topic, work.raw.partition)

@@ -14,6 +14,9 @@ a 64 KiB max.message.bytes (F17: one that fits, one over the target's limit, one
 topics' limits, poison both); schedules to a target the harness deletes mid-run (F18), marked `chaos-doomed`,
 never replaced or cancelled, each of which fires before the deletion, is dead-lettered after it, or (consumed
 after it) is rejected as an unknown target.
+
+`recurring` > 0 adds that many recurring schedules (`tests.chaos.recurring_load`: every, after, paused and
+resumed, replaced), sent at seeded times in the first third of the run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from confluent_kafka import Producer
 
 from scheduler.codec import encode_schedule
 from scheduler.model import Schedule
+from tests.chaos.recurring_load import RecurringPlan
 
 __all__ = ["OVERSIZE", "POISON_KINDS", "EdgeLoad", "Generator"]
 
@@ -96,6 +100,7 @@ class Generator:
         max_due_s: float,
         edge: EdgeLoad | None = None,
         misrouted: float = 0.0,
+        recurring: int = 0,
     ) -> None:
         self._topic = topic
         self._targets = targets
@@ -128,12 +133,22 @@ class Generator:
         self._races: list[tuple[float, str]] = []  # (monotonic send time, id)
         self._sent: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self._n = 0
+        # drawn only when asked for, so runs without recurring schedules keep their seeded sequence
+        plan = RecurringPlan(random.Random(rng.random()), recurring, max_due_s * 0.35) if recurring else None
+        self._recurring = list(reversed(plan.actions)) if plan else []  # a stack, soonest last
+        self._plan = plan
 
     def _count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def _send(
-        self, kind: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], **info: Any
+        self,
+        kind: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        misroute: bool = True,
+        **info: Any,
     ) -> None:
         def delivered(err: Any, msg: Any) -> None:
             with self._lock:
@@ -145,7 +160,7 @@ class Generator:
                     entry = {"kind": kind, "p": msg.partition(), "o": msg.offset(), **info}
                 self._log.write(json.dumps(entry) + "\n")
 
-        producer = self._other if self._rng.random() < self._misrouted else self._producer
+        producer = self._other if misroute and self._rng.random() < self._misrouted else self._producer
         while True:
             try:
                 producer.produce(self._topic, value, key, headers=headers, on_delivery=delivered)
@@ -280,12 +295,24 @@ class Generator:
             due = int(dict(headers)["scheduler-deliver-at"])
             self._pending[key.decode()] = due
 
+    def _send_recurring(self, kind: str, sid: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        # one producer, the id's partition: a pause never overtakes its schedule on the way home
+        self._send(kind, sid.encode(), value, headers, misroute=False, id=sid)
+
+    def _recurring_due(self, elapsed: float) -> None:
+        while self._plan is not None and self._recurring and self._recurring[-1].at_s <= elapsed:
+            action = self._recurring.pop()
+            target = self._rng.choice(self._targets)
+            last = self._plan.run(action, wall_ms(), target, self._send_recurring)
+            self.last_due_ms = max(self.last_due_ms, last)
+
     def run(self, stop: threading.Event) -> None:
         start = time.monotonic()
         deadline_ms = wall_ms() + int(self._max_due_s * 1000)
         creates = 0
         while not stop.is_set():
             elapsed = time.monotonic() - start
+            self._recurring_due(elapsed)
             target = min(self._schedules, int(self._schedules * min(1.0, elapsed / self._produce_s)) + 1)
             while creates < target and not stop.is_set():
                 before = self.counts.get("create", 0)
@@ -295,7 +322,7 @@ class Generator:
             while self._races and self._races[0][0] <= now:
                 _at, sid = heapq.heappop(self._races)
                 self._cancel(sid, "race_cancel")
-            if creates >= self._schedules and not self._races:
+            if creates >= self._schedules and not self._races and not self._recurring:
                 break
             nxt = self._races[0][0] - now if self._races else 0.02
             stop.wait(max(0.0, min(0.02, nxt)))

@@ -7,6 +7,9 @@ transactional.id is stable and a restart fences the previous incarnation. The su
 instance's transaction counters every second and right before the nemesis kills it.
 
 Every fault is appended to `events.jsonl` as {"t": seconds since start, "fault": kind, ...}.
+
+With recurring schedules, an `EchoConsumer` (the consumer framework itself) consumes the target topics, logs when
+it saw each occurrence (`observed.jsonl`) and reports awaited occurrences done on `scheduled`.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumers import App, ConsumerSettings, InMemoryStore, Message
 from scheduler.dev import broker as dev_broker
+from scheduler.model import HEADER_AWAIT_DONE, HEADER_FIRE_ID, HEADER_OCCURRENCE_AT
 from tests.scheduler_proc import SchedulerProcess, SchedulerStack
 
-__all__ = ["KILL_FAILPOINTS", "BrokerControl", "Events", "Nemesis", "Supervisor"]
+__all__ = ["KILL_FAILPOINTS", "BrokerControl", "EchoConsumer", "Events", "Nemesis", "Supervisor"]
 
 # Failpoints wired into the service (on_revoke_* have no transaction to interrupt: none is open between ticks).
 KILL_FAILPOINTS = (
@@ -374,3 +379,48 @@ class Nemesis:
         self.events.add(fault="broker_restart", down_s=round(down, 1))
         self.broker.hard_restart(down)
         self.events.add(event="broker_back")
+
+
+class EchoConsumer:
+    """A consumer-framework app on the target topics: it handles every fire at once, so `after` schedules go on
+    through its done reports, and logs {"fid", "seen_ms", "awaits"} for each occurrence it handled."""
+
+    def __init__(
+        self, bootstrap: str, scheduled_topic: str, targets: list[str], run_dir: Path, group: str
+    ) -> None:
+        settings = ConsumerSettings(
+            bootstrap_servers=bootstrap,
+            scheduled_topic=scheduled_topic,
+            commit_interval_s=0.5,
+            shutdown_timeout_s=10.0,
+        )
+        self.app = App(
+            group, concurrency=8, idempotency=InMemoryStore(), ordering="relaxed", settings=settings
+        )
+        for topic in targets:
+            self.app.handler(topic)(self._seen)
+        self._fh = (run_dir / "observed.jsonl").open("a")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.app.run, args=(self._stop,), name="echo", daemon=True)
+
+    def _seen(self, message: Message) -> None:
+        if message.header(HEADER_OCCURRENCE_AT) is None:
+            return  # a one-time fire
+        entry = {
+            "fid": message.header(HEADER_FIRE_ID),
+            "seen_ms": time.time_ns() // 1_000_000,
+            "awaits": message.header(HEADER_AWAIT_DONE) is not None,
+        }
+        with self._lock:
+            self._fh.write(json.dumps(entry) + "\n")
+            self._fh.flush()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        with self._lock:
+            self._fh.close()

@@ -3,6 +3,8 @@
 Fresh topics on the broker (KAFKA_BOOTSTRAP_SERVERS, or a private one with --broker-restarts), K supervised
 instances, the seeded generator and nemesis for S seconds, then quiesce (no more faults, every instance back
 and rebuilt, every due schedule fired, group offsets at the end), dump every topic and run the checker.
+`--recurring N` adds N recurring schedules (tests/chaos/recurring_load.py) and an echo consumer (the consumer
+framework) that reports their occurrences done; the checker judges them per occurrence (tests/chaos/recurring.py).
 Exit 0 on pass, 1 on any anomaly, 2 if inconclusive (faults hit no transaction).
 """
 
@@ -25,7 +27,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from tests.chaos.checker import check, dump, record_dict
 from tests.chaos.generator import BIG_TARGET_MAX, HUGE_TARGET_MAX, STATE_MAX, EdgeLoad, Generator
-from tests.chaos.harness import BrokerControl, Events, Nemesis, Supervisor
+from tests.chaos.harness import BrokerControl, EchoConsumer, Events, Nemesis, Supervisor
 from tests.scheduler_proc import SchedulerStack
 
 __all__ = ["ChaosConfig", "main", "run_chaos"]
@@ -57,6 +59,9 @@ class ChaosConfig:
     oversize: bool = False  # F17: four payload sizes against target, state and producer limits
     doomed: bool = False  # F18: a target deleted half-way through
     misrouted: float = 0.25  # share of commands sent with librdkafka's default partitioner (forwarded home)
+    recurring: int = (
+        0  # recurring schedules (every, after, paused and resumed, replaced) and an echo consumer
+    )
 
 
 def _pending_total(supervisor: Supervisor) -> float | None:
@@ -187,6 +192,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
         "KAFKA_SCHEDULER_REBUILD_STALL_TIMEOUT_S": "60",
     }
     supervisor: Supervisor | None = None
+    echo: EchoConsumer | None = None
     try:
         stack.create()
         targets = [stack.create_target(f"{stack.scheduled_topic}-t{i}", 3) for i in range(2)]
@@ -208,6 +214,9 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             edge.doomed_until_ms = int(now_ms + produce_ms * 0.3)
             doomed = DoomedTarget(stack, events, edge.delete_ms)
             edge.doomed_target = doomed.topic
+        if cfg.recurring:
+            echo = EchoConsumer(bootstrap, stack.scheduled_topic, targets, run_dir, f"{stack.group}-echo")
+            echo.start()
         rng = random.Random(cfg.seed)
         supervisor = Supervisor(
             stack,
@@ -229,6 +238,7 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
             max_due_s=cfg.duration_s * 0.85,
             edge=edge,
             misrouted=cfg.misrouted,
+            recurring=cfg.recurring,
         )
         nemesis = Nemesis(
             supervisor,
@@ -257,6 +267,11 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
         threads[1].join(60)
         supervisor.quiet()
         quiesced = _quiesce(cfg, stack, supervisor, gen, events)
+        (run_dir / "end.json").write_text(json.dumps({"end_ms": int(time.time() * 1000)}))
+        if echo is not None:  # its last done reports must be consumed before the group offsets are read
+            echo.stop()
+            echo = None
+            quiesced = _quiesce(cfg, stack, supervisor, gen, events) and quiesced
         totals = supervisor.totals()
         supervisor.close()
         (run_dir / "metrics.json").write_text(json.dumps(totals))
@@ -281,6 +296,8 @@ def run_chaos(cfg: ChaosConfig) -> dict[str, Any]:
         (run_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
         return report
     finally:
+        if echo is not None:
+            echo.stop()
         if supervisor is not None:
             supervisor.close()
         events.close()
@@ -329,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="share of commands sent with librdkafka's default partitioner (the scheduler forwards them home)",
     )
+    parser.add_argument(
+        "--recurring",
+        type=int,
+        default=0,
+        help="recurring schedules (every, after, paused and resumed, replaced) with an echo consumer",
+    )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.kill_every.split(","))
     verdicts = {}
@@ -361,6 +384,7 @@ def _one(args: argparse.Namespace, seed: int, run_dir: Path | None, kill_every: 
         oversize=args.oversize,
         doomed=args.doomed,
         misrouted=args.misrouted,
+        recurring=args.recurring,
     )
     report = run_chaos(cfg)
     summary = {

@@ -47,6 +47,7 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
         ):
             totals[key] += int(s.get(key, 0))
         totals["aborted_records"] += int(s.get("aborted_records_visible_only_uncommitted", 0))
+        totals["recurring_fires"] += int(s.get("recurring", {}).get("fires", 0))
         faults.update({k: int(v) for k, v in s.get("faults_injected", {}).items()})
         outcomes.update({k: int(v) for k, v in s.get("attempt_outcomes", {}).items()})
         anomalies.update({k: int(v["count"]) for k, v in rep.get("anomalies", {}).items()})

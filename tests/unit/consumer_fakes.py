@@ -88,6 +88,8 @@ class Harness:
         self.scheduler = FakeScheduler()
         self.markers: list[tuple[bytes, bytes | None]] = []
         self.dead: list[tuple[str, int, bytes | None, RawHeaders]] = []
+        self.done: list[tuple[bytes, RawHeaders]] = []  # done reports to the scheduler's commands topic
+        self.done_fails = 0  # the next this many done reports fail (the broker is unreachable)
         self.finished: list[int] = []
         self.requeued: list[Work] = []
         self.handled: list[bytes] = []
@@ -97,7 +99,14 @@ class Harness:
         self.store = store if store is not None else InMemoryStore()
         fn = (handler or fail_first_attempt(fail or set()))(self)
 
-        sinks = Sinks(lambda: self.scheduler, self._dead_letter, self._finish, self._requeue, self._abandon)  # type: ignore[arg-type,return-value]
+        sinks = Sinks(
+            lambda: self.scheduler,  # type: ignore[arg-type,return-value]
+            self._dead_letter,
+            self._finish,
+            self._requeue,
+            self._abandon,
+            self._done,
+        )
         blocked = (
             BlockedKeys[Work](lambda t, p, k, v: self.markers.append((k, v)))
             if ordering == "block-key"
@@ -122,6 +131,12 @@ class Harness:
             self.processor.stopping.set()  # let the durable-write loop give up after one try
             raise RuntimeError("broker unreachable")
         self.dead.append((topic, partition, value, h))
+
+    def _done(self, schedule_id: bytes, h: RawHeaders) -> None:
+        if self.done_fails:
+            self.done_fails -= 1
+            raise RuntimeError("broker unreachable")
+        self.done.append((schedule_id, h))
 
     def _finish(self, work: Work) -> None:
         self.finished.append(work.raw.offset)

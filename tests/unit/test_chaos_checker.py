@@ -11,6 +11,7 @@ import pytest
 from scheduler.codec import encode_state
 from scheduler.model import Schedule
 from tests.chaos.checker import check
+from tests.chaos.recurring import StateRecord, check_recurring
 
 DUE = 1_767_225_600_000
 
@@ -354,3 +355,238 @@ def test_forwarded_copies_out_of_their_source_order_are_caught(tmp_path: Path) -
             info["committed"]["1"] = info["uncommitted"]["1"] = 2
     (run / "offsets.json").write_text(json.dumps(offsets))
     assert "forwarded_out_of_order" in anomalies(run)
+
+
+# ---------------------------------------------------------------- recurring schedules (tests/chaos/recurring.py)
+
+S = DUE  # starts_at of the synthetic recurring schedules, a whole second
+END = S + 120_000  # when the synthetic run stopped
+
+
+def rcmd(o: int, sid: str, ts: int = S - 2000, **spec: int | str) -> dict[str, Any]:
+    """A recurring command in the header protocol: every_ms / after_ms / starts_at / ends_at / max_runs / missed."""
+    spec = {"starts_at": S, **spec}
+    headers = [["scheduler-target-topic", "t"]] + [
+        [f"scheduler-{name.replace('_', '-')}", str(value)] for name, value in spec.items()
+    ]
+    return {"p": 0, "o": o, "ts": ts, "k": sid, "v": "payload", "h": headers}
+
+
+def ctl(o: int, sid: str, ts: int, word: str, fire_id: str | None = None) -> dict[str, Any]:
+    headers = [["scheduler-control", word]] + ([["scheduler-fire-id", fire_id]] if fire_id else [])
+    return {"p": 0, "o": o, "ts": ts, "k": sid, "v": "", "h": headers}
+
+
+def rfire(
+    sid: str, version: int, occ: int, run: int, skipped: int = 0, ts: int | None = None, awaits: bool = False
+) -> dict[str, Any]:
+    fid = f"{sid}@{version}/{occ}"
+    at = occ + 40 if ts is None else ts
+    headers = [
+        ["scheduler-schedule-id", sid],
+        ["scheduler-fire-id", fid],
+        ["scheduler-due-at", str(occ)],
+        ["scheduler-fired-at", str(at)],
+        ["scheduler-occurrence-at", str(occ)],
+        ["scheduler-run", str(run)],
+        ["scheduler-skipped", str(skipped)],
+    ] + ([["scheduler-await-done", fid]] if awaits else [])
+    return {"p": 0, "o": run, "ts": at, "k": sid, "v": "payload", "h": headers}
+
+
+def every_fires(sid: str, version: int, n: int, every: int = 1000) -> list[dict[str, Any]]:
+    return [rfire(sid, version, S + i * every, i + 1) for i in range(n)]
+
+
+def rec_anomalies(
+    commands: list[dict[str, Any]],
+    fires: list[dict[str, Any]],
+    states: dict[str, list[StateRecord]] | None = None,
+    observed: dict[str, list[int]] | None = None,
+) -> dict[str, list[Any]]:
+    found, _stats = check_recurring(commands, fires, observed or {}, states or {}, END)
+    return found
+
+
+def test_a_clean_every_all_schedule_passes() -> None:
+    commands = [rcmd(0, "r", every_ms=1000, max_runs=5, missed="all")]
+    found, stats = check_recurring(commands, every_fires("r", 0, 5), {}, {}, END)
+    assert found == {}
+    assert stats["fires"] == 5 and stats["by_kind"] == {"every:all": 1}
+
+
+@pytest.mark.parametrize(
+    ("fires", "anomaly"),
+    [
+        ([*every_fires("r", 0, 5), rfire("r", 0, S + 4000, 5)], "recurring_duplicate_fire"),
+        ([*every_fires("r", 0, 4), rfire("r", 0, S + 4000, 5, ts=S + 3990)], "recurring_early_fire"),
+        ([f for f in every_fires("r", 0, 5) if f["ts"] != S + 2040], "recurring_missing_occurrence"),
+        ([*every_fires("r", 0, 4), rfire("r", 0, S + 4500, 5)], "recurring_off_schedule"),
+        (every_fires("r", 0, 6), "recurring_past_max_runs"),
+        ([*every_fires("r", 0, 4), rfire("r", 0, S + 4000, 7)], "recurring_run_not_consecutive"),
+        ([*every_fires("r", 0, 4), rfire("r", 0, S + 4000, 5, skipped=1)], "recurring_skip_count_wrong"),
+        (every_fires("r", 7, 5), "recurring_fire_of_unknown_version"),
+        (
+            [*every_fires("r", 0, 4), {**rfire("r", 0, S + 4000, 5), "h": [["scheduler-fire-id", "r@0/x"]]}],
+            "recurring_bad_headers",
+        ),
+    ],
+)
+def test_each_recurring_anomaly_is_caught(fires: list[dict[str, Any]], anomaly: str) -> None:
+    commands = [rcmd(0, "r", every_ms=1000, max_runs=5, missed="all")]
+    assert anomaly in rec_anomalies(commands, fires)
+
+
+def test_a_schedule_that_never_fires_is_caught_whatever_its_policy() -> None:
+    for spec in (
+        {"every_ms": 2000, "missed": "latest"},
+        {"after_ms": 1000},
+        {"every_ms": 1000, "missed": "skip"},
+    ):
+        commands = [rcmd(0, "r", max_runs=3, **spec)]  # type: ignore[arg-type]
+        assert set(rec_anomalies(commands, [])) == {"recurring_never_fired"}
+    late = [rcmd(0, "r", every_ms=1000, starts_at=END - 1000, missed="latest")]
+    assert rec_anomalies(late, []) == {}, "it would have started within the slack before the run's end"
+
+
+def test_under_all_a_replaced_version_has_no_hole_before_its_newest_fire() -> None:
+    commands = [
+        rcmd(0, "r", every_ms=1000, max_runs=10, missed="all"),
+        rcmd(5, "r", ts=S + 4000, every_ms=1000, starts_at=S + 10_000, max_runs=1, missed="all"),
+    ]
+    new = [rfire("r", 5, S + 10_000, 1)]
+    assert rec_anomalies(commands, every_fires("r", 0, 3) + new) == {}, "the rest rightly never fired"
+    holed = [rfire("r", 0, S, 1), rfire("r", 0, S + 2000, 2), *new]
+    assert "recurring_missing_occurrence" in rec_anomalies(commands, holed)
+
+
+def test_seen_early_by_the_consumer_is_early() -> None:
+    commands = [rcmd(0, "r", every_ms=1000, max_runs=2, missed="all")]
+    observed = {f"r@0/{S + 1000}": [S + 999]}
+    assert set(rec_anomalies(commands, every_fires("r", 0, 2), observed=observed)) == {"recurring_early_fire"}
+
+
+def test_latest_and_skip_count_the_nominal_occurrences_between_fires() -> None:
+    for missed in ("latest", "skip"):
+        commands = [rcmd(0, "r", every_ms=1000, ends_at=S + 6000, missed=missed)]
+        fires = [
+            rfire("r", 0, S, 1),
+            rfire("r", 0, S + 4000, 2, skipped=3),
+            rfire("r", 0, S + 6000, 3, skipped=4),
+        ]
+        assert rec_anomalies(commands, fires) == {}
+        wrong = [*fires[:2], rfire("r", 0, S + 6000, 3, skipped=3)]
+        assert set(rec_anomalies(commands, wrong)) == {"recurring_skip_count_wrong"}
+
+
+def test_latest_firing_an_old_occurrence_when_a_newer_one_was_due_is_caught() -> None:
+    commands = [rcmd(0, "r", every_ms=1000, max_runs=1, missed="latest")]
+    assert set(rec_anomalies(commands, [rfire("r", 0, S, 1, ts=S + 9000)])) == {"recurring_latest_not_newest"}
+    assert rec_anomalies(commands, [rfire("r", 0, S, 1, ts=S + 3500)]) == {}, (
+        "within one interval + tolerance"
+    )
+
+
+def paused_run(*fires: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every 1 s from S to S+30 s (latest), paused at S+5 s, resumed at S+15 s."""
+    commands = [
+        rcmd(0, "r", every_ms=1000, ends_at=S + 30_000, missed="latest"),
+        ctl(1, "r", S + 5000, "pause"),
+        ctl(2, "r", S + 15_000, "resume"),
+    ]
+    return commands, list(fires)
+
+
+def test_nothing_fires_while_paused() -> None:
+    before = [
+        rfire("r", 0, S + i * 1000, i + 1) for i in range(8)
+    ]  # up to S+7 s: in flight within the margin
+    after = [rfire("r", 0, S + 16_000 + i * 1000, 9 + i, skipped=0) for i in range(15)]
+    commands, fires = paused_run(*before, *after)
+    assert rec_anomalies(commands, fires) == {}
+    commands, fires = paused_run(*before, rfire("r", 0, S + 9000, 9), *after)
+    found = rec_anomalies(commands, fires)
+    assert "fired_while_paused" in found
+
+
+def test_the_state_log_tells_when_the_pause_took_effect() -> None:
+    fires = [rfire("r", 0, S + i * 1000, i + 1) for i in range(8)]  # the last at S+7 s
+    commands, _ = paused_run()
+    states = {"r": [StateRecord(S - 1000, False, 0, False), StateRecord(S + 5100, False, 0, True)]}
+    assert "fired_while_paused" in rec_anomalies(commands, fires, states), (
+        "paused at S+5.1 s: S+7 s is after it"
+    )
+    late_pause = {"r": [StateRecord(S + 7500, False, 0, True)]}
+    assert "fired_while_paused" not in rec_anomalies(commands, fires, late_pause)
+
+
+def test_a_schedule_that_does_not_go_on_after_its_resume_is_caught() -> None:
+    commands, fires = paused_run(*[rfire("r", 0, S + i * 1000, i + 1) for i in range(5)])
+    assert "not_resumed" in rec_anomalies(commands, fires)
+
+
+def test_a_replaced_version_never_fires_after_the_replacement() -> None:
+    commands = [
+        rcmd(0, "r", every_ms=1000, max_runs=20, missed="latest"),
+        rcmd(5, "r", ts=S + 4000, every_ms=2000, starts_at=S + 10_000, max_runs=2, missed="all"),
+    ]
+    old = [rfire("r", 0, S + i * 1000, i + 1) for i in range(5)]
+    new = [rfire("r", 5, S + 10_000, 1), rfire("r", 5, S + 12_000, 2)]
+    assert rec_anomalies(commands, old + new) == {}
+    stale = rfire("r", 0, S + 9000, 6, skipped=4)
+    assert set(rec_anomalies(commands, [*old, stale, *new])) == {"replaced_version_fired"}
+    stale = rfire("r", 0, S + 6000, 6, skipped=1)  # within the margin of the command's record time
+    assert rec_anomalies(commands, [*old, stale, *new]) == {}
+    states = {"r": [StateRecord(S + 4200, False, 5, False), StateRecord(S + 12_100, True)]}
+    found = rec_anomalies(commands, [*old, stale, *new], states)
+    assert set(found) == {"replaced_version_fired"}, "the state log shows v5 took over at S+4.2 s"
+
+
+def after_run(done_delay: int = 100) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """after_ms=2000, max_runs=3: each run reported done `done_delay` ms after it fired."""
+    commands = [rcmd(0, "a", after_ms=2000, max_runs=3)]
+    fires, occ = [], S
+    for run in range(1, 4):
+        f = rfire("a", 0, occ, run, awaits=True)
+        fires.append(f)
+        commands.append(ctl(run, "a", f["ts"] + done_delay, "done", f"a@0/{occ}"))
+        occ = f["ts"] + done_delay + 2000
+    return commands, fires
+
+
+def test_an_after_chain_fires_each_run_after_the_previous_done() -> None:
+    commands, fires = after_run()
+    found, stats = check_recurring(commands, fires, {}, {}, END)
+    assert found == {} and stats["dones"] == 3
+    early = [*fires[:2], rfire("a", 0, fires[2]["ts"] - 500, 3, awaits=True)]
+    assert "after_fired_before_done" in rec_anomalies(commands, early)
+    undone = [c for c in commands if c["o"] != 1]  # run 1 was never reported done, yet run 2 fired
+    assert "after_fired_before_done" in rec_anomalies(undone, fires)
+    assert "after_chain_stalled" in rec_anomalies(commands, fires[:2]), "run 2 was done, run 3 never came"
+    no_await = [{**f, "h": [h for h in f["h"] if h[0] != "scheduler-await-done"]} for f in fires]
+    assert "recurring_bad_headers" in rec_anomalies(commands, no_await)
+
+
+def test_a_recurring_schedule_that_ended_must_leave_no_state() -> None:
+    commands = [rcmd(0, "r", every_ms=1000, max_runs=2, missed="all")]
+    left = {"r": [StateRecord(S, False, 0, False), StateRecord(S + 1000, False, 0, False)]}
+    assert set(rec_anomalies(commands, every_fires("r", 0, 2), left)) == {"recurring_not_ended"}
+    gone = {"r": [StateRecord(S, False, 0, False), StateRecord(S + 1000, True)]}
+    assert rec_anomalies(commands, every_fires("r", 0, 2), gone) == {}
+
+
+def test_recurring_ids_are_left_out_of_the_one_time_checks_and_judged_apart(tmp_path: Path) -> None:
+    scheduled = [
+        cmd(0, "x"),
+        rcmd(1, "r", every_ms=1000, max_runs=2, missed="all"),
+        ctl(2, "r", S + 1100, "done", f"r@1/{S}"),  # a stale done: the scheduler ignores it
+    ]
+    fires = [fire(0, "x", 0), *every_fires("r", 1, 2)]
+    state = [put(0, "x", 0), tomb(1, "x"), tomb(2, "r")]
+    run = write_run(tmp_path, scheduled, state, fires)
+    report = check(run)
+    assert report["anomalies"] == {}, report["anomalies"]
+    assert report["stats"]["recurring"]["fires"] == 2 and report["stats"]["must_fire"] == 1
+    (tmp_path / "dup").mkdir()
+    run2 = write_run(tmp_path / "dup", scheduled, state, [*fires, every_fires("r", 1, 2)[1]])
+    assert anomalies(run2) == {"recurring_duplicate_fire"}

@@ -48,5 +48,6 @@ def test_all_documented_families_exist() -> None:
         "consumer_lag_seconds",
         "consumer_oldest_in_flight_seconds",
         "consumer_rebalances",
+        "consumer_done_reports",
     ):
         assert "kafka_scheduler_" + suffix in names
