@@ -509,13 +509,13 @@ class SchedulerLoop:
         if any(fire.occurrence is not None for fire in sent):  # recurring occurrences: each its own headers
             fires = []
             self._lateness = []
-            for fire, (schedule, version) in zip(sent, decoded, strict=True):
+            for fire, (one, version) in zip(sent, decoded, strict=True):
                 occurrence = fire.occurrence
                 if occurrence is None:
-                    fires.extend(fired_records([(schedule, version)], fired_at, source))
-                    self._lateness.append((fired_at - schedule.due_ms) / 1000)
+                    fires.extend(fired_records([(one, version)], fired_at, source))
+                    self._lateness.append((fired_at - one.due_ms) / 1000)
                 else:
-                    fires.append(occurrence_record(schedule, occurrence, fired_at, source))
+                    fires.append(occurrence_record(one, occurrence, fired_at, source))
                     if not occurrence.backfill:
                         self._lateness.append((fired_at - occurrence.at_ms) / 1000)
         else:
@@ -575,7 +575,10 @@ class SchedulerLoop:
         if occurrence is None:
             return record
         fid = occurrence_fire_id(schedule.id, occurrence.version, occurrence.at_ms).encode()
-        ours = [(HEADER_FIRE_ID, fid), (HEADER_OCCURRENCE_AT, b"%d" % occurrence.at_ms)]
+        ours: list[tuple[str, bytes | None]] = [
+            (HEADER_FIRE_ID, fid),
+            (HEADER_OCCURRENCE_AT, b"%d" % occurrence.at_ms),
+        ]
         kept = [(k, v) for k, v in record.headers if k not in (HEADER_FIRE_ID, HEADER_OCCURRENCE_AT)]
         return record._replace(headers=kept + ours)
 
