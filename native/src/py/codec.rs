@@ -23,10 +23,13 @@ pyo3::create_exception!(
 
 const MAX_ID_BYTES: usize = 255;
 const HORIZON_MS: i64 = 36525 * 86_400_000;
-const ROUTED: [&str; 3] = [
+/// Headers that make a record Python's to decode: routed or relocated copies, the header protocol, and a
+/// control command (whose value, even an envelope, is ignored).
+const ROUTED: [&str; 4] = [
     "scheduler-forwarded-timestamp",
     "scheduler-target-topic",
     "scheduler-relocated-from",
+    "scheduler-control",
 ];
 
 /// AvroError (UnknownFingerprint for another writer's record) with the message, and the kind as `.kind`.
