@@ -374,7 +374,12 @@ def test_a_schema_file_the_native_layout_was_not_written_for_is_refused() -> Non
 
 # --- the batch intake equals decode_command + encode_state ---
 
-ROUTED = ["scheduler-forwarded-timestamp", "scheduler-target-topic", "scheduler-relocated-from"]
+ROUTED = [
+    "scheduler-forwarded-timestamp",
+    "scheduler-target-topic",
+    "scheduler-relocated-from",
+    "scheduler-control",
+]
 
 
 @st.composite
@@ -403,7 +408,10 @@ def consumed(draw: st.DrawFn) -> tuple[bytes | None, bytes | None, list[tuple[st
     headers = draw(
         st.none()
         | st.lists(
-            st.tuples(st.sampled_from([*ROUTED, "user", "scheduler-deliver-at"]), st.none() | st.just(b"1"))
+            st.tuples(
+                st.sampled_from([*ROUTED, "user", "scheduler-deliver-at"]),
+                st.none() | st.just(b"1") | st.just(b"pause"),
+            )
         )
     )
     return key, value, headers
@@ -439,6 +447,14 @@ def test_intake_takes_plain_envelopes_and_cancels_natively() -> None:
         InputRecord(0, 10, NOW, b"a", codec.encode_schedule(s), [("scheduler-relocated-from", b"1")]),
     ]
     assert codec.intake(records) == [(s, codec.encode_state(s, 7)), Cancel("a"), Cancel("a"), None]
+
+
+def test_a_control_header_makes_even_an_envelope_pythons_to_decode() -> None:
+    """scheduler-control ignores the value: the native intake must not take the envelope it may carry."""
+    envelope = codec.encode_schedule(Schedule(id="a", target_topic="t", due_ms=NOW))
+    record = InputRecord(0, 1, NOW, b"a", envelope, [("scheduler-control", b"pause")])
+    assert codec.intake([record]) == [None]
+    assert codec.decode_command(record.key, record.value, record.headers, NOW) == Pause("a")
 
 
 # --- older writer schemas: fastavro resolves them to the current one ---

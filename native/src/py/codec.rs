@@ -23,10 +23,13 @@ pyo3::create_exception!(
 
 const MAX_ID_BYTES: usize = 255;
 const HORIZON_MS: i64 = 36525 * 86_400_000;
-const ROUTED: [&str; 3] = [
+/// Headers that make a record Python's to decode: routed or relocated copies, the header protocol, and a
+/// control command (whose value, even an envelope, is ignored).
+const ROUTED: [&str; 4] = [
     "scheduler-forwarded-timestamp",
     "scheduler-target-topic",
     "scheduler-relocated-from",
+    "scheduler-control",
 ];
 
 /// AvroError (UnknownFingerprint for another writer's record) with the message, and the kind as `.kind`.
@@ -104,19 +107,7 @@ struct HeldRecurrence<'py> {
     counts: [i64; 3],
 }
 
-const RECURRENCE_OPTIONAL: [&str; 8] = [
-    "every_ms",
-    "after_ms",
-    "starts_at",
-    "ends_at",
-    "max_runs",
-    "catch_up_ms",
-    "running_ms",
-    "buffered_ms",
-];
-const RECURRENCE_COUNTS: [&str; 3] = ["occurrence_ms", "runs", "skipped"];
-
-fn opt_int(obj: Bound<'_, PyAny>, what: &str) -> PyResult<Option<i64>> {
+fn opt_int(obj: Bound<'_, PyAny>, what: &Bound<'_, PyString>) -> PyResult<Option<i64>> {
     if obj.is_none() {
         return Ok(None);
     }
@@ -129,12 +120,28 @@ impl<'py> HeldRecurrence<'py> {
     fn of(r: &Bound<'py, PyAny>) -> PyResult<Self> {
         let py = r.py();
         let cron = r.getattr(intern!(py, "cron"))?;
+        // interned names: a getattr by &str would build the name's str object on every call
+        let optional_names = [
+            intern!(py, "every_ms"),
+            intern!(py, "after_ms"),
+            intern!(py, "starts_at"),
+            intern!(py, "ends_at"),
+            intern!(py, "max_runs"),
+            intern!(py, "catch_up_ms"),
+            intern!(py, "running_ms"),
+            intern!(py, "buffered_ms"),
+        ];
         let mut optional = [None; 8];
-        for (slot, name) in optional.iter_mut().zip(RECURRENCE_OPTIONAL) {
+        for (slot, name) in optional.iter_mut().zip(optional_names) {
             *slot = opt_int(r.getattr(name)?, name)?;
         }
+        let count_names = [
+            intern!(py, "occurrence_ms"),
+            intern!(py, "runs"),
+            intern!(py, "skipped"),
+        ];
         let mut counts = [0; 3];
-        for (slot, name) in counts.iter_mut().zip(RECURRENCE_COUNTS) {
+        for (slot, name) in counts.iter_mut().zip(count_names) {
             *slot = r.getattr(name)?.extract().map_err(|_| {
                 PyTypeError::new_err(format!("recurrence {name} must be a 64-bit int"))
             })?;
@@ -244,6 +251,19 @@ impl<'py> Held<'py> {
                 .map(HeldRecurrence::view)
                 .transpose()?,
         })
+    }
+}
+
+/// The default zone and the policy words as interned strings (one per process, not one per decoded record).
+fn word<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    match text {
+        "UTC" => intern!(py, "UTC").clone(),
+        "latest" => intern!(py, "latest").clone(),
+        "skip" => intern!(py, "skip").clone(),
+        "all" => intern!(py, "all").clone(),
+        "allow" => intern!(py, "allow").clone(),
+        "buffer_one" => intern!(py, "buffer_one").clone(),
+        _ => PyString::new(py, text),
     }
 }
 
@@ -440,12 +460,12 @@ impl Codec {
                 r.cron.into_bound_py_any(py)?,
                 opt(r.every_ms)?,
                 opt(r.after_ms)?,
-                PyString::new(py, r.timezone).into_any(),
+                word(py, r.timezone).into_any(),
                 opt(r.starts_at)?,
                 opt(r.ends_at)?,
                 opt(r.max_runs)?,
-                PyString::new(py, r.missed).into_any(),
-                PyString::new(py, r.overlap).into_any(),
+                word(py, r.missed).into_any(),
+                word(py, r.overlap).into_any(),
                 opt(r.catch_up_ms)?,
                 r.paused.into_bound_py_any(py)?,
                 int(r.occurrence_ms)?,
