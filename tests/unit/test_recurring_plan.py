@@ -165,7 +165,7 @@ def test_after_waits_for_its_done_and_a_stale_done_is_ignored() -> None:
 def test_backfill_fires_past_occurrences_without_touching_the_state() -> None:
     s = every("a", 1000, starts_at=NOW - 100_000)
     index = DueIndex()
-    index.put(b"a", armed(s, 3, NOW + 500))
+    index.put(b"a", armed(s, 3, NOW + 1000))
     plan = run([control(20, "a")], index, decoded=[Backfill("a", NOW - 10_000, NOW - 8000)])
     times = [f.occurrence.at_ms for f in plan.fires if f.occurrence is not None]
     assert times == [NOW - 10_000, NOW - 9000, NOW - 8000]
