@@ -485,6 +485,8 @@ def test_latest_firing_an_old_occurrence_when_a_newer_one_was_due_is_caught() ->
     assert rec_anomalies(commands, [rfire("r", 0, S, 1, ts=S + 3500)]) == {}, (
         "within one interval + tolerance"
     )
+    last = [rcmd(0, "r", every_ms=1000, ends_at=S, missed="latest")]
+    assert rec_anomalies(last, [rfire("r", 0, S, 1, ts=S + 9000)]) == {}, "the last occurrence before ends_at"
 
 
 def paused_run(*fires: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
