@@ -65,7 +65,8 @@ bench: install
 # The long tier: 30 seeds of 100k schedules (about 3 hours), then a private broker hard-restarted under load.
 chaos: install
 	$(WITH_BROKER) bash -c '$(PY) -m tests.chaos.run --seed 1 --seeds 30 --schedules 100000 --instances 3 \
-	  --partitions 12 --duration 300 --kill-every 10,30 --zombies 2 --storms 2 --twins 1 --run-dir chaos-runs \
+	  --partitions 12 --duration 300 --kill-every 10,30 --zombies 2 --storms 2 --twins 1 --recurring 200 \
+	  --run-dir chaos-runs \
 	  && $(PY) -m tests.chaos.run --seed 32 --schedules 100000 --instances 3 --partitions 12 --duration 300 \
 	  --kill-every 10,30 --zombies 2 --storms 2 --twins 1 --burst 100000 --burst-at 1.0 --oversize --doomed \
 	  --run-dir chaos-runs/seed-32-edge'

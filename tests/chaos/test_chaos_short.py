@@ -1,7 +1,8 @@
 """The short chaos tier: two seeds of ~2k schedules, 3 supervised instances, 6 partitions, failpoint SIGKILLs,
 random SIGKILLs, one zombie and one rebalance storm each, plus the edge loads: 500 schedules due in one
-millisecond (F23), oversized payloads in four sizes (F17), a target deleted half-way (F18), and a quarter of the
-commands sent with librdkafka's default partitioner (forwarded to their id's partition). The checker must
+millisecond (F23), oversized payloads in four sizes (F17), a target deleted half-way (F18), a quarter of the
+commands sent with librdkafka's default partitioner (forwarded to their id's partition), and 40 recurring
+schedules judged per occurrence (tests/chaos/recurring.py). The checker must
 find no anomaly and faults must have hit transactions (an inconclusive run fails too). The long tier is
 `make chaos` (see docs/reliability.md)."""
 
@@ -34,6 +35,7 @@ def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, 
         burst=500,
         oversize=True,
         doomed=True,
+        recurring=40,  # every / after / paused and resumed / replaced, each occurrence judged (issue 16)
     )
     report = run_chaos(cfg)
     summary = json.dumps({k: report[k] for k in ("verdict", "anomalies", "stats")}, indent=1, default=str)
@@ -46,6 +48,8 @@ def test_short_chaos_run_finds_no_anomaly(kafka_bootstrap: str, tmp_path: Path, 
     assert report["stats"]["doomed"]["commands"] > 0, summary
     assert report["stats"]["forwarded"] > 100, summary  # a quarter went through another partitioner
     assert report["stats"]["faults_injected"].get("target_deleted") == 1, summary
+    recurring = report["stats"]["recurring"]  # occurrences fired, done reports consumed, pauses exercised
+    assert recurring["fires"] > 100 and recurring["dones"] > 10 and recurring["pauses"] > 0, summary
     assert (
         report["stats"]["faults_injected"].get("sigkill", 0)
         + report["stats"]["faults_injected"].get("failpoint_kill", 0)
