@@ -17,6 +17,7 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -48,7 +49,7 @@ def shapes(due: int) -> dict[str, Callable[[Schedule], Schedule] | None]:
     }
 
 
-def drain(n: int, partitions: int, shape: str) -> dict[str, Any]:
+def drain(n: int, partitions: int, shape: str, profile: Path | None = None) -> dict[str, Any]:
     with closing(stack("recurring", partitions)) as st:
         target = st.create_target(uid("bench-recurring-target"), partitions)
         # on a whole hour a little in the past (so the cron shape's occurrence is real), within the missed grace
@@ -59,7 +60,7 @@ def drain(n: int, partitions: int, shape: str) -> dict[str, Any]:
         preload_state(st, target, n, lambda _i: due, shape=shapes(due)[shape])
         counter = Counter(target).start()
         # a grace past the due: an occurrence a few seconds old fires as on time (the missed path is not measured)
-        instance = start_scheduler(st, None, KAFKA_SCHEDULER_MISSED_GRACE_MS=str(2 * HOUR_MS))
+        instance = start_scheduler(st, profile, KAFKA_SCHEDULER_MISSED_GRACE_MS=str(2 * HOUR_MS))
         wait_ready(instance)
         complete = counter.wait(n, timeout_s=max(120.0, n / 500), label=f"{shape} fires")
         counter.stop()
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=50_000, help="due schedules per drain")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the three shapes, alternating")
+    parser.add_argument(
+        "--profile", type=Path, help="run the scheduler of the `every` shape under pyinstrument"
+    )
     args = parser.parse_args(argv)
     console.print(
         f"B10 recurring: n={args.n:,} partitions={args.partitions} repeat={args.repeat} goal<={GOAL}"
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in shapes(0)}
     for _ in range(args.repeat):
         for name, results in runs.items():
-            results.append(drain(args.n, args.partitions, name))
+            results.append(drain(args.n, args.partitions, name, args.profile if name == "every 1h" else None))
     base = statistics.median(r["fires_per_s"] for r in runs["one-time"])
     rows = []
     result: dict[str, Any] = {"n": args.n, "partitions": args.partitions, "goal": GOAL, "runs": runs}
