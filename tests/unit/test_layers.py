@@ -23,7 +23,14 @@ LAYERS: list[tuple[str, ...]] = [
         "scheduler.http",
         "scheduler._native",
     ),
-    ("scheduler.config", "scheduler.headers", "scheduler.codec", "scheduler.records", "scheduler.recurring"),
+    (
+        "scheduler.config",
+        "scheduler.headers",
+        "scheduler.codec",
+        "scheduler.records",
+        "scheduler._cron",
+        "scheduler.recurring",
+    ),
     ("scheduler.kafka", "scheduler.topics"),
     ("scheduler.client", "scheduler.aio", "scheduler"),
     ("scheduler.service", "scheduler.ops", "consumers"),
@@ -52,11 +59,18 @@ def modules() -> list[tuple[str, Path]]:
     return out
 
 
+def _is_module(dotted: str) -> bool:
+    base = ROOT.joinpath(*dotted.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
 def imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+            # `from scheduler import _cron` imports the submodule scheduler._cron, not the package face
+            subs = [f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")]
+            found.update(subs if len(subs) == len(node.names) else [node.module])
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return {m for m in found if m.split(".")[0] in ("scheduler", "consumers")}
