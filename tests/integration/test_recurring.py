@@ -195,7 +195,9 @@ def test_missed_occurrences_follow_the_policy_after_downtime(scheduler_topics: S
             continue
         assert len(gap) >= 2, f"{policy}: the downtime should have skipped occurrences: {gap}"
         lateness = after[0].seen_ms - resumed
-        if policy == "latest":  # the most recent due occurrence fires (late or not), the older ones are skipped
+        if (
+            policy == "latest"
+        ):  # the most recent due occurrence fires (late or not), the older ones are skipped
             assert after[0].timestamp_ms < resumed + 1000, "latest: not the most recent due occurrence"
         else:
             assert lateness < 300 + 1000, "skip: only an occurrence within the grace fires"
