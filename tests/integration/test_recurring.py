@@ -7,6 +7,7 @@ scheduler-max-runs, scheduler-missed, and scheduler-control for pause, resume, d
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from confluent_kafka import Producer
 
 from scheduler.ops.state import find
 from tests.integration.scheduler_helpers import Record, Tail, read_all
-from tests.scheduler_proc import SchedulerStack
+from tests.scheduler_proc import SchedulerStack, run_cli
 
 HeaderList = list[tuple[str, bytes]]
 
@@ -284,3 +285,64 @@ def test_each_occurrence_once_across_a_sigkill(scheduler_topics: SchedulerStack)
     for sid in ids:
         assert occurrences(got, sid) == [start + k * 1000 for k in range(8)], sid
     assert_once_and_never_early(got)
+
+
+def test_overlap_skip_holds_occurrences_while_the_previous_one_runs(scheduler_topics: SchedulerStack) -> None:
+    """overlap=skip: occurrences due before the running one is reported done are skipped and counted; after
+    the done, the next one fires."""
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-overlap")
+    stack.start_instance()
+    tail = Tail(stack.bootstrap, target)
+    send(stack, "o-1", every(target, 1000, next_second(), overlap="skip"))
+    try:
+        first = tail.poll_until(lambda r: len(r) >= 1, 20, "the first occurrence")[0]
+        fire_id = first.header("scheduler-await-done")
+        assert fire_id == first.header("scheduler-fire-id")
+        assert len(tail.poll_for(3.0)) == 1, "the next ones overlap the running one: skipped"
+        send(stack, "o-1", control("done", fire_id=fire_id), value=b"")
+        second = tail.poll_until(lambda r: len(r) >= 2, 20, "an occurrence after the done")[1]
+    finally:
+        tail.close()
+        send(stack, "o-1", [], value=None)
+    assert int(second.header("scheduler-skipped")) >= 2
+    assert second.header("scheduler-run") == "2"
+
+
+def test_operator_commands_show_pause_resume_and_backfill(scheduler_topics: SchedulerStack) -> None:
+    """`get`, `list --recurring`, `pause`, `resume`, `backfill --dry-run` as an operator runs them."""
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-ops")
+    stack.start_instance()
+    env = stack.env()
+    send(stack, "ops-r", every(target, 60_000, next_second(-120_000)))
+    send(stack, "ops-once", [("scheduler-target-topic", target.encode()), ("scheduler-delay-ms", b"600000")])
+
+    def get(sid: str) -> dict[str, object]:
+        out = run_cli("get", sid, env=env)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 30
+    while run_cli("get", "ops-r", env=env).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    view = get("ops-r")["recurrence"]
+    assert isinstance(view, dict) and view["kind"] == "every" and view["state"] == "armed"
+    assert len(view["next_occurrences"]) == 5 and view["runs"] >= 1
+    assert "recurrence" not in get("ops-once")
+    listed = json.loads(run_cli("list", "--recurring", "-o", "json", env=env).stdout)
+    assert [item["id"] for item in listed["items"]] == ["ops-r"]
+    assert run_cli("pause", "ops-r", env=env).returncode == 0
+    wait = time.monotonic() + 30
+    while get("ops-r")["recurrence"]["state"] != "paused":  # type: ignore[index]
+        assert time.monotonic() < wait, "the pause never took effect"
+        time.sleep(0.5)
+    assert run_cli("resume", "ops-r", env=env).returncode == 0
+    while get("ops-r")["recurrence"]["state"] != "armed":  # type: ignore[index]
+        assert time.monotonic() < wait + 30, "the resume never took effect"
+        time.sleep(0.5)
+    dry = run_cli("backfill", "ops-r", "--from", "-150s", "--to", "-1s", "--dry-run", env=env)
+    assert dry.returncode == 0 and "nothing sent" in dry.stdout and "would fire" in dry.stdout, dry
+    refused = run_cli("pause", "ops-once", env=env)
+    assert refused.returncode == 1 and "one-time" in refused.stderr
+    assert run_cli("pause", "nobody", env=env).returncode == 4
