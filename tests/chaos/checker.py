@@ -507,6 +507,30 @@ def _state_record(rec: dict[str, Any]) -> StateRecord:
     return StateRecord(rec["ts"], False, version, paused)
 
 
+def _consumed_by_fire(run_dir: Path) -> dict[str, dict[int, int]]:
+    """Fire id -> the input positions (partition -> offset) its committed transaction carried, from the
+    per-transaction logs: what that transaction had consumed when it fired (an attempt killed in flight, whose
+    outcome is unknown, counts only when no committed one holds the fire)."""
+    outcomes: dict[str, str] = {}
+    begun: list[dict[str, Any]] = []
+    for path in sorted(run_dir.glob("instance-*.txn.jsonl")):
+        for entry in _load(path):
+            if "outcome" in entry:
+                outcomes[entry["attempt"]] = entry["outcome"]
+            elif "offsets" in entry:
+                begun.append(entry)
+    out: dict[str, dict[int, int]] = {}
+    for entry in begun:
+        outcome = outcomes.get(entry["attempt"])
+        if outcome not in (None, "committed"):
+            continue
+        offsets = {int(p): int(o) for p, o in entry["offsets"].items()}
+        for _topic, fid in entry.get("fires", []):
+            if fid is not None and (outcome == "committed" or fid not in out):
+                out[fid] = offsets
+    return out
+
+
 def _check_recurring(
     rep: _Report,
     run_dir: Path,
@@ -524,7 +548,9 @@ def _check_recurring(
         else max((r["ts"] for r in commands + fires), default=0)
     )
     decoded = {sid: [_state_record(r) for r in recs] for sid, recs in states.items()}
-    anomalies, stats = check_recurring(commands, fires, dict(observed), decoded, end_ms)
+    anomalies, stats = check_recurring(
+        commands, fires, dict(observed), decoded, end_ms, consumed=_consumed_by_fire(run_dir)
+    )
     for kind, details in anomalies.items():
         for detail in details:
             rep.add(kind, detail)

@@ -180,6 +180,8 @@ class Fire:
 class IdLog:
     specs: list[Spec] = field(default_factory=list)
     pauses: list[tuple[int, int, int]] = field(default_factory=list)  # (pause ts, resume ts, version paused)
+    # per pause, where its commands sit: (partition, pause offset, resume offset or NEVER)
+    pause_offsets: list[tuple[int, int, int]] = field(default_factory=list)
     dones: dict[str, int] = field(default_factory=dict)  # fire id -> the first report's time
 
 
@@ -207,7 +209,7 @@ def _spec(rec: Record, h: dict[str, str | None]) -> Spec:
 def _logs(commands: Iterable[Record]) -> dict[str, IdLog]:
     """Per id, in offset order: versions, pause windows (a pause up to the next resume), first done per fire id."""
     logs: dict[str, IdLog] = defaultdict(IdLog)
-    open_pause: dict[str, tuple[int, int]] = {}  # id -> (pause ts, version)
+    open_pause: dict[str, tuple[int, int, int, int]] = {}  # id -> (pause ts, version, partition, offset)
     for rec in sorted(commands, key=lambda r: (r["p"], r["o"])):
         sid, h = rec["k"], _h(rec)
         log = logs[sid]
@@ -215,10 +217,11 @@ def _logs(commands: Iterable[Record]) -> dict[str, IdLog]:
         control = h.get(HEADER_CONTROL)
         if control == "pause" and log.specs:
             # takes effect once consumed: at its home copy at the earliest
-            open_pause.setdefault(sid, (rec["ts"], log.specs[-1].version))
+            open_pause.setdefault(sid, (rec["ts"], log.specs[-1].version, rec["p"], rec["o"]))
         elif control == "resume" and sid in open_pause:
-            paused_at, version = open_pause.pop(sid)
+            paused_at, version, partition, offset = open_pause.pop(sid)
             log.pauses.append((paused_at, sent, version))  # consumed no earlier than it was sent
+            log.pause_offsets.append((partition, offset, rec["o"]))
         elif control == "done":
             log.dones.setdefault(h.get(HEADER_FIRE_ID) or "", sent)
         elif control is None:
@@ -226,8 +229,9 @@ def _logs(commands: Iterable[Record]) -> dict[str, IdLog]:
                 log.specs[-1].replaced_at = rec["ts"]
             if rec["v"] is not None:
                 log.specs.append(_spec(rec, h))
-    for sid, (at, version) in open_pause.items():
+    for sid, (at, version, partition, offset) in open_pause.items():
         logs[sid].pauses.append((at, NEVER, version))
+        logs[sid].pause_offsets.append((partition, offset, NEVER))
     return logs
 
 
@@ -259,19 +263,31 @@ def check_recurring(
     states: dict[str, list[StateRecord]],
     end_ms: int,
     limits: Limits | None = None,
+    consumed: dict[str, dict[int, int]] | None = None,
 ) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """(anomalies by name, stats) of a run's recurring schedules (module docstring).
 
     `commands`: the recurring and control commands where they took effect; `fires`: the fired records with
     occurrence fire ids; `observed`: fire id -> times the echo consumer handled it; `states`: per id, the state
-    log in commit order; `end_ms`: when the run stopped (occurrences after end_ms - slack_ms are not required).
+    log in commit order; `end_ms`: when the run stopped (occurrences after end_ms - slack_ms are not required);
+    `consumed`: fire id -> the input positions its committed transaction carried (the per-transaction logs):
+    where known, a fire is judged against the pause by what its transaction had consumed, without margins.
     """
     lim = limits or Limits()
     out = _Out()
     logs = _logs(commands)
     fired = _fires(fires, observed, out)
     for sid in sorted(set(logs) | set(fired)):
-        _check_id(out, lim, sid, logs.get(sid, IdLog()), fired.get(sid, []), states.get(sid, []), end_ms)
+        _check_id(
+            out,
+            lim,
+            sid,
+            logs.get(sid, IdLog()),
+            fired.get(sid, []),
+            states.get(sid, []),
+            end_ms,
+            consumed or {},
+        )
     lateness = sorted(f.ts - f.occ for fs in fired.values() for f in fs)
     stats: dict[str, Any] = {
         "ids": sum(1 for log in logs.values() if log.specs),
@@ -301,6 +317,7 @@ def _check_id(
     fires: list[Fire],
     states: list[StateRecord],
     end_ms: int,
+    consumed: dict[str, dict[int, int]] | None = None,
 ) -> None:
     versions = {s.version: s for s in log.specs}
     by_version: dict[int, list[Fire]] = defaultdict(list)
@@ -329,7 +346,7 @@ def _check_id(
             out.add(
                 "recurring_never_fired", {"id": sid, "version": spec.version, "starts_at": spec.starts_at}
             )
-    _check_pauses(out, lim, sid, log, fires, states)
+    _check_pauses(out, lim, sid, log, fires, states, consumed or {})
     _check_ended(out, lim, sid, log, by_version, states, end_ms)
 
 
@@ -428,8 +445,8 @@ def _check_after(
     done = log.dones.get(last.fid)
     more = spec.max_runs is None or len(fires) < spec.max_runs
     if done is not None and more:
-        nxt = done + spec.after_ms
-        if nxt <= end_ms - lim.slack_ms and (spec.ends_at is None or nxt <= spec.ends_at):
+        next_at = done + spec.after_ms
+        if next_at <= end_ms - lim.slack_ms and (spec.ends_at is None or next_at <= spec.ends_at):
             out.add("after_chain_stalled", {"id": sid, "last": last.fid, "done_at": done})
 
 
@@ -442,14 +459,28 @@ def _effective(states: list[StateRecord], since: int, match: Any) -> int | None:
 
 
 def _check_pauses(
-    out: _Out, lim: Limits, sid: str, log: IdLog, fires: list[Fire], states: list[StateRecord]
+    out: _Out,
+    lim: Limits,
+    sid: str,
+    log: IdLog,
+    fires: list[Fire],
+    states: list[StateRecord],
+    consumed: dict[str, dict[int, int]],
 ) -> None:
     specs = {s.version: s for s in log.specs}
-    for paused_at, resumed_at, version in log.pauses:
+    for (paused_at, resumed_at, version), where in zip(log.pauses, log.pause_offsets, strict=True):
         mine = [f for f in fires if f.version == version]  # a replacement while paused arms afresh
         took = _effective(states, paused_at, lambda st: st.paused is True)
         start = took + lim.in_txn_ms if took is not None else paused_at + lim.pause_margin_ms
-        bad = [f.fid for f in mine if f.ts >= start and f.occ <= resumed_at]
+        partition, pause_offset, resume_offset = where
+        bad = []
+        for f in mine:
+            position = consumed.get(f.fid, {}).get(partition)
+            if position is not None:  # exact: its transaction had consumed the pause and not the resume
+                if pause_offset < position <= resume_offset:
+                    bad.append(f.fid)
+            elif f.ts >= start and f.occ <= resumed_at:  # no transaction log: by time, with margins
+                bad.append(f.fid)
         if bad:
             out.add("fired_while_paused", {"id": sid, "paused": [start, resumed_at], "fires": bad[:10]})
         spec = specs[version]
