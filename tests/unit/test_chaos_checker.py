@@ -511,6 +511,21 @@ def test_nothing_fires_while_paused() -> None:
     assert "fired_while_paused" in found
 
 
+def test_the_transaction_log_judges_a_fire_by_what_it_had_consumed() -> None:
+    """A failover longer than any margin: the pause (offset 1) and resume (offset 2) are consumed together, late.
+    A fire whose transaction had consumed the pause but not the resume is an anomaly, whatever the times."""
+    commands, _ = paused_run()
+    late = rfire("r", 0, S + 9000, 1, ts=S + 9040)  # in the paused window by time
+    found, _stats = check_recurring(commands, [late], {}, {}, END, consumed={late_fid(late): {0: 1}})
+    assert "fired_while_paused" not in found, "its transaction had not consumed the pause yet"
+    found, _stats = check_recurring(commands, [late], {}, {}, END, consumed={late_fid(late): {0: 2}})
+    assert "fired_while_paused" in found, "consumed the pause (position 2 > offset 1), not the resume"
+
+
+def late_fid(fire: dict[str, Any]) -> str:
+    return next(v for k, v in fire["h"] if k == "scheduler-fire-id")
+
+
 def test_the_state_log_tells_when_the_pause_took_effect() -> None:
     fires = [rfire("r", 0, S + i * 1000, i + 1) for i in range(8)]  # the last at S+7 s
     commands, _ = paused_run()
