@@ -9,6 +9,7 @@ one reject record instead of stopping on it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -77,6 +78,8 @@ __all__ = [
     "intake",
     "is_legal_topic",
     "peek_due_ms",
+    "restate",
+    "step_on_time",
     "to_header_protocol",
 ]
 
@@ -200,6 +203,27 @@ def encode_control(command: Control) -> bytes:
 def encode_state(s: Schedule, version: int) -> bytes:
     """The state-topic record for a pending schedule; `version` is the input offset that created it."""
     return _CODEC.encode_state(s, version)
+
+
+def step_on_time(
+    record: bytes, now_ms: int, grace_ms: int, catch_up_ms: int
+) -> tuple[bytes | None, int, int, int] | None:
+    """`scheduler.recurring.step` of a due state record in its common case, in one native call: an `every`
+    schedule (not paused, nothing running or buffered, overlap allow) whose armed occurrence is the only one due
+    and not late (within `grace_ms`, and the catch-up window under missed=all). Returns (the next state record,
+    None when this fire ends the schedule; the fired occurrence's at_ms, run, skipped so far), or None where the
+    engine must decide (any other case, or a record of an older writer schema)."""
+    return _CODEC.step_on_time(record, now_ms, grace_ms, catch_up_ms)
+
+
+def restate(record: bytes, due_ms: int, recurrence: Recurrence) -> bytes:
+    """The same state record with a new due time and Recurrence, without building a Schedule in Python (a
+    record of an older writer schema is decoded and re-encoded in the current one)."""
+    found = _CODEC.restate(record, due_ms, recurrence)
+    if found is not None:
+        return found
+    schedule, version = decode_state(record)
+    return encode_state(dataclasses.replace(schedule, due_ms=due_ms, recurrence=recurrence), version)
 
 
 def intake(records: Sequence[Consumed]) -> list[tuple[Schedule, bytes] | Cancel | None]:

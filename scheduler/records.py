@@ -144,11 +144,28 @@ def occurrence_record(
     """A recurring schedule's occurrence: the one-time fired record with the occurrence's fire id
     (`<id>@<version>/<occurrence ms>`), its due and nominal time, run number and skipped count, and what the
     scheduler waits to hear is done."""
+    # The headers built in one list, as fired_record's followed by the occurrence's (its fire id and due
+    # replacing the one-time ones): the user's (without ours), the schedule id, fired-at, etf1's three for an
+    # etf1 schedule, then the fire id, due, occurrence time, run, skipped (and backfill, await-done).
     at = occurrence.at_ms
-    once = fired_records([(schedule, occurrence.version)], fired_at_ms, source_topic)[0]
     sid = schedule.id.encode()
     fid = b"%s@%d/%d" % (sid, occurrence.version, at)  # model.occurrence_fire_id, encoded
-    ours: Headers = [
+    user = schedule.headers
+    if not user:
+        headers: Headers = [(HEADER_SCHEDULE_ID, sid), (HEADER_FIRED_AT, b"%d" % fired_at_ms)]
+    elif is_etf1(schedule):
+        headers = [(k, v) for k, v in user if k not in _ETF1_OURS]
+        headers += [
+            (HEADER_SCHEDULE_ID, sid),
+            (HEADER_FIRED_AT, b"%d" % fired_at_ms),
+            (HEADER_ETF1_TIMESTAMP, b"%d" % (schedule.created_ms // 1000)),
+            (HEADER_ETF1_KEY, sid),
+            (HEADER_ETF1_TOPIC, source_topic.encode()),
+        ]
+    else:
+        headers = [(k, v) for k, v in user if k not in SCHEDULER_HEADERS]
+        headers += [(HEADER_SCHEDULE_ID, sid), (HEADER_FIRED_AT, b"%d" % fired_at_ms)]
+    headers += [
         (HEADER_FIRE_ID, fid),
         (HEADER_DUE_AT, b"%d" % at),
         (HEADER_OCCURRENCE_AT, b"%d" % at),
@@ -156,12 +173,12 @@ def occurrence_record(
         (HEADER_SKIPPED, b"%d" % occurrence.skipped),
     ]
     if occurrence.backfill:
-        ours.append((HEADER_BACKFILL, b"1"))
+        headers.append((HEADER_BACKFILL, b"1"))
     if occurrence.await_done:
-        ours.append((HEADER_AWAIT_DONE, fid))
-    replaced = {name for name, _ in ours}
-    headers = [(k, v) for k, v in once.headers if k not in replaced] + ours
-    return once._replace(headers=headers)
+        headers.append((HEADER_AWAIT_DONE, fid))
+    return OutRecord(
+        schedule.target_topic, schedule.target_key, schedule.payload, headers, schedule.target_partition
+    )
 
 
 def history_record(topic: str, fired: OutRecord) -> OutRecord:

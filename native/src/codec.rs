@@ -713,6 +713,95 @@ pub fn decode_state<'a>(value: &'a [u8], fp: &[u8; 8]) -> Result<(Schedule<'a>, 
     Ok((s, version))
 }
 
+/// `due_ms` of a parked state record (scheduler.model.PARKED_MS): an occurrence there means none is left.
+pub const PARKED_MS: i64 = 253_402_300_799_999;
+
+/// The step of an `every` schedule fired on time (see `step_on_time`): the next state record (None: this fire
+/// is the last, the schedule ends), and the fired occurrence's nominal time, run number and skipped count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnTime {
+    pub next: Option<Vec<u8>>,
+    pub at_ms: i64,
+    pub run: i64,
+    pub skipped: i64,
+}
+
+/// The common case of scheduler.recurring.step, without building the schedule in Python: an `every` schedule
+/// (not cron, not after), not paused, nothing running or buffered, overlap "allow", missed "latest", "skip" or
+/// "all", whose armed occurrence is due (occurrence <= now) and the only one due (now < occurrence + every),
+/// and not late (within `grace_ms`, and within the catch-up window under "all"). Then the armed occurrence
+/// fires as run runs + 1, and the next state is the same record armed at occurrence + every (None when
+/// max_runs is reached or the next occurrence is after ends_at). Any other case, or a record of another
+/// writer schema, gives None: the Python engine decides. Arithmetic that would overflow gives None too.
+pub fn step_on_time(
+    value: &[u8],
+    now_ms: i64,
+    grace_ms: i64,
+    catch_up_ms: i64,
+    fp: &[u8; 8],
+) -> Option<OnTime> {
+    let (mut s, version) = decode_state(value, fp).ok()?;
+    let r = s.recurrence.as_mut()?;
+    let every = r.every_ms?;
+    let occ = r.occurrence_ms;
+    let plain = r.cron.is_none()
+        && r.after_ms.is_none()
+        && every > 0
+        && !r.paused
+        && r.running_ms.is_none()
+        && r.buffered_ms.is_none()
+        && r.overlap == "allow"
+        && occ != PARKED_MS
+        && r.max_runs.is_none_or(|m| r.runs < m);
+    if !plain || occ > now_ms {
+        return None;
+    }
+    let next = occ.checked_add(every)?;
+    if next <= now_ms || next >= PARKED_MS || r.starts_at.is_some_and(|s| next < s) {
+        return None; // more than one due, the end of the calendar, or before the start: the engine's
+    }
+    let late = now_ms.checked_sub(occ)?;
+    let window = match r.missed {
+        "latest" | "skip" => grace_ms,
+        "all" => grace_ms.min(r.catch_up_ms.unwrap_or(catch_up_ms)),
+        _ => return None,
+    };
+    if late > window {
+        return None; // missed, or out of the catch-up window: the engine counts it
+    }
+    let run = r.runs.checked_add(1)?;
+    let fired = OnTime {
+        next: None,
+        at_ms: occ,
+        run,
+        skipped: r.skipped,
+    };
+    if r.max_runs.is_some_and(|m| run >= m) || r.ends_at.is_some_and(|e| next > e) {
+        return Some(fired);
+    }
+    r.occurrence_ms = next;
+    r.runs = run;
+    s.due_ms = next;
+    Some(OnTime {
+        next: Some(encode_state(&s, version, fp)),
+        ..fired
+    })
+}
+
+/// The same state record with a new due time and recurrence state (the rest copied); None for a record of
+/// another writer schema or one that does not decode.
+pub fn restate(
+    value: &[u8],
+    due_ms: i64,
+    recurrence: Recurrence<'_>,
+    fp: &[u8; 8],
+) -> Option<Vec<u8>> {
+    let (mut s, version) = decode_state(value, fp).ok()?;
+    s.due_ms = due_ms;
+    s.recurrence = Some(recurrence);
+    Some(encode_state(&s, version, fp))
+}
+
 /// The due time, the first field of every state schema, without reading the rest (any fingerprint).
 pub fn peek_due_ms(value: &[u8]) -> Result<i64, DecodeError> {
     if value.len() < 2 || value[..2] != MAGIC {

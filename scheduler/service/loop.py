@@ -360,7 +360,7 @@ class SchedulerLoop:
                 found = self._decoded[(partition, sid)] = exc
         if isinstance(found, CorruptStateRecord) or found[0].recurrence is None:
             return None
-        return self._rules.step(found[0], found[1], now, room)
+        return self._rules.step(found[0], found[1], now, room, record)
 
     def _dead_letter_reason(self, partition: int, sid: bytes, record: bytes) -> str | None:
         """Called by the planner once per fire; keeps the decoded record for `_build`."""

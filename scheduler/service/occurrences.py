@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from scheduler import recurring
-from scheduler.codec import decode_state, encode_state
+from scheduler.codec import decode_state, encode_state, restate, step_on_time
 from scheduler.errors import CorruptStateRecord
 from scheduler.model import (
     Backfill,
@@ -76,14 +76,25 @@ class RecurringRules:
         schedule = dataclasses.replace(schedule, due_ms=due, recurrence=armed)
         return schedule, encode_state(schedule, version)
 
-    def step(self, schedule: Schedule, version: int, now_ms: int, limit: int) -> Stepped:
-        """The occurrences of a due recurring record that fire now (at most `limit`), and its next state."""
+    def step(
+        self, schedule: Schedule, version: int, now_ms: int, limit: int, record: bytes | None = None
+    ) -> Stepped:
+        """The occurrences of a due recurring record that fire now (at most `limit`), and its next state.
+        `record` is the state record `schedule` was decoded from: with it, an `every` schedule on time takes
+        the native path (codec.step_on_time, which agrees with the engine wherever it answers) and the engine's
+        next state is written by codec.restate, with no Schedule built in Python."""
         spec = schedule.recurrence
         assert spec is not None
+        now_ms = max(now_ms, schedule.due_ms)  # a prepared fire is judged at its due time
+        if record is not None and spec.every_ms is not None:
+            fast = step_on_time(record, now_ms, self.grace_ms, self.catch_up_ms)
+            if fast is not None:
+                state, at, run, skipped = fast
+                return Stepped([Occurrence(at, run, skipped, version, False, False)], state, 0, 0)
         taken = recurring.step(
             spec,
             schedule.due_ms,
-            max(now_ms, schedule.due_ms),  # a prepared fire is judged at its due time
+            now_ms,
             grace_ms=self.grace_ms,
             catch_up_ms=self.catch_up_ms,
             limit=max(1, limit),
@@ -92,16 +103,19 @@ class RecurringRules:
         fires = [Occurrence(o.at_ms, o.run, o.skipped_so_far, version, False, waits) for o in taken.fires]
         state = None
         if taken.state is not None:
-            state = encode_state(
-                dataclasses.replace(schedule, due_ms=taken.due_ms, recurrence=taken.state), version
-            )
+            if record is not None:
+                state = restate(record, taken.due_ms, taken.state)
+            else:
+                state = encode_state(
+                    dataclasses.replace(schedule, due_ms=taken.due_ms, recurrence=taken.state), version
+                )
         return Stepped(fires, state, taken.skipped, taken.missed)
 
     def advance(self, record: bytes, now_ms: int, room: int) -> Stepped | None:
         """`step` of a state record: None if it is a one-time schedule's (or does not decode). The loop has the
         record decoded already and calls `step`; this is the plain form (tests, tools)."""
         found = _recurring(record)
-        return None if found is None else self.step(found[0], found[1], now_ms, room)
+        return None if found is None else self.step(found[0], found[1], now_ms, room, record)
 
     def control(self, command: Control, pending: bytes | None, offset: int, now_ms: int) -> Applied:
         """Apply a control command to the pending state record of its id (None: nothing pending)."""

@@ -392,3 +392,166 @@ fn legal_topics() {
         assert!(!is_legal_topic(bad), "{bad}");
     }
 }
+
+fn every_state(r: Recurrence<'static>) -> Vec<u8> {
+    let s = Schedule {
+        due_ms: r.occurrence_ms,
+        recurrence: Some(r),
+        ..sample()
+    };
+    encode_state(&s, 9, &SFP)
+}
+
+fn on_time(occurrence_ms: i64) -> Recurrence<'static> {
+    Recurrence {
+        occurrence_ms,
+        ..default_recurrence()
+    }
+}
+
+#[test]
+fn an_on_time_every_step_arms_the_next_occurrence() {
+    let r = Recurrence {
+        runs: 4,
+        skipped: 2,
+        ..on_time(10_000)
+    };
+    let got = step_on_time(&every_state(r.clone()), 10_500, 60_000, 86_400_000, &SFP).unwrap();
+    assert_eq!((got.at_ms, got.run, got.skipped), (10_000, 5, 2));
+    let (s, version) = decode_state(got.next.as_deref().unwrap(), &SFP).unwrap();
+    let want = Recurrence {
+        occurrence_ms: 11_000,
+        runs: 5,
+        ..r
+    };
+    assert_eq!((s.due_ms, version, s.recurrence), (11_000, 9, Some(want)));
+    assert_eq!(
+        (s.id, s.payload, s.headers.len()),
+        (sample().id, sample().payload, 2)
+    );
+}
+
+#[test]
+fn the_last_on_time_occurrence_ends_the_schedule() {
+    let step = |r: Recurrence<'static>| step_on_time(&every_state(r), 10_000, 60_000, 1, &SFP);
+    let ends_at_next = step(Recurrence {
+        ends_at: Some(11_000),
+        ..on_time(10_000)
+    });
+    assert!(
+        ends_at_next.unwrap().next.is_some(),
+        "ends_at on the next occurrence: it still comes"
+    );
+    let ends_before = step(Recurrence {
+        ends_at: Some(10_999),
+        ..on_time(10_000)
+    });
+    assert_eq!(ends_before.unwrap().next, None);
+    let last_run = step(Recurrence {
+        max_runs: Some(3),
+        runs: 2,
+        ..on_time(10_000)
+    });
+    assert_eq!(last_run.map(|o| (o.next, o.run)), Some((None, 3)));
+}
+
+#[test]
+fn every_other_case_is_the_engines() {
+    let declined = [
+        Recurrence {
+            paused: true,
+            ..on_time(10_000)
+        },
+        Recurrence {
+            running_ms: Some(9_000),
+            ..on_time(10_000)
+        },
+        Recurrence {
+            buffered_ms: Some(9_000),
+            ..on_time(10_000)
+        },
+        Recurrence {
+            overlap: "skip",
+            ..on_time(10_000)
+        },
+        Recurrence {
+            missed: "bogus",
+            ..on_time(10_000)
+        },
+        Recurrence {
+            max_runs: Some(2),
+            runs: 2,
+            ..on_time(10_000)
+        },
+        Recurrence {
+            cron: Some("* * * * *"),
+            ..on_time(10_000)
+        },
+        Recurrence {
+            every_ms: None,
+            after_ms: Some(1000),
+            ..on_time(10_000)
+        },
+        Recurrence {
+            every_ms: Some(0),
+            ..on_time(10_000)
+        },
+        Recurrence {
+            starts_at: Some(20_000),
+            ..on_time(10_000)
+        },
+        on_time(10_001),    // not due
+        on_time(9_000),     // two due
+        on_time(PARKED_MS), // none left
+        Recurrence {
+            every_ms: Some(i64::MAX),
+            ..on_time(10_000)
+        }, // overflow
+    ];
+    for r in declined {
+        let record = every_state(r.clone());
+        assert_eq!(
+            step_on_time(&record, 10_000, 60_000, 1, &SFP),
+            None,
+            "{r:?}"
+        );
+    }
+    let late = every_state(on_time(10_000));
+    assert_eq!(
+        step_on_time(&late, 10_999, 998, 1_000_000, &SFP),
+        None,
+        "missed"
+    );
+    let all = every_state(Recurrence {
+        missed: "all",
+        ..on_time(10_000)
+    });
+    assert_eq!(
+        step_on_time(&all, 10_500, 60_000, 499, &SFP),
+        None,
+        "out of catch-up"
+    );
+    assert!(step_on_time(&all, 10_500, 60_000, 500, &SFP).is_some());
+    assert_eq!(step_on_time(b"garbage", 0, 0, 0, &SFP), None);
+    let mut other = late.clone();
+    other[3] ^= 1;
+    assert_eq!(
+        step_on_time(&other, 10_000, 60_000, 1, &SFP),
+        None,
+        "another writer schema"
+    );
+}
+
+#[test]
+fn restate_changes_only_due_and_recurrence() {
+    let record = encode_state(&recurring(), 4, &SFP);
+    let fresh = restate(&record, 77, default_recurrence(), &SFP).unwrap();
+    let (s, version) = decode_state(&fresh, &SFP).unwrap();
+    let want = Schedule {
+        due_ms: 77,
+        recurrence: Some(default_recurrence()),
+        ..recurring()
+    };
+    assert_eq!((s, version), (want, 4));
+    assert_eq!(restate(b"x", 1, default_recurrence(), &SFP), None);
+}

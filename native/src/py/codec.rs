@@ -654,6 +654,48 @@ impl Codec {
         PyTuple::new(py, [self.schedule(py, &s)?, version.into_bound_py_any(py)?])
     }
 
+    /// The on-time step of an `every` schedule's state record (codec::step_on_time): (next state record or
+    /// None when the schedule ends, the fired occurrence's at_ms, run, skipped so far), or None when the
+    /// Python engine must decide (any other case, or a record of another writer schema).
+    fn step_on_time<'py>(
+        &self,
+        py: Python<'py>,
+        record: &[u8],
+        now_ms: i64,
+        grace_ms: i64,
+        catch_up_ms: i64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Some(on) = codec::step_on_time(record, now_ms, grace_ms, catch_up_ms, &self.state_fp)
+        else {
+            return Ok(None);
+        };
+        let next = match &on.next {
+            None => py.None().into_bound(py),
+            Some(b) => PyBytes::new(py, b).into_any(),
+        };
+        let items = [
+            next,
+            on.at_ms.into_bound_py_any(py)?,
+            on.run.into_bound_py_any(py)?,
+            on.skipped.into_bound_py_any(py)?,
+        ];
+        PyTuple::new(py, items).map(Some)
+    }
+
+    /// The same state record with a new due time and Recurrence (the rest copied, no Schedule built); None
+    /// for a record of another writer schema or one that does not decode (the caller encodes it in Python).
+    fn restate<'py>(
+        &self,
+        py: Python<'py>,
+        record: &[u8],
+        due_ms: i64,
+        recurrence: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let held = HeldRecurrence::of(recurrence)?;
+        Ok(codec::restate(record, due_ms, held.view()?, &self.state_fp)
+            .map(|b| PyBytes::new(py, &b)))
+    }
+
     /// `decode_state` of every state record of a tick's fires in one call: (Schedule, version) each, or None
     /// for one it cannot read (Python decodes that one alone, for an older writer schema or the error's words).
     fn decode_states<'py>(
