@@ -83,7 +83,15 @@ from scheduler.model import (
     HEADER_STARTS_AT,
 )
 
-__all__ = ["KIND_HEADERS", "Limits", "StateRecord", "check_recurring", "is_occurrence_fire", "is_recurring"]
+__all__ = [
+    "KIND_HEADERS",
+    "Limits",
+    "StateRecord",
+    "check_recurring",
+    "ended_before",
+    "is_occurrence_fire",
+    "is_recurring",
+]
 
 KIND_HEADERS = (HEADER_EVERY_MS, HEADER_AFTER_MS, HEADER_CRON)
 NEVER = 1 << 62
@@ -342,7 +350,12 @@ def _check_id(
                 _check_all(out, spec, mine, upto)
         if spec.replaced_at is not None:
             _check_replaced(out, lim, spec, mine, log, states)
-        elif not mine and spec.starts_at is not None and spec.starts_at <= end_ms - lim.slack_ms:
+        elif (
+            not mine
+            and spec.starts_at is not None
+            and spec.starts_at <= end_ms - lim.slack_ms
+            and not _paused_throughout(log, spec)
+        ):
             out.add(
                 "recurring_never_fired", {"id": sid, "version": spec.version, "starts_at": spec.starts_at}
             )
@@ -392,6 +405,27 @@ def _check_fires(out: _Out, lim: Limits, spec: Spec, fires: list[Fire], log: IdL
             "recurring_past_max_runs",
             {"version": spec.version, "fires": len(fires), "max_runs": spec.max_runs},
         )
+
+
+def _paused_throughout(log: IdLog, spec: Spec) -> bool:
+    """Paused from before its first occurrence until after its last (or never resumed): it rightly never fired."""
+    last = spec.ends_at if spec.ends_at is not None else NEVER
+    first = spec.starts_at if spec.starts_at is not None else spec.ts
+    return any(v == spec.version and p <= first and r >= last for p, r, v in log.pauses)
+
+
+def ended_before(commands: Iterable[Record], fires: Iterable[Record], sid: str, at_ms: int) -> bool:
+    """Had the newest version of recurring id `sid` created before `at_ms` ended by then (ends_at passed, or all
+    its max_runs fired)? A pause or resume sent after that is rightly refused `not_recurring`."""
+    versions = [r for r in commands if r["k"] == sid and r["v"] is not None and HEADER_CONTROL not in _h(r)]
+    versions = [r for r in versions if r["ts"] <= at_ms]
+    if not versions:
+        return True  # nothing was pending
+    spec = _spec(max(versions, key=lambda r: r["o"]), _h(max(versions, key=lambda r: r["o"])))
+    if spec.ends_at is not None and spec.ends_at < at_ms:
+        return True
+    mine = [f for f in fires if (_h(f).get(HEADER_FIRE_ID) or "").startswith(f"{sid}@{spec.version}/")]
+    return spec.max_runs is not None and len(mine) >= spec.max_runs and max(f["ts"] for f in mine) < at_ms
 
 
 def _paused_between(log: IdLog, low: int, high: int) -> bool:
