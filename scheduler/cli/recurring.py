@@ -48,6 +48,15 @@ def _send(settings: ServiceSettings, action: str, schedule_id: str, *args: int) 
         getattr(client, action)(schedule_id, *args)
 
 
+def _control(
+    word: str, schedule_id: str, bootstrap: str | None, props: list[str] | None, topic: str | None
+) -> None:
+    settings = cluster_settings(bootstrap, props, topic)
+    _recurring(settings, schedule_id)
+    _send(settings, word, schedule_id)
+    typer.echo(f"{word} sent for {schedule_id}")
+
+
 def pause(
     schedule_id: ScheduleId,
     bootstrap: Bootstrap = None,
@@ -55,10 +64,7 @@ def pause(
     topic: ScheduledTopic = None,
 ) -> None:
     """Pause a recurring schedule: nothing fires until `resume` (exit 4 if it is not pending)."""
-    settings = cluster_settings(bootstrap, props, topic)
-    _recurring(settings, schedule_id)
-    _send(settings, "pause", schedule_id)
-    typer.echo(f"pause sent for {schedule_id}")
+    _control("pause", schedule_id, bootstrap, props, topic)
 
 
 def resume(
@@ -68,10 +74,7 @@ def resume(
     topic: ScheduledTopic = None,
 ) -> None:
     """Resume a paused recurring schedule from its next future occurrence (the paused ones never fire)."""
-    settings = cluster_settings(bootstrap, props, topic)
-    _recurring(settings, schedule_id)
-    _send(settings, "resume", schedule_id)
-    typer.echo(f"resume sent for {schedule_id}")
+    _control("resume", schedule_id, bootstrap, props, topic)
 
 
 def backfill(
