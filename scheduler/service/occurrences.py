@@ -27,6 +27,7 @@ from scheduler.model import (
     RejectReason,
     Resume,
     Schedule,
+    occurrence_fire_id,
 )
 from scheduler.records import Occurrence
 
@@ -110,6 +111,19 @@ class RecurringRules:
                     dataclasses.replace(schedule, due_ms=taken.due_ms, recurrence=taken.state), version
                 )
         return Stepped(fires, state, taken.skipped, taken.missed)
+
+    def relocated(self, schedule: Schedule, now_ms: int) -> Schedule:
+        """A recurring schedule moved home from another partition takes a new version (the move's offset), so
+        the done of an occurrence still running would name the old one and never match: the move counts as
+        that done (an `after` schedule is armed `after_ms` from now, overlap lets the next one fire)."""
+        spec = schedule.recurrence
+        if spec is None or spec.running_ms is None:
+            return schedule
+        moved = recurring.done(spec, 0, schedule.id, occurrence_fire_id(schedule.id, 0, spec.running_ms), now_ms)
+        if moved is None:
+            return schedule
+        spec, due = moved
+        return dataclasses.replace(schedule, due_ms=due, recurrence=spec)
 
     def advance(self, record: bytes, now_ms: int, room: int) -> Stepped | None:
         """`step` of a state record: None if it is a one-time schedule's (or does not decode). The loop has the

@@ -242,7 +242,8 @@ def _intake(
             return
     slot = (record.partition, sid)
     if isinstance(command, Relocated):
-        _take_relocated(plan, record, command, indexes[record.partition], validate)
+        moved = Relocated(rules.relocated(command.schedule, now_ms))
+        _take_relocated(plan, record, moved, indexes[record.partition], validate)
         return
     if isinstance(command, Cancel):
         plan.cancels += 1

@@ -200,3 +200,15 @@ def test_catch_up_under_all_stays_within_the_fire_budget() -> None:
     assert times == [NOW - 9000, NOW - 8000, NOW - 7000, NOW - 6000]
     nxt = state_of(plan, "a")
     assert nxt is not None and nxt[0].due_ms == NOW - 5000, "the rest fire next tick, oldest first"
+
+
+def test_a_relocated_after_schedule_waiting_for_its_done_is_armed_again() -> None:
+    """A move home gives a new version, so the old occurrence's done could never match: the move counts as it."""
+    spec = Recurrence(after_ms=2000, occurrence_ms=PARKED_MS, runs=1, running_ms=NOW - 5000)
+    waiting = Schedule("w", "target", PARKED_MS, b"v", created_ms=NOW - 9000, recurrence=spec)
+    moved = InputRecord(0, 30, NOW, b"w", encode_schedule(waiting), [("scheduler-relocated-from", b"2")])
+    plan = run([moved])
+    state = state_of(plan, "w")
+    assert state is not None and state[1] == 30 and plan.relocated == 1
+    assert state[0].due_ms == NOW + 2000, "armed after_ms from the move"
+    assert state[0].recurrence is not None and state[0].recurrence.running_ms is None
