@@ -195,13 +195,15 @@ def test_missed_occurrences_follow_the_policy_after_downtime(scheduler_topics: S
             assert occurrences(got, sid) == list(range(start, max(occurrences(got, sid)) + 1, 1000))
             continue
         assert len(gap) >= 2, f"{policy}: the downtime should have skipped occurrences: {gap}"
-        lateness = after[0].seen_ms - resumed
         if (
             policy == "latest"
         ):  # the most recent due occurrence fires (late or not), the older ones are skipped
-            assert after[0].timestamp_ms < resumed + 1000, "latest: not the most recent due occurrence"
+            # (a prepared fire due later in the same transaction may stamp it with exactly resumed + 1000)
+            assert after[0].timestamp_ms <= resumed + 1000, "latest: not the most recent due occurrence"
         else:
-            assert lateness < 300 + 1000, "skip: only an occurrence within the grace fires"
+            assert after[0].timestamp_ms - resumed <= 300 + 10, (
+                "skip: only an occurrence within the grace fires"
+            )
         assert int(after[0].header("scheduler-skipped")) == len(gap), (policy, gap)
     assert_once_and_never_early(got)
 

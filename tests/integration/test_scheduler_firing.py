@@ -84,6 +84,9 @@ def test_restart_fires_pending_exactly_once(scheduler_stack: SchedulerStack) -> 
         for i in range(50):
             client.schedule(f"p-{i}", topic=target, value=str(i), delay=timedelta(seconds=4 + (i % 5) * 0.2))
     first = scheduler_stack.instances[0]
+    # every command taken into state before the stop, so the restart must rebuild them (a loaded machine could
+    # leave some in `scheduled`, and the new instance would consume them as commands instead)
+    wait_until(lambda: first.metric("kafka_scheduler_commands_total") >= 50, 20, "50 commands taken")
     assert first.stop() == 0, first.log_tail()
     restarted = scheduler_stack.start_instance()
     tail = Tail(scheduler_stack.bootstrap, target)
