@@ -119,7 +119,9 @@ class RecurringRules:
         spec = schedule.recurrence
         if spec is None or spec.running_ms is None:
             return schedule
-        moved = recurring.done(spec, 0, schedule.id, occurrence_fire_id(schedule.id, 0, spec.running_ms), now_ms)
+        moved = recurring.done(
+            spec, 0, schedule.id, occurrence_fire_id(schedule.id, 0, spec.running_ms), now_ms
+        )
         if moved is None:
             return schedule
         spec, due = moved
