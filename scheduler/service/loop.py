@@ -349,27 +349,29 @@ class SchedulerLoop:
         decoded = decode_states([record for _p, _sid, record in due])
         self._decoded.update(zip([(p, sid) for p, sid, _record in due], decoded, strict=True))
 
-    def _advance(self, partition: int, sid: bytes, record: bytes, now: int, room: int) -> Stepped | None:
-        """A due recurring record's step (None for a one-time schedule, or one that does not decode: it is
-        dead-lettered as one)."""
+    def _decoded_of(
+        self, partition: int, sid: bytes, record: bytes
+    ) -> tuple[Schedule, int] | CorruptStateRecord:
+        """A candidate's state record decoded once per tick (the prefetch usually did it already)."""
         found = self._decoded.get((partition, sid))
         if found is None:
             try:
                 found = self._decoded[(partition, sid)] = decode_state(record)
             except CorruptStateRecord as exc:
                 found = self._decoded[(partition, sid)] = exc
+        return found
+
+    def _advance(self, partition: int, sid: bytes, record: bytes, now: int, room: int) -> Stepped | None:
+        """A due recurring record's step (None for a one-time schedule, or one that does not decode: it is
+        dead-lettered as one)."""
+        found = self._decoded_of(partition, sid, record)
         if isinstance(found, CorruptStateRecord) or found[0].recurrence is None:
             return None
         return self._rules.step(found[0], found[1], now, room, record)
 
     def _dead_letter_reason(self, partition: int, sid: bytes, record: bytes) -> str | None:
         """Called by the planner once per fire; keeps the decoded record for `_build`."""
-        found = self._decoded.get((partition, sid))
-        if found is None:
-            try:
-                found = self._decoded[(partition, sid)] = decode_state(record)
-            except CorruptStateRecord as exc:
-                found = self._decoded[(partition, sid)] = exc
+        found = self._decoded_of(partition, sid, record)
         decoded = None if isinstance(found, CorruptStateRecord) else found
         if self._failures and self._failures.get((partition, sid), 0) >= self._settings.fire_attempts:
             return "delivery_failed"
