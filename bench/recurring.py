@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the three shapes, alternating")
     parser.add_argument(
-        "--profile", type=Path, help="run the scheduler of the `every` shape under pyinstrument"
+        "--profile", type=Path, help="run the scheduler of one shape (--profile-shape) under pyinstrument"
     )
+    parser.add_argument("--profile-shape", default="every 1h", choices=list(shapes(0)))
     args = parser.parse_args(argv)
     console.print(
         f"B10 recurring: n={args.n:,} partitions={args.partitions} repeat={args.repeat} goal<={GOAL}"
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in shapes(0)}
     for _ in range(args.repeat):
         for name, results in runs.items():
-            results.append(drain(args.n, args.partitions, name, args.profile if name == "every 1h" else None))
+            results.append(
+                drain(args.n, args.partitions, name, args.profile if name == args.profile_shape else None)
+            )
     base = statistics.median(r["fires_per_s"] for r in runs["one-time"])
     rows = []
     result: dict[str, Any] = {"n": args.n, "partitions": args.partitions, "goal": GOAL, "runs": runs}
