@@ -87,13 +87,15 @@ class PartitionSnapshot:
     pending: int
     next_due_ms: int | None
     due_within: Mapping[str, int]  # window label ("1m", "5m", "1h", "6h", "24h") -> pending due within it
+    recurring: int = 0  # of `pending`, the recurring schedules
 
 
 PendingSource = Callable[[], list[PartitionSnapshot]]
 
 
 class PendingCollector(Collector):
-    """Exports pending_schedules, next_due_seconds and due_schedules from a snapshot source at scrape time."""
+    """Exports pending_schedules, recurring_schedules, next_due_seconds and due_schedules from a snapshot source
+    at scrape time."""
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._source: PendingSource | None = None
@@ -117,6 +119,11 @@ class PendingCollector(Collector):
             "Schedules waiting to fire, per owned partition.",
             labels=["partition"],
         )
+        recurring = GaugeMetricFamily(
+            PREFIX + "recurring_schedules",
+            "Recurring schedules pending (each counts once, however many occurrences are left), per partition.",
+            labels=["partition"],
+        )
         next_due = GaugeMetricFamily(
             PREFIX + "next_due_seconds",
             "Seconds until the earliest pending schedule is due (negative: overdue), per partition.",
@@ -131,16 +138,18 @@ class PendingCollector(Collector):
         for snap in snapshots:
             label = str(snap.partition)
             pending.add_metric([label], snap.pending)
+            recurring.add_metric([label], snap.recurring)
             if snap.next_due_ms is not None:
                 next_due.add_metric([label], snap.next_due_ms / 1000.0 - now)
             for window, count in snap.due_within.items():
                 due.add_metric([label, window], count)
-        return [pending, next_due, due]
+        return [pending, recurring, next_due, due]
 
     def describe(self) -> Iterable[Metric]:
         # Returning the families without calling the source keeps registration free of side effects.
         return [
             GaugeMetricFamily(PREFIX + "pending_schedules", "", labels=["partition"]),
+            GaugeMetricFamily(PREFIX + "recurring_schedules", "", labels=["partition"]),
             GaugeMetricFamily(PREFIX + "next_due_seconds", "", labels=["partition"]),
             GaugeMetricFamily(PREFIX + "due_schedules", "", labels=["partition", "window"]),
         ]

@@ -77,6 +77,57 @@ pub fn embedded_id(record: &[u8]) -> Option<&[u8]> {
     record.get(pos..pos.checked_add(len)?)
 }
 
+/// Is this the state record of a recurring schedule? Only the current state schema has a recurrence (a record
+/// of an older writer, or one that does not decode, is not one).
+/// Only the fields before the recurrence are walked (no copy, no text check: a put must stay cheap); a record
+/// that does not decode as a whole is caught where it is read.
+pub fn is_recurring(record: &[u8]) -> bool {
+    if record.len() < HEADER_LEN || record[2..HEADER_LEN] != crate::codec::STATE_FINGERPRINT {
+        return false;
+    }
+    recurrence_branch(record).is_some_and(|branch| branch == 1)
+}
+
+/// The union branch of the state record's `recurrence` field (0: null, 1: a Recurrence), walking the fields
+/// before it: due_ms, version, id, target_topic, target_key, target_partition, payload, headers, created_ms,
+/// producer.
+fn recurrence_branch(record: &[u8]) -> Option<i64> {
+    let skip_bytes = |pos: usize| -> Option<usize> {
+        let (len, pos) = read_long(record, pos)?;
+        let end = pos.checked_add(usize::try_from(len).ok()?)?;
+        (end <= record.len()).then_some(end)
+    };
+    let opt = |pos: usize, then: &dyn Fn(usize) -> Option<usize>| -> Option<usize> {
+        match read_long(record, pos)? {
+            (0, pos) => Some(pos),
+            (1, pos) => then(pos),
+            _ => None,
+        }
+    };
+    let long = |pos: usize| read_long(record, pos).map(|(_, pos)| pos);
+    let mut pos = long(long(HEADER_LEN)?)?; // due_ms, version
+    pos = skip_bytes(skip_bytes(pos)?)?; // id, target_topic
+    pos = opt(pos, &skip_bytes)?; // target_key
+    pos = opt(pos, &long)?; // target_partition (an int: the same varint)
+    pos = opt(pos, &skip_bytes)?; // payload
+    loop {
+        let (count, next) = read_long(record, pos)?;
+        pos = next;
+        if count == 0 {
+            break;
+        }
+        if count < 0 {
+            pos = long(pos)?; // the block's size in bytes
+        }
+        for _ in 0..count.unsigned_abs() {
+            pos = opt(skip_bytes(pos)?, &skip_bytes)?; // name, value
+        }
+    }
+    pos = long(pos)?; // created_ms
+    pos = opt(pos, &skip_bytes)?; // producer
+    read_long(record, pos).map(|(branch, _)| branch)
+}
+
 /// The index cannot take a record: the partition's arena is at its addressable size, or the record is too big.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -90,7 +141,8 @@ const EMPTY: u32 = u32::MAX;
 const DEAD: u32 = 1 << 31;
 const EXPLICIT_KEY: u32 = 1 << 30;
 const UNORDERED: u32 = 1 << 29; // its due does not read: held for get/remove, never due
-const LEN_MASK: u32 = UNORDERED - 1;
+const RECURRING: u32 = 1 << 28; // a recurring schedule's record (counted for the recurring gauge)
+const LEN_MASK: u32 = RECURRING - 1;
 /// A sealed chunk is compacted once this share of its bytes is dead (each freed byte moves at most 2 live ones).
 const COMPACT_DEAD: (usize, usize) = (1, 3);
 
@@ -541,6 +593,7 @@ pub struct DueIndex {
     next_seq: u32,
     seq_limit: u32,
     record_bytes: usize,
+    recurring: usize,
 }
 
 impl Default for DueIndex {
@@ -552,6 +605,7 @@ impl Default for DueIndex {
             next_seq: 0,
             seq_limit: u32::MAX,
             record_bytes: 0,
+            recurring: 0,
         }
     }
 }
@@ -567,6 +621,11 @@ impl DueIndex {
 
     pub fn is_empty(&self) -> bool {
         self.table.len == 0
+    }
+
+    /// How many of the pending schedules are recurring.
+    pub fn recurring(&self) -> usize {
+        self.recurring
     }
 
     pub fn get(&self, id: &[u8]) -> Option<&[u8]> {
@@ -593,11 +652,14 @@ impl DueIndex {
         self.table.grow_for_one_more(&self.arena);
         let seq = self.next_seq;
         let key = (embedded_id(record) != Some(id)).then_some(id);
-        let flags =
-            if key.is_some() { EXPLICIT_KEY } else { 0 } | if due.is_err() { UNORDERED } else { 0 };
+        let recurring = due.is_ok() && is_recurring(record);
+        let flags = if key.is_some() { EXPLICIT_KEY } else { 0 }
+            | if due.is_err() { UNORDERED } else { 0 }
+            | if recurring { RECURRING } else { 0 };
         let (loc, sealed) = self.arena.append(flags, seq, record, key)?;
         self.next_seq += 1;
         self.record_bytes += record.len();
+        self.recurring += usize::from(recurring);
         if let Ok(due) = due {
             self.order.insert(order_key(due, seq, loc));
         }
@@ -637,6 +699,7 @@ impl DueIndex {
     fn unlink(&mut self, loc: u32) {
         let entry = self.arena.entry(loc);
         self.record_bytes -= entry.record.len();
+        self.recurring -= usize::from(entry.flags & RECURRING != 0);
         if entry.flags & UNORDERED == 0 {
             let due = peek_due_ms(entry.record).expect("an ordered entry's due reads");
             self.order.remove(order_key(due, entry.seq, loc));
@@ -658,7 +721,7 @@ impl DueIndex {
             if entry.flags & DEAD == 0 {
                 let old = loc_of(chunk, offset);
                 let explicit = (entry.flags & EXPLICIT_KEY != 0).then_some(entry.key);
-                let flags = entry.flags & (EXPLICIT_KEY | UNORDERED);
+                let flags = entry.flags & (EXPLICIT_KEY | UNORDERED | RECURRING);
                 // cannot fail: the freed chunk number is the first one reused
                 let (loc, _) = self
                     .arena
@@ -791,6 +854,12 @@ impl DueIndex {
             }
         }
         assert_eq!(ordered, self.order.len);
+        let recurring = self
+            .arena
+            .live()
+            .filter(|(_, e)| e.flags & RECURRING != 0)
+            .count();
+        assert_eq!(recurring, self.recurring);
         assert_eq!(self.order.iter().count(), self.order.len);
         let keys: Vec<u128> = self.order.iter().collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
@@ -1074,6 +1143,88 @@ mod tests {
             ids(&ix, 10),
             model.into_iter().map(|(_, _, i)| i).collect::<Vec<_>>()
         );
+        ix.check();
+    }
+
+    fn state(id: &str, due: i64, every_ms: Option<i64>) -> Vec<u8> {
+        use crate::codec::{encode_state, Recurrence, Schedule, STATE_FINGERPRINT};
+        let recurrence = every_ms.map(|every| Recurrence {
+            cron: None,
+            every_ms: Some(every),
+            after_ms: None,
+            timezone: "UTC",
+            starts_at: None,
+            ends_at: None,
+            max_runs: None,
+            missed: "latest",
+            overlap: "allow",
+            catch_up_ms: None,
+            paused: false,
+            occurrence_ms: due,
+            runs: 0,
+            skipped: 0,
+            running_ms: None,
+            buffered_ms: None,
+        });
+        let s = Schedule {
+            id,
+            target_topic: "t",
+            due_ms: due,
+            payload: Some(b"p"),
+            target_key: (due % 2 == 0).then_some(b"key".as_slice()),
+            headers: vec![("a", Some(b"1".as_slice())), ("b", None)],
+            target_partition: (due % 3 == 0).then_some(-2),
+            created_ms: 1,
+            producer: (due % 5 == 0).then_some("producer-1"),
+            recurrence,
+        };
+        encode_state(&s, 7, &STATE_FINGERPRINT)
+    }
+
+    #[test]
+    fn counts_recurring_records_through_replace_remove_and_compaction() {
+        let mut ix = DueIndex::new();
+        for i in 0..3000 {
+            let id = format!("s{i}");
+            let every = (i % 3 == 0).then_some(1000);
+            ix.put(id.as_bytes(), &state(&id, i, every))
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(ix.recurring(), 1000);
+        for (_, record) in ix.items() {
+            let decoded =
+                crate::codec::decode_state(record, &crate::codec::STATE_FINGERPRINT).unwrap();
+            assert_eq!(is_recurring(record), decoded.0.recurrence.is_some());
+        }
+        // a recurring schedule replaced by a one-time one, and the other way round
+        ix.put(b"s0", &state("s0", 5, None)).unwrap().unwrap();
+        ix.put(b"s1", &state("s1", 5, Some(60_000)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ix.recurring(), 1000);
+        ix.put(b"s2", &state("s2", 5, Some(60_000)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ix.recurring(), 1001);
+        assert!(ix.remove(b"s3").is_some()); // recurring (3 % 3 == 0)
+        assert!(ix.remove(b"s4").is_some()); // one-time
+        assert_eq!(ix.recurring(), 1000);
+        // replace every recurring record many times over: chunks are compacted, the count holds
+        for round in 0..40 {
+            for i in (6..3000).step_by(3) {
+                let id = format!("s{i}");
+                ix.put(id.as_bytes(), &state(&id, round, Some(1000)))
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+        ix.check();
+        assert_eq!(ix.recurring(), 1000);
+        // a record that is not a current-schema state record is never counted
+        ix.put(b"x", &record(b"x", 3, 1)).unwrap().unwrap();
+        ix.put(b"y", b"not avro").unwrap().unwrap_err();
+        assert_eq!(ix.recurring(), 1000);
         ix.check();
     }
 

@@ -666,6 +666,6 @@ class SchedulerLoop:
             due = index.next_due_ms()
             if due is not None and due <= now:
                 overdue += index.count_due(now)
-            out.append(PartitionSnapshot(p, len(index), due, index.count_due_within(now)))
+            out.append(PartitionSnapshot(p, len(index), due, index.count_due_within(now), index.recurring()))
         self._metrics.overdue.set(overdue)
         return out

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 from scheduler.ops.state import find
 from tests.integration.scheduler_helpers import Record, Tail, read_all
-from tests.scheduler_proc import SchedulerStack, run_cli
+from tests.scheduler_proc import SchedulerProcess, SchedulerStack, run_cli
 
 HeaderList = list[tuple[str, bytes]]
 
@@ -348,3 +348,44 @@ def test_operator_commands_show_pause_resume_and_backfill(scheduler_topics: Sche
     refused = run_cli("pause", "ops-once", env=env)
     assert refused.returncode == 1 and "one-time" in refused.stderr
     assert run_cli("pause", "nobody", env=env).returncode == 4
+
+
+def test_recurring_gauge_counts_pending_recurring_schedules_across_a_rebuild(
+    scheduler_topics: SchedulerStack,
+) -> None:
+    """`kafka_scheduler_recurring_schedules` counts each pending recurring schedule once (one-time ones are not
+    in it), follows a cancel and an end, and a new instance rebuilds it from the state topic."""
+    stack = scheduler_topics
+    target = stack.create_target(f"{stack.scheduled_topic}-gauge")
+    first = stack.start_instance()
+    later = next_second(3_600_000)  # an hour away: they stay pending
+    for i in range(3):
+        send(stack, f"rec-{i}", every(target, 60_000, later))
+    send(stack, "rec-short", every(target, 1000, next_second(), max_runs="2"))  # ends within seconds
+    for i in range(2):
+        send(
+            stack,
+            f"once-{i}",
+            [("scheduler-target-topic", target.encode()), ("scheduler-delay-ms", b"3600000")],
+        )
+
+    def settles(instance: SchedulerProcess, recurring: float, pending: float, what: str) -> None:
+        end = time.monotonic() + 30
+        while True:
+            got = (
+                instance.metric("kafka_scheduler_recurring_schedules"),
+                instance.metric("kafka_scheduler_pending_schedules"),
+            )
+            if got == (recurring, pending):
+                return
+            assert time.monotonic() < end, (
+                f"{what}: (recurring, pending) = {got}, want {(recurring, pending)}"
+            )
+            time.sleep(0.3)
+
+    settles(first, 3, 5, "after rec-short ended")  # 3 hourly recurring + 2 one-time
+    send(stack, "rec-0", [], value=None)  # a cancel: a tombstone keyed by the id
+    settles(first, 2, 4, "after the cancel")
+    first.kill()
+    second = stack.start_instance()
+    settles(second, 2, 4, "rebuilt by a new instance")

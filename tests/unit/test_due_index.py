@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.codec import encode_state, peek_due_ms
+from scheduler.codec import decode_state, encode_state, peek_due_ms
 from scheduler.errors import CorruptStateRecord
-from scheduler.model import Schedule
+from scheduler.model import Recurrence, Schedule
 from scheduler.partitioner import partition_for
 from scheduler.service.index import WINDOWS, DueIndex, replay_state
 
@@ -54,16 +54,29 @@ class Model:
         return [(sid, rec) for _d, _n, sid, rec in ready]
 
 
-def state(sid: bytes, due: int, version: int, embedded: bytes | None = None) -> bytes:
-    """A real state record; `embedded` puts another id inside it than the key it is stored under."""
+def state(
+    sid: bytes, due: int, version: int, embedded: bytes | None = None, recurring: bool = False
+) -> bytes:
+    """A real state record; `embedded` puts another id inside it than the key it is stored under; `recurring`
+    makes it an `every` schedule's."""
+    spec = Recurrence(every_ms=60_000, occurrence_ms=due) if recurring else None
     return encode_state(
-        Schedule(id=(embedded or sid).decode(), target_topic="t", due_ms=due, payload=b"p"), version
+        Schedule(id=(embedded or sid).decode(), target_topic="t", due_ms=due, payload=b"p", recurrence=spec),
+        version,
     )
+
+
+def is_recurring(rec: bytes) -> bool:
+    try:
+        return decode_state(rec)[0].recurrence is not None
+    except CorruptStateRecord:
+        return False
 
 
 def values(sid: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.builds(lambda d, v: state(sid, d, v), DUES, st.integers(min_value=0, max_value=10**6)),
+        st.builds(lambda d: state(sid, d, 1, recurring=True), DUES),
         st.builds(lambda d: state(sid, d, 0, embedded=b"other-id"), DUES),
         st.sampled_from(CORRUPT),
     )
@@ -93,6 +106,7 @@ def agrees(index: DueIndex, model: Model, now: int) -> None:
         label: sum(d <= now + span for d in dues) for label, span in WINDOWS.items()
     }
     assert dict(index.items()) == {sid: rec for sid, (_d, _n, rec) in model.records.items()}
+    assert index.recurring() == sum(is_recurring(rec) for _d, _n, rec in model.records.values())
     for sid in [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"other-id"]:
         assert index.get(sid) == (model.records[sid][2] if sid in model.records else None)
         assert (sid in index) == (sid in model.records)

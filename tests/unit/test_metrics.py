@@ -110,7 +110,9 @@ def test_two_registries_do_not_share_state() -> None:
 def test_collector_exports_pending_next_due_and_windows() -> None:
     registry, m = make()
     snapshots = [
-        PartitionSnapshot(0, pending=5, next_due_ms=int((NOW + 30) * 1000), due_within={"1m": 1, "1h": 5}),
+        PartitionSnapshot(
+            0, pending=5, next_due_ms=int((NOW + 30) * 1000), due_within={"1m": 1, "1h": 5}, recurring=3
+        ),
         PartitionSnapshot(3, pending=2, next_due_ms=int((NOW - 2.5) * 1000), due_within={"1m": 2}),
         PartitionSnapshot(7, pending=0, next_due_ms=None, due_within={}),
     ]
@@ -118,6 +120,8 @@ def test_collector_exports_pending_next_due_and_windows() -> None:
     get = registry.get_sample_value
     assert get("kafka_scheduler_pending_schedules", {"partition": "0"}) == 5
     assert get("kafka_scheduler_pending_schedules", {"partition": "7"}) == 0
+    assert get("kafka_scheduler_recurring_schedules", {"partition": "0"}) == 3
+    assert get("kafka_scheduler_recurring_schedules", {"partition": "3"}) == 0
     assert get("kafka_scheduler_next_due_seconds", {"partition": "0"}) == pytest.approx(30)
     assert get("kafka_scheduler_next_due_seconds", {"partition": "3"}) == pytest.approx(-2.5)
     assert get("kafka_scheduler_next_due_seconds", {"partition": "7"}) is None

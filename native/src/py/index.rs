@@ -28,7 +28,7 @@ fn corrupt_error(py: Python<'_>, why: Corrupt) -> PyErr {
 
 fn full_error(_: Full) -> PyErr {
     PyMemoryError::new_err(
-        "a due index partition is at its addressable size (16 GiB of state records, records under 512 MiB): \
+        "a due index partition is at its addressable size (16 GiB of state records, records under 256 MiB): \
          add partitions to the scheduled and state topics",
     )
 }
@@ -120,6 +120,11 @@ impl PyDueIndex {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// How many of the pending schedules are recurring (their state records carry a recurrence).
+    fn recurring(&self) -> usize {
+        self.inner.recurring()
     }
 
     fn next_due_ms(&self) -> Option<i64> {
